@@ -1,0 +1,234 @@
+"""`kic`: the command line. Errors are one line on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import duckdb
+import pandas as pd
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from kic import jobs
+from kic.errors import KicError
+from kic.settings import BEST_SILHOUETTE, Settings, load_settings
+from warehouse.db import connect, first_line
+from warehouse.snapshots import cluster_table, list_snapshots, resolve_version
+
+console = Console()
+if not console.is_terminal:
+    console.width = max(console.width, 160)  # piped output: don't squeeze tables to 80 columns
+
+
+class KicGroup(TyperGroup):
+    """Turns the errors a user can act on into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KicError as exc:
+            message = str(exc)
+        except ValidationError as exc:
+            message = "invalid settings: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+        typer.echo(f"Error: {message}", err=True)
+        raise typer.Exit(1)
+
+
+app = typer.Typer(
+    cls=KicGroup,
+    help="Cluster Instagram beauty influencers into marketing personas, snapshot by snapshot.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option("--warehouse", "-w", help="DuckDB file (default: $KIC_WAREHOUSE or data/warehouse.duckdb)."),
+]
+# The cluster table as printed on a terminal; csv and json carry every column.
+TABLE_COLUMNS = ["rank", "persona", "size", "mean_er", "mean_active_rate", "median_follower"]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def settings_for(warehouse: Path | None, **overrides) -> Settings:
+    if warehouse is not None:
+        overrides["warehouse"] = warehouse
+    return load_settings(**overrides)
+
+
+def print_frame(frame: pd.DataFrame, fmt: Format, title: str | None = None) -> None:
+    if fmt is Format.csv:
+        typer.echo(frame.to_csv(index=False), nl=False)
+        return
+    if fmt is Format.json:
+        typer.echo(json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2))
+        return
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(str(column), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(format_cell(v) for v in row))
+    console.print(table)
+
+
+def format_cell(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.4f}"
+    return str(value)
+
+
+def show_clusters(frame: pd.DataFrame, version: int, fmt: Format = Format.table) -> None:
+    if fmt is Format.table:
+        frame = frame[TABLE_COLUMNS]
+    print_frame(frame, fmt, title=f"Snapshot {version}")
+
+
+@app.command("run")
+def run(
+    warehouse: WarehouseOption = None,
+    influencers: Annotated[
+        int | None, typer.Option(help="Size of the synthetic cohort (default 1,000).")
+    ] = None,
+    on: Annotated[
+        str | None, typer.Option("--date", help="Day the crawl describes, YYYY-MM-DD (default today).")
+    ] = None,
+) -> None:
+    """The main job: crawl the embedded synthetic cohort, derive features, recluster, show the clusters."""
+    overrides = {}
+    if influencers is not None:
+        overrides["synthetic"] = {"influencers": influencers}
+    settings = settings_for(warehouse, **overrides)
+    day = parse_date(on, "--date") or date.today()
+    crawl = jobs.crawl_synthetic(settings, day)
+    typer.echo(
+        f"crawl {crawl.crawl_id}: {crawl.accounts} synthetic influencers, {crawl.posts} posts, as of {day}"
+    )
+    summary = jobs.features(settings, day)
+    echo_features(summary)
+    result = jobs.recluster_latest(settings)
+    show_clusters(result.cluster_table, result.version)
+    typer.echo(f"snapshot {result.version} ({result.clustering.published}) stored in {settings.warehouse}")
+    typer.echo(f"query it: duckdb -readonly {settings.warehouse} \"FROM clusters.latest_profiles\"")
+
+
+@app.command("import-csv")
+def import_csv(
+    path: Annotated[Path, typer.Argument(help="CSV in the study's layout.")],
+    warehouse: WarehouseOption = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Day the data describes, YYYY-MM-DD (default today).")
+    ] = None,
+) -> None:
+    """Import a CSV of per-account means in the study's layout as one run."""
+    settings = settings_for(warehouse)
+    result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or date.today())
+    typer.echo(
+        f"import {result.crawl_id}: {result.accounts} account(s) stored, {result.rejected} row(s) rejected"
+        + (f" ({result.note})" if result.note else "")
+    )
+    if result.rejected:
+        typer.echo(
+            f"see why: kic sql \"FROM raw.rejected_rows WHERE crawl_id = {result.crawl_id}\""
+        )
+
+
+@app.command("features")
+def features(
+    warehouse: WarehouseOption = None,
+    on: Annotated[
+        str | None, typer.Option("--date", help="Feature date, YYYY-MM-DD (default: latest data).")
+    ] = None,
+) -> None:
+    """Derive the features of one date from the latest crawl of each influencer."""
+    echo_features(jobs.features(settings_for(warehouse), parse_date(on, "--date")))
+
+
+def echo_features(summary) -> None:
+    excluded = ", ".join(f"{reason}: {n}" for reason, n in summary.not_clusterable.items())
+    typer.echo(
+        f"features {summary.feature_date}: {summary.influencers} influencers, "
+        f"{summary.clusterable} clusterable" + (f" (not clusterable: {excluded})" if excluded else "")
+    )
+
+
+@app.command("recluster")
+def recluster(
+    warehouse: WarehouseOption = None,
+    publish: Annotated[
+        str | None,
+        typer.Option(help=f"Candidate to publish, e.g. kmeans-k4, or {BEST_SILHOUETTE}."),
+    ] = None,
+    scaling: Annotated[str | None, typer.Option(help="none, standard or minmax.")] = None,
+) -> None:
+    """Fit every candidate on the latest features and store a new snapshot."""
+    settings = settings_for(warehouse)
+    changes = {k: v for k, v in {"publish": publish, "scaling": scaling}.items() if v is not None}
+    cfg = settings.clustering.model_validate({**settings.clustering.model_dump(), **changes})
+    result = jobs.recluster_latest(settings, cfg)
+    if result.features is not None:
+        echo_features(result.features)
+    show_clusters(result.cluster_table, result.version)
+    typer.echo(f"snapshot {result.version} ({result.clustering.published}) stored in {settings.warehouse}")
+
+
+@app.command("snapshots")
+def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.table) -> None:
+    """List the stored snapshots."""
+    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+        print_frame(list_snapshots(con), fmt)
+
+
+@app.command("show")
+def show(
+    version: Annotated[int | None, typer.Argument(help="Snapshot version (default latest).")] = None,
+    warehouse: WarehouseOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The cluster table of a snapshot."""
+    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+        version = resolve_version(con, version)
+        show_clusters(cluster_table(con, version), version, fmt)
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run on the warehouse, read-only.")],
+    warehouse: WarehouseOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Run a read-only SQL query on the warehouse."""
+    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+        try:
+            frame = con.execute(query).df()
+        except duckdb.Error as exc:
+            raise KicError(f"query failed: {first_line(exc)}") from None
+    print_frame(frame, fmt)
+
+
+def parse_date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise KicError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None

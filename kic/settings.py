@@ -1,0 +1,116 @@
+"""The one settings object: defaults, then an optional `kic.toml`, then `KIC_*` env vars.
+
+Nested sections use `__` in env names, e.g. `KIC_CLUSTERING__PUBLISH=best-silhouette`;
+lists are JSON, e.g. `KIC_CLUSTERING__KMEANS_K='[3, 4, 5]'`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "KIC_CONFIG"
+DEFAULT_CONFIG_FILE = "kic.toml"
+
+# The study's final model: complete linkage cut at distance 20 (six personas).
+STUDY_CANDIDATE = "hierarchical-complete-t20"
+BEST_SILHOUETTE = "best-silhouette"
+
+
+class ClusteringSettings(BaseModel):
+    """How influencers are clustered on (ER, active_rate) and which candidate is published."""
+
+    scaling: Literal["none", "standard", "minmax"] = "none"
+    seed: int = 42
+    kmeans_k: list[int] = Field(default_factory=lambda: list(range(3, 9)))
+    kmeans_n_init: int = Field(10, ge=1)
+    elbow_k: list[int] = Field(default_factory=lambda: list(range(1, 10)))
+    kmedoids_k: list[int] = Field(default_factory=lambda: [3, 4, 5])
+    kmedoids_method: Literal["pam", "alternate"] = "pam"
+    hierarchical_linkage: Literal["complete", "single", "average", "ward"] = "complete"
+    hierarchical_thresholds: list[float] = Field(default_factory=lambda: [20.0, 25.0, 30.0])
+    hierarchical_k: list[int] = Field(default_factory=list)
+    # Silhouette is exact up to this many influencers, a seeded sample of this size beyond.
+    silhouette_sample_size: int = Field(20_000, ge=100)
+    # A candidate name (e.g. "kmeans-k4") or "best-silhouette".
+    publish: str = STUDY_CANDIDATE
+
+    @field_validator("kmeans_k", "kmedoids_k", "hierarchical_k")
+    @classmethod
+    def _at_least_two_clusters(cls, ks: list[int]) -> list[int]:
+        if any(k < 2 for k in ks):
+            raise ValueError("cluster counts must be >= 2")
+        return sorted(set(ks))
+
+    @field_validator("elbow_k")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("elbow K must be >= 1")
+        return sorted(set(ks))
+
+    @field_validator("hierarchical_thresholds")
+    @classmethod
+    def _positive_thresholds(cls, ts: list[float]) -> list[float]:
+        if any(t <= 0 for t in ts):
+            raise ValueError("distance thresholds must be > 0")
+        return sorted(set(ts))
+
+
+class SyntheticSettings(BaseModel):
+    """The seeded synthetic cohort used when no real source is configured."""
+
+    influencers: int = Field(1000, ge=10)
+    seed: int = 20200601
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KIC_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    warehouse: Path = Path("data/warehouse.duckdb")
+    clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments > environment > kic.toml > defaults.
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+
+def config_file() -> Path:
+    """The optional TOML config: `$KIC_CONFIG` if set, else ./kic.toml."""
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings now (env and file are read on every call, never cached)."""
+    path = config_file()
+    if CONFIG_ENV in os.environ and not path.is_file():
+        from kic.errors import KicError
+
+        raise KicError(f"{CONFIG_ENV}={path}: no such config file")
+    return Settings(**overrides)

@@ -1,0 +1,130 @@
+"""Opening the DuckDB warehouse, and creating or upgrading its schema by numbered migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from kic.errors import KicError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+SCHEMA_VERSION_DDL = """
+CREATE SCHEMA IF NOT EXISTS meta;
+-- Grain: one row per applied migration. Key: version.
+CREATE TABLE IF NOT EXISTS meta.schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the code, in order."""
+    found = []
+    for entry in MIGRATIONS_DIR.iterdir():
+        match = MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    return found
+
+
+def latest_version() -> int:
+    return migrations()[-1][0]
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's recorded schema version, 0 for an empty database."""
+    exists = scalar(
+        con,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'meta' AND table_name = 'schema_migrations'",
+    )
+    if not exists:
+        return 0
+    return scalar(con, "SELECT coalesce(max(version), 0) FROM meta.schema_migrations")
+
+
+def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[int]:
+    """Apply every pending migration up to `target`, each in its own transaction."""
+    current = schema_version(con)
+    newest = latest_version()
+    if current > newest:
+        raise KicError(
+            f"warehouse schema version {current} is newer than this kic knows ({newest}); "
+            "upgrade kic"
+        )
+    applied = []
+    for version, name, sql in migrations():
+        if version <= current or (target is not None and version > target):
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(SCHEMA_VERSION_DDL)
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+@contextmanager
+def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse; for writing, create it or upgrade its schema first."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise KicError(f"no warehouse at {path}: run `kic run` or `kic import-csv` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
+    try:
+        if read_only:
+            have, need = schema_version(con), latest_version()
+            if have != need:
+                raise KicError(
+                    f"warehouse {path} is at schema version {have}, this kic needs {need}: "
+                    "run any writing command (e.g. `kic features`) to upgrade it"
+                )
+        else:
+            migrate(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Writes that belong together: all committed, or none."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params=None):
+    """The single value a query returns (fetched completely: DuckDB 2 streams results)."""
+    rows = con.execute(sql, params).fetchall()
+    return rows[0][0] if rows else None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,87 @@
+"""Writing the raw layer: crawl runs and the rows they fetched, in batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+
+import duckdb
+import pandas as pd
+
+from warehouse.db import scalar
+
+RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
+
+OPEN_RUN = """
+INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested)
+VALUES (?, ?, ?, ?, 'running', ?)
+RETURNING crawl_id
+"""
+
+# Counts are derived from what was actually stored, so they can never disagree with it.
+CLOSE_RUN = """
+UPDATE raw.crawl_runs SET
+    status = $status,
+    finished_at = $finished_at,
+    accounts_ok = (SELECT count(*) FROM raw.account_outcomes
+                   WHERE crawl_id = $crawl_id AND status IN ('ok', 'private')),
+    accounts_failed = (SELECT count(*) FROM raw.account_outcomes
+                       WHERE crawl_id = $crawl_id AND status NOT IN ('ok', 'private'))
+                    + (SELECT count(*) FROM raw.rejected_rows WHERE crawl_id = $crawl_id),
+    profiles_written = (SELECT count(*) FROM raw.profiles WHERE crawl_id = $crawl_id),
+    posts_written = (SELECT count(*) FROM raw.posts WHERE crawl_id = $crawl_id),
+    stats = $stats,
+    message = $message
+WHERE crawl_id = $crawl_id
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_run(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    origin: str | None,
+    as_of_date: date,
+    accounts_requested: int | None = None,
+) -> int:
+    """Record a new crawl or import as running; return its crawl id."""
+    return scalar(con, OPEN_RUN, [source, origin, as_of_date, utcnow(), accounts_requested])
+
+
+def close_run(
+    con: duckdb.DuckDBPyConnection,
+    crawl_id: int,
+    status: str,
+    stats: Mapping | None = None,
+    message: str | None = None,
+) -> None:
+    """Close a run with its final status; counts come from the rows it stored."""
+    con.execute(
+        CLOSE_RUN,
+        {
+            "crawl_id": crawl_id,
+            "status": status,
+            "finished_at": utcnow(),
+            "stats": json.dumps(stats, default=str) if stats is not None else None,
+            "message": message,
+        },
+    ).fetchall()
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame | Sequence[Mapping]) -> int:
+    """Append a batch of rows to raw.<table>, matching columns by name; return the count."""
+    if table not in RAW_TABLES:
+        raise ValueError(f"not a raw table: {table}")
+    batch = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+    if batch.empty:
+        return 0
+    con.register("raw_batch", batch)
+    try:
+        con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM raw_batch").fetchall()
+    finally:
+        con.unregister("raw_batch")
+    return len(batch)
