@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from kic import jobs
 from kic.errors import KicError
 from kic.settings import BEST_SILHOUETTE, Settings, load_settings
 from warehouse.db import connect, first_line
@@ -114,6 +113,7 @@ def run(
     ] = None,
 ) -> None:
     """The main job: crawl the embedded synthetic cohort, derive features, recluster, show the clusters."""
+    from kic import jobs  # lazily: reading commands start without scikit-learn
     overrides = {}
     if influencers is not None:
         overrides["synthetic"] = {"influencers": influencers}
@@ -140,6 +140,7 @@ def import_csv(
     ] = None,
 ) -> None:
     """Import a CSV of per-account means in the study's layout as one run."""
+    from kic import jobs  # lazily: reading commands start without scikit-learn
     settings = settings_for(warehouse)
     result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or date.today())
     typer.echo(
@@ -160,6 +161,7 @@ def features(
     ] = None,
 ) -> None:
     """Derive the features of one date from the latest crawl of each influencer."""
+    from kic import jobs  # lazily: reading commands start without scikit-learn
     echo_features(jobs.features(settings_for(warehouse), parse_date(on, "--date")))
 
 
@@ -181,6 +183,7 @@ def recluster(
     scaling: Annotated[str | None, typer.Option(help="none, standard or minmax.")] = None,
 ) -> None:
     """Fit every candidate on the latest features and store a new snapshot."""
+    from kic import jobs  # lazily: reading commands start without scikit-learn
     settings = settings_for(warehouse)
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling}.items() if v is not None}
     cfg = settings.clustering.model_validate({**settings.clustering.model_dump(), **changes})

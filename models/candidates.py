@@ -71,7 +71,7 @@ def candidate_grid(cfg: ClusteringSettings) -> list[Candidate]:
     grid += [
         Candidate(
             f"hierarchical-{method}-k{k}", "hierarchical",
-            HierarchicalClustering(method=method, n_clusters=k), k=k,
+            HierarchicalClustering(method=method, distance_threshold=None, n_clusters=k), k=k,
         )
         for k in cfg.hierarchical_k
     ]

@@ -40,6 +40,15 @@ class Clustering:
     assignments: pd.DataFrame  # username, cluster, persona, er, active_rate
     profiles: pd.DataFrame  # one row per cluster
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The rows of each clusters.* table under a snapshot, in insertion order."""
+        return {
+            "candidates": self.candidates,
+            "kmeans_elbow": self.elbow,
+            "assignments": self.assignments,
+            "profiles": self.profiles,
+        }
+
     @property
     def n_influencers(self) -> int:
         return len(self.assignments)

@@ -8,11 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from kic.errors import KicError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+# Files are written in the storage format of DuckDB 1.4 (LTS), so that any DuckDB CLI from
+# 1.4 on (including the 1.5 one on PyPI) opens the warehouse, not only DuckDB 2.
+STORAGE_COMPATIBILITY = "v1.4.0"
 
 SCHEMA_VERSION_DDL = """
 CREATE SCHEMA IF NOT EXISTS meta;
@@ -89,7 +94,8 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
     try:
@@ -117,6 +123,14 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Insert a DataFrame's rows into `table` in one statement, matching columns by name."""
+    # DuckDB reads `frame` from this function's locals (a replacement scan): no
+    # registration to undo, so nothing is left to clean up in an aborted transaction.
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame").fetchall()
+    return len(frame)
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params=None):

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import duckdb
 import pandas as pd
 
-from warehouse.db import scalar
+from warehouse.db import insert_frame, scalar
 
 RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
 
@@ -79,9 +79,4 @@ def append(con: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame | Sequ
     batch = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
     if batch.empty:
         return 0
-    con.register("raw_batch", batch)
-    try:
-        con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM raw_batch").fetchall()
-    finally:
-        con.unregister("raw_batch")
-    return len(batch)
+    return insert_frame(con, f"raw.{table}", batch)

@@ -7,16 +7,17 @@ import subprocess
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
 from kic.errors import KicError
-from models.recluster import Clustering
-from warehouse.db import scalar, transaction
+from warehouse.db import insert_frame, scalar, transaction
 from warehouse.raw import utcnow
 
-SNAPSHOT_TABLES = ("candidates", "kmeans_elbow", "assignments", "profiles")
+if TYPE_CHECKING:  # the model code (scikit-learn) is not needed to read snapshots
+    from models.recluster import Clustering
 
 NEXT_VERSION = "SELECT coalesce(max(version), 0) + 1 FROM clusters.snapshots"
 INSERT_SNAPSHOT = """
@@ -54,14 +55,6 @@ def code_version() -> str:
     return f"{version}+g{commit}" if commit else version
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, version: int, rows: pd.DataFrame) -> None:
-    con.register("snapshot_rows", rows.assign(version=version))
-    try:
-        con.execute(f"INSERT INTO clusters.{table} BY NAME SELECT * FROM snapshot_rows").fetchall()
-    finally:
-        con.unregister("snapshot_rows")
-
-
 def write_snapshot(con: duckdb.DuckDBPyConnection, clustering: Clustering) -> int:
     """Store a clustering as the next snapshot version, all of it in one transaction."""
     with transaction(con):
@@ -80,10 +73,8 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, clustering: Clustering) -> in
                 clustering.n_clusters,
             ],
         ).fetchall()
-        _insert(con, "candidates", version, clustering.candidates)
-        _insert(con, "kmeans_elbow", version, clustering.elbow)
-        _insert(con, "assignments", version, clustering.assignments)
-        _insert(con, "profiles", version, clustering.profiles)
+        for table, rows in clustering.tables().items():
+            insert_frame(con, f"clusters.{table}", rows.assign(version=version))
     return version
 
 

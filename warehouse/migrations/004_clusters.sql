@@ -82,26 +82,31 @@ WHERE version = (SELECT max(version) FROM clusters.snapshots);
 -- (including influencers present in only one of them). Key: username.
 CREATE VIEW clusters.changes AS
 WITH latest_two AS (
-    SELECT version, row_number() OVER (ORDER BY version DESC) AS recency
+    SELECT
+        max(version)                              AS current_version,
+        max(version) FILTER (version < (SELECT max(version) FROM clusters.snapshots))
+                                                  AS previous_version
     FROM clusters.snapshots
-    QUALIFY recency <= 2
 ),
 cur AS (
-    SELECT a.* FROM clusters.assignments a JOIN latest_two l ON a.version = l.version AND l.recency = 1
+    SELECT a.username, a.persona FROM clusters.assignments a, latest_two l
+    WHERE a.version = l.current_version
 ),
 prev AS (
-    SELECT a.* FROM clusters.assignments a JOIN latest_two l ON a.version = l.version AND l.recency = 2
+    SELECT a.username, a.persona FROM clusters.assignments a, latest_two l
+    WHERE a.version = l.previous_version
 )
 SELECT
     coalesce(cur.username, prev.username)  AS username,
-    prev.version                            AS previous_version,
+    l.previous_version,
     prev.persona                            AS previous_persona,
-    cur.version                             AS current_version,
+    l.current_version,
     cur.persona                             AS current_persona,
     CASE WHEN prev.username IS NULL THEN 'new'
          WHEN cur.username IS NULL THEN 'dropped'
          ELSE 'changed' END                  AS change
 FROM cur
-FULL OUTER JOIN prev USING (username)
-WHERE (SELECT count(*) FROM latest_two) = 2
+FULL OUTER JOIN prev ON cur.username = prev.username
+CROSS JOIN latest_two AS l
+WHERE l.previous_version IS NOT NULL
   AND cur.persona IS DISTINCT FROM prev.persona;

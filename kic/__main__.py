@@ -1,0 +1,3 @@
+from kic.cli import app
+
+app(prog_name="kic")

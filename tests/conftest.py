@@ -1,0 +1,78 @@
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from warehouse import raw
+from warehouse.db import connect
+
+REPO = Path(__file__).resolve().parents[1]
+# The study's public data, shared by every session and CI; absent on a user's fresh clone.
+STUDY_DATA = Path(os.environ.get("KIC_STUDY_DATA", REPO.parent / "shared" / "seed" / "study-data"))
+FETCHED_AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def study_file():
+    def get(name: str) -> Path:
+        path = STUDY_DATA / name
+        if not path.is_file():
+            pytest.skip(f"study data not available ({path})")
+        return path
+
+    return get
+
+
+@pytest.fixture
+def warehouse_path(tmp_path) -> Path:
+    return tmp_path / "warehouse.duckdb"
+
+
+@pytest.fixture
+def con(warehouse_path):
+    with connect(warehouse_path) as connection:
+        yield connection
+
+
+def add_crawl(con, on: date, profiles: list[dict], posts: list[dict] = (), status="succeeded",
+              outcomes: dict[str, str] | None = None, source="web") -> int:
+    """Write a crafted crawl: profile dicts need username (+ any raw.profiles column)."""
+    outcomes = outcomes or {}
+    crawl_id = raw.open_run(con, source, "test", on, accounts_requested=len(profiles))
+    stamp = {"crawl_id": crawl_id, "fetched_at": FETCHED_AT}
+    raw.append(con, "profiles", [
+        {"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp}
+        for p in profiles
+    ])
+    raw.append(con, "posts", [
+        {"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts
+    ])
+    raw.append(con, "account_outcomes", [
+        {"username": p["username"], "status": outcomes.get(p["username"], "private" if p.get("is_private") else "ok"), **stamp}
+        for p in profiles
+    ])
+    raw.close_run(con, crawl_id, status)
+    return crawl_id
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+    env = {**os.environ, **(extra or {})}
+    # Let child processes cache bytecode even where the sandbox forbids it (it costs each
+    # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `kic` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "kic", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(env),
+        cwd=cwd,
+        timeout=600,
+    )

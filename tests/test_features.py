@@ -1,0 +1,97 @@
+from datetime import date, timedelta
+
+import pytest
+
+from conftest import add_crawl
+from transforms.features import derive_features, features_are_stale
+
+DAY = date(2026, 11, 1)
+
+
+def post(username, n, kind, likes, comments, media_type="GraphImage", product_type="feed"):
+    return {"username": username, "post_id": f"{username}-{n}", "kind": kind, "likes": likes,
+            "comments": comments, "media_type": media_type, "product_type": product_type}
+
+
+def features(con, on=DAY):
+    derive_features(con, on)
+    columns = ["username", "image_love", "image_comment", "video_love", "video_comment", "igtv_love",
+               "igtv_comment", "er", "active_rate", "posts_observed", "is_clusterable",
+               "not_clusterable_reason", "crawl_id", "follower"]
+    rows = con.execute(
+        f"SELECT {', '.join(columns)} FROM features.influencer_features WHERE feature_date = ?", [on]
+    ).fetchall()
+    return {r[0]: dict(zip(columns, r)) for r in rows}
+
+
+def test_means_per_media_kind_and_the_studys_formulas(con):
+    posts = [
+        post("ann", 1, "image", 100, 10),
+        post("ann", 2, "image", 300, 30, media_type="GraphSidecar"),  # carousel counts as image
+        post("ann", 3, "video", 1000, 5, media_type="GraphVideo", product_type="clips"),  # reel
+        post("ann", 4, "video", 500, 1, media_type="GraphVideo"),
+        post("ann", 5, "igtv", 50, 2, media_type="GraphVideo", product_type="igtv"),
+    ]
+    add_crawl(con, DAY, [{"username": "ann", "followers": 4000}], posts)
+    ann = features(con)["ann"]
+    assert (ann["image_love"], ann["image_comment"]) == (200, 20)
+    assert (ann["video_love"], ann["video_comment"]) == (750, 3)
+    assert (ann["igtv_love"], ann["igtv_comment"]) == (50, 2)
+    assert ann["er"] == pytest.approx((200 + 20) / 4000 * 100)
+    assert ann["active_rate"] == pytest.approx(20 / (200 + 1) * 100)
+    assert (ann["posts_observed"], ann["is_clusterable"]) == (5, True)
+
+
+def test_hidden_likes_are_left_out_not_counted_as_zero(con):
+    posts = [post("bo", 1, "image", 100, 10), post("bo", 2, "image", None, 30),
+             post("cy", 1, "image", None, 4), post("cy", 2, "video", 80, 2)]
+    add_crawl(con, DAY, [{"username": "bo"}, {"username": "cy"}], posts)
+    rows = features(con)
+    assert rows["bo"]["image_love"] == 100  # the hidden count is not a zero
+    assert rows["bo"]["image_comment"] == 20
+    assert rows["bo"]["is_clusterable"]
+    assert (rows["cy"]["is_clusterable"], rows["cy"]["not_clusterable_reason"]) == (False, "likes_hidden")
+    assert rows["cy"]["er"] is None
+
+
+def test_unreadable_influencers_are_kept_with_the_reason(con):
+    profiles = [{"username": "priv", "is_private": True}, {"username": "empty"},
+                {"username": "nofans", "followers": 0}, {"username": "videos"}]
+    posts = [post("nofans", 1, "image", 1, 1), post("videos", 1, "video", 10, 1)]
+    add_crawl(con, DAY, profiles, posts)
+    reasons = {u: (r["is_clusterable"], r["not_clusterable_reason"]) for u, r in features(con).items()}
+    assert reasons == {
+        "priv": (False, "private"),
+        "empty": (False, "no_readable_posts"),
+        "nofans": (False, "no_followers"),
+        "videos": (False, "no_image_posts"),
+    }
+
+
+def test_each_influencer_is_read_from_its_latest_readable_crawl_up_to_the_date(con):
+    week = timedelta(days=7)
+    old = add_crawl(con, DAY - week, [{"username": "dee", "followers": 100}], [post("dee", 1, "image", 1, 1)])
+    add_crawl(con, DAY, [{"username": "dee", "followers": 200}], [post("dee", 2, "image", 2, 2)],
+              outcomes={"dee": "rate_limited"})
+    add_crawl(con, DAY, [{"username": "dee", "followers": 300}], [post("dee", 3, "image", 3, 3)],
+              status="failed")
+    newer = add_crawl(con, DAY + week, [{"username": "dee", "followers": 400}], [post("dee", 4, "image", 4, 4)])
+    assert features(con, DAY)["dee"]["crawl_id"] == old  # rate-limited and failed crawls skipped
+    assert features(con, DAY)["dee"]["follower"] == 100
+    assert features(con, DAY + week)["dee"]["crawl_id"] == newer
+
+
+def test_rederiving_a_date_replaces_its_rows(con):
+    add_crawl(con, DAY, [{"username": "eve"}], [post("eve", 1, "image", 10, 1)])
+    features(con)
+    features(con)
+    assert con.execute("SELECT count(*) FROM features.influencer_features").fetchall() == [(1,)]
+
+
+def test_features_are_stale_after_a_new_crawl(con):
+    add_crawl(con, DAY, [{"username": "fay"}], [post("fay", 1, "image", 10, 1)])
+    assert features_are_stale(con)
+    derive_features(con)
+    assert not features_are_stale(con)
+    add_crawl(con, DAY, [{"username": "fay"}], [post("fay", 2, "image", 10, 1)])
+    assert features_are_stale(con)
