@@ -107,3 +107,16 @@ def test_a_failure_in_the_middle_of_a_snapshot_write_leaves_no_partial_snapshot(
         write_snapshot(con, broken)
     assert counts(con) == before
     assert write_snapshot(con, clustering) == 2  # the version number was not burnt either
+
+
+def test_recluster_derives_features_first_when_raw_data_is_newer(warehouse_path):
+    from kic import jobs
+    from kic.settings import Settings
+
+    settings = Settings(warehouse=warehouse_path, clustering=CFG, synthetic={"influencers": 120})
+    jobs.crawl_synthetic(settings, date(2026, 5, 1))
+    first = jobs.recluster_latest(settings)
+    assert first.features is not None and first.features.feature_date == date(2026, 5, 1)
+    again = jobs.recluster_latest(settings)
+    assert again.features is None  # nothing new: the features were reused
+    assert again.version == first.version + 1
