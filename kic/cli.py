@@ -106,29 +106,175 @@ def show_clusters(frame: pd.DataFrame, version: int, fmt: Format = Format.table)
 def run(
     warehouse: WarehouseOption = None,
     influencers: Annotated[
-        int | None, typer.Option(help="Size of the synthetic cohort (default 1,000).")
+        int | None, typer.Option(help="Size of the sandbox's synthetic cohort (default 1,000).")
     ] = None,
     on: Annotated[
-        str | None, typer.Option("--date", help="Day the crawl describes, YYYY-MM-DD (default today).")
+        str | None, typer.Option("--date", help="Day to crawl, YYYY-MM-DD (default today).")
     ] = None,
 ) -> None:
-    """The main job: crawl the embedded synthetic cohort, derive features, recluster, show the clusters."""
+    """The main job: start the local sandbox, crawl it, derive features, recluster, show the clusters."""
     from kic import jobs  # lazily: reading commands start without scikit-learn
+    from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest
+    from kic.sandbox import Sandbox
+
     overrides = {}
     if influencers is not None:
         overrides["synthetic"] = {"influencers": influencers}
     settings = settings_for(warehouse, **overrides)
-    day = parse_date(on, "--date") or date.today()
-    crawl = jobs.crawl_synthetic(settings, day)
-    typer.echo(
-        f"crawl {crawl.crawl_id}: {crawl.accounts} synthetic influencers, {crawl.posts} posts, as of {day}"
-    )
-    summary = jobs.features(settings, day)
-    echo_features(summary)
+    day = parse_date(on, "--date") or settings.today()
+    settings.sandbox.date = day
+    with Sandbox(settings) as sandbox:
+        typer.echo(f"sandbox: {settings.synthetic.influencers} synthetic influencers at {sandbox.url}, as of {day}")
+        request = CrawlRequest(
+            usernames=[a.username for a in sandbox.population.accounts],
+            as_of=day,
+            base_url=sandbox.url,
+            scrapy_settings=SANDBOX_SCRAPY_SETTINGS,
+        )
+        echo_crawl(crawl_with_progress(settings, request))
+    echo_features(jobs.features(settings, day))
     result = jobs.recluster_latest(settings)
     show_clusters(result.cluster_table, result.version)
     typer.echo(f"snapshot {result.version} ({result.clustering.published}) stored in {settings.warehouse}")
-    typer.echo(f"query it: duckdb -readonly {settings.warehouse} \"FROM clusters.latest_profiles\"")
+    typer.echo(f"query it: uv run duckdb -readonly {settings.warehouse} \"FROM clusters.latest_profiles\"")
+
+
+def crawl_with_progress(settings: Settings, request):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kic.crawl import run_crawl
+
+    with Progress(
+        TextColumn("crawling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("crawl", total=None)
+        return run_crawl(settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def echo_crawl(summary) -> None:
+    outcomes = ", ".join(f"{status}: {n}" for status, n in summary.outcomes.items())
+    typer.echo(
+        f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {summary.accounts_requested} "
+        f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
+        + (f" - {summary.message}" if summary.message else "")
+    )
+    typer.echo(f"crawl log: {summary.log_file}")
+
+
+@app.command("crawl")
+def crawl(
+    warehouse: WarehouseOption = None,
+    source: Annotated[str, typer.Option(help="web (the web client's JSON) or graph (Graph API).")] = "web",
+    accounts: Annotated[
+        list[str] | None, typer.Option("--accounts", help="Accounts to crawl (default: the watchlist).")
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Discover accounts posting under this hashtag.")] = None,
+    on: Annotated[str | None, typer.Option("--date", help="Day the crawl describes (default today).")] = None,
+) -> None:
+    """Run one crawl into the warehouse (`scrapy crawl instagram` in a subprocess)."""
+    from kic.crawl import CrawlRequest
+
+    if source not in ("web", "graph"):
+        raise KicError(f"--source must be web or graph, not {source!r}")
+    settings = settings_for(warehouse)
+    names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
+    echo_crawl(crawl_with_progress(settings, CrawlRequest(source, names, tag, parse_date(on, "--date"))))
+
+
+@app.command("sandbox")
+def sandbox(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    on: Annotated[str | None, typer.Option("--date", help="Day to serve (default: today).")] = None,
+    influencers: Annotated[int | None, typer.Option(help="Size of the synthetic cohort.")] = None,
+) -> None:
+    """Serve the synthetic cohort as a local fake Instagram until Ctrl-C."""
+    import time
+
+    from kic.sandbox import Sandbox
+
+    overrides = {"synthetic": {"influencers": influencers}} if influencers else {}
+    settings = load_settings(**overrides)
+    if port is not None:
+        settings.sandbox.port = port
+    if on is not None:
+        settings.sandbox.date = parse_date(on, "--date")
+    with Sandbox(settings) as server:
+        typer.echo(f"sandbox serving {settings.synthetic.influencers} influencers as of "
+                   f"{server.today()} at {server.url}")
+        typer.echo(f"crawl it: KIC_WEB_BASE_URL={server.url} KIC_GRAPH_BASE_URL={server.url} kic crawl --tag {settings.sandbox.tag}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("sandbox stopped")
+
+
+accounts_app = typer.Typer(help="The watchlist: accounts crawled when a crawl names none.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("add")
+def accounts_add(
+    names: Annotated[list[str], typer.Argument(help="Usernames or profile URLs.")],
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Watch these accounts."""
+    from kic.study_csv import normalize_account
+    from warehouse import watchlist
+
+    usernames = []
+    for name in names:
+        username = normalize_account(name)
+        if username is None:
+            raise KicError(f"not an Instagram username or profile URL: {name!r}")
+        usernames.append(username)
+    with connect(settings_for(warehouse).warehouse) as con:
+        added = watchlist.add(con, usernames, "manual")
+    typer.echo(f"{added} account(s) added to the watchlist")
+
+
+@accounts_app.command("import")
+def accounts_import(
+    path: Annotated[Path, typer.Argument(help="The study's account CSV, or one username or URL per line.")],
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Watch every account listed in a file."""
+    from kic.account_lists import read_account_list
+    from warehouse import watchlist
+
+    listed = read_account_list(path)
+    with connect(settings_for(warehouse).warehouse) as con:
+        added = watchlist.add(con, listed.usernames, f"file:{path.name}")
+    typer.echo(
+        f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
+        + (f"; {listed.duplicates} duplicate(s) skipped" if listed.duplicates else "")
+    )
+    for number, value in listed.invalid:
+        typer.echo(f"skipped line {number}: not an Instagram username or profile URL: {value!r}", err=True)
+
+
+@accounts_app.command("list")
+def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.table) -> None:
+    """The watchlist."""
+    from warehouse import watchlist
+
+    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+        print_frame(watchlist.list_accounts(con), fmt)
+
+
+@accounts_app.command("remove")
+def accounts_remove(
+    names: Annotated[list[str], typer.Argument(help="Usernames to stop watching.")],
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Stop watching these accounts (what was crawled stays)."""
+    from kic.study_csv import normalize_account
+    from warehouse import watchlist
+
+    with connect(settings_for(warehouse).warehouse) as con:
+        removed = watchlist.remove(con, [normalize_account(n) or n for n in names])
+    typer.echo(f"{removed} account(s) removed from the watchlist")
 
 
 @app.command("import-csv")

@@ -6,11 +6,13 @@ lists are JSON, e.g. `KIC_CLUSTERING__KMEANS_K='[3, 4, 5]'`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +75,39 @@ class SyntheticSettings(BaseModel):
     seed: int = 20200601
 
 
+class SandboxFaults(BaseModel):
+    """Faults the sandbox injects. Lists name accounts; rates draw from a seeded stream."""
+
+    throttled: dict[str, int] = Field(default_factory=dict)  # account -> 429s before success
+    failing: dict[str, int] = Field(default_factory=dict)  # account -> 503s before success
+    retry_after_seconds: int = Field(1, ge=0)
+    rate_limit_rate: float = Field(0.0, ge=0, le=1)  # share of requests starting a 429 burst
+    rate_limit_burst: int = Field(3, ge=1)  # consecutive 429s in a burst
+    server_error_rate: float = Field(0.0, ge=0, le=1)
+    slow_rate: float = Field(0.0, ge=0, le=1)
+    slow_seconds: float = Field(1.0, ge=0)
+    malformed_rate: float = Field(0.0, ge=0, le=1)
+    slow: list[str] = Field(default_factory=list)
+    malformed: list[str] = Field(default_factory=list)
+    private: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    login_walled: list[str] = Field(default_factory=list)
+    checkpoint: list[str] = Field(default_factory=list)
+
+
+class SandboxSettings(BaseModel):
+    """The local fake Instagram serving the synthetic cohort."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)  # 0: a free port
+    date: dt.date | None = None  # the day it serves; None: today in `timezone`
+    tag: str = "뷰티"  # the hashtag every synthetic account posts with
+    tag_page_size: int = Field(50, ge=1)
+    graph_page_size: int = Field(5, ge=1)
+    graph_access_token: SecretStr | None = None  # if set, the only token accepted
+    faults: SandboxFaults = Field(default_factory=SandboxFaults)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KIC_",
@@ -83,6 +118,25 @@ class Settings(BaseSettings):
     warehouse: Path = Path("data/warehouse.duckdb")
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    # Crawling. Base URLs point the same spider at Instagram, a fixture server or the sandbox.
+    web_base_url: str = "https://www.instagram.com"
+    web_app_id: str = "936619743392459"  # the web client's X-IG-App-ID
+    web_sessionid: SecretStr | None = None  # Instagram session cookie, if crawling logged in
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    graph_user_id: str | None = None  # the app's own Instagram business account id
+    graph_access_token: SecretStr | None = None
+    # Name of a Prefect Secret block holding the Graph API token, read when the env has none.
+    graph_access_token_block: str | None = None
+    posts_per_account: int = Field(12, ge=1)  # the profile grid's 12, as the study read
+    tag_max_pages: int = Field(3, ge=1)
+    timezone: str = "Asia/Seoul"  # the day a crawl describes is a day in this zone
+
+    def today(self) -> dt.date:
+        """Today in the settings' time zone: the day a crawl made now describes."""
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
 
     @classmethod
     def settings_customise_sources(

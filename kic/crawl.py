@@ -1,0 +1,154 @@
+"""Running the Scrapy spider in its own process, as `scrapy crawl` would, and reporting on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from kic.errors import KicError
+from kic.secrets import graph_access_token
+from kic.settings import Settings
+from scrapers.extensions import ProgressLines
+from warehouse.db import connect, scalar
+
+# Crawling the local sandbox needs no politeness; real sources keep settings.py's.
+SANDBOX_SCRAPY_SETTINGS = {
+    "DOWNLOAD_DELAY": "0",
+    "AUTOTHROTTLE_ENABLED": "False",
+    "CONCURRENT_REQUESTS": "32",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "32",
+    "RETRY_BACKOFF_BASE": "0.2",
+}
+
+RUN_SUMMARY = """
+SELECT crawl_id, status, source, as_of_date, accounts_requested, accounts_ok, accounts_failed,
+       profiles_written, posts_written, message
+FROM raw.crawl_runs WHERE crawl_id = ?
+"""
+OUTCOME_COUNTS = """
+SELECT status, count(*) FROM raw.account_outcomes WHERE crawl_id = ? GROUP BY ALL ORDER BY 2 DESC
+"""
+RUN_STARTED_SINCE = "SELECT max(crawl_id) FROM raw.crawl_runs WHERE started_at >= ?"
+
+
+@dataclass(frozen=True)
+class CrawlSummary:
+    crawl_id: int
+    status: str
+    source: str
+    as_of_date: date
+    accounts_requested: int
+    accounts_ok: int
+    accounts_failed: int
+    profiles_written: int
+    posts_written: int
+    message: str | None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    log_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class CrawlRequest:
+    source: str = "web"  # web | graph
+    usernames: Sequence[str] | None = None  # None: the tag's accounts, or the watchlist
+    tag: str | None = None
+    as_of: date | None = None  # default: today in the settings' time zone
+    base_url: str | None = None  # override the source's base URL (e.g. the sandbox)
+    scrapy_settings: dict[str, str] = field(default_factory=dict)
+
+
+def scrapy_command(settings: Settings, request: CrawlRequest, usernames_file: Path | None, log_file: Path) -> list[str]:
+    args = ["-a", f"source={request.source}"]
+    if usernames_file is not None:
+        args += ["-a", f"usernames_file={usernames_file}"]
+    if request.tag:
+        args += ["-a", f"tag={request.tag}"]
+    if request.as_of:
+        args += ["-a", f"date={request.as_of.isoformat()}"]
+    scrapy_settings = {
+        "KIC_WAREHOUSE": str(settings.warehouse),
+        "KIC_PROGRESS": "True",
+        "LOG_FILE": str(log_file),
+        **request.scrapy_settings,
+    }
+    if request.base_url:
+        key = "KIC_GRAPH_BASE_URL" if request.source == "graph" else "KIC_WEB_BASE_URL"
+        scrapy_settings[key] = request.base_url
+    for name, value in scrapy_settings.items():
+        args += ["-s", f"{name}={value}"]
+    return [sys.executable, "-m", "scrapy", "crawl", "instagram", *args]
+
+
+def crawl_env(settings: Settings, source: str) -> dict[str, str]:
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "scrapers.settings"}
+    if source == "graph" and (token := graph_access_token(settings)):
+        env["KIC_GRAPH_ACCESS_TOKEN"] = token  # to the child only; Scrapy never sees it as a setting
+    return env
+
+
+def run_crawl(
+    settings: Settings,
+    request: CrawlRequest,
+    progress: Callable[[int, int], None] | None = None,
+) -> CrawlSummary:
+    """Run one crawl in a Scrapy subprocess; return what it stored. Its log goes to a file."""
+    if request.source == "graph" and not (settings.graph_user_id and graph_access_token(settings)):
+        raise KicError("source graph needs KIC_GRAPH_USER_ID and KIC_GRAPH_ACCESS_TOKEN (or a Prefect Secret block)")
+    logs = settings.warehouse.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = datetime.now().astimezone()
+    log_file = logs / f"crawl-{started:%Y%m%d-%H%M%S-%f}.log"
+    with tempfile.TemporaryDirectory() as tmp:
+        usernames_file = None
+        if request.usernames is not None:
+            usernames_file = Path(tmp) / "usernames.txt"
+            usernames_file.write_text("\n".join(request.usernames), encoding="utf-8")
+        elif not request.tag:
+            with connect(settings.warehouse) as con:  # creates or upgrades the warehouse
+                if not scalar(con, "SELECT count(*) FROM watchlist.accounts WHERE active"):
+                    raise KicError("the watchlist is empty: `kic accounts add NAME…`, or crawl --accounts / --tag")
+        command = scrapy_command(settings, request, usernames_file, log_file)
+        returncode, output = stream(command, crawl_env(settings, request.source), progress)
+    with connect(settings.warehouse) as con:
+        crawl_id = scalar(con, RUN_STARTED_SINCE, [started])
+        if crawl_id is None:
+            said = " | ".join(output) or last_lines(log_file)
+            raise KicError(f"the crawl did not start (exit status {returncode}): {said}")
+        row = con.execute(RUN_SUMMARY, [crawl_id]).fetchall()[0]
+        outcomes = dict(con.execute(OUTCOME_COUNTS, [crawl_id]).fetchall())
+    return CrawlSummary(*row, outcomes=outcomes, log_file=log_file)
+
+
+def stream(
+    command: list[str], env: dict, progress: Callable[[int, int], None] | None
+) -> tuple[int, list[str]]:
+    """Run the crawler, feeding its progress lines to `progress`.
+
+    Returns its exit status and the last lines it printed besides progress (what it says
+    before its log file is set up, such as a bad argument).
+    """
+    other: deque[str] = deque(maxlen=5)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
+        for line in child.stdout:
+            if line.startswith(ProgressLines.PREFIX):
+                if progress is not None:
+                    counts = json.loads(line.removeprefix(ProgressLines.PREFIX))
+                    progress(counts["done"], counts["total"])
+            elif line.strip():
+                other.append(line.strip())
+        return child.wait(), list(other)
+
+
+def last_lines(log_file: Path, n: int = 3) -> str:
+    if not log_file.exists():
+        return "no log written"
+    with log_file.open(encoding="utf-8", errors="replace") as handle:
+        return " | ".join(line.strip() for line in deque(handle, maxlen=n))

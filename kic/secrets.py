@@ -1,0 +1,26 @@
+"""Secrets: from the environment (via settings), else from a Prefect Secret block.
+
+Values are returned as plain strings only at the point of use; they are never logged,
+never put in Scrapy settings and never written to the warehouse.
+"""
+
+from __future__ import annotations
+
+from kic.errors import KicError
+from kic.settings import Settings
+
+
+def graph_access_token(settings: Settings) -> str | None:
+    """The Graph API token: KIC_GRAPH_ACCESS_TOKEN, else the Prefect Secret block named in settings."""
+    if settings.graph_access_token is not None:
+        return settings.graph_access_token.get_secret_value()
+    if settings.graph_access_token_block:
+        from prefect.blocks.system import Secret
+
+        try:
+            return str(Secret.load(settings.graph_access_token_block).get())
+        except ValueError as exc:
+            raise KicError(
+                f"Prefect Secret block {settings.graph_access_token_block!r} could not be read: {exc}"
+            ) from None
+    return None

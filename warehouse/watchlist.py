@@ -1,0 +1,54 @@
+"""The watchlist: accounts crawled when a crawl does not name its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from warehouse.db import connect, scalar
+from warehouse.raw import utcnow
+
+ACTIVE_USERNAMES = "SELECT username FROM watchlist.accounts WHERE active ORDER BY added_at, username"
+LIST_ACCOUNTS = "SELECT username, added_at, added_from, active FROM watchlist.accounts ORDER BY added_at, username"
+
+
+def add(con: duckdb.DuckDBPyConnection, usernames: Iterable[str], added_from: str) -> int:
+    """Watch these accounts (again, if they were removed); return how many were new."""
+    names = list(dict.fromkeys(usernames))
+    if not names:
+        return 0
+    before = scalar(con, "SELECT count(*) FROM watchlist.accounts")
+    con.execute(
+        "UPDATE watchlist.accounts SET active = true WHERE NOT active AND username IN (SELECT unnest(?))", [names]
+    ).fetchall()
+    frame = pd.DataFrame({"username": names, "added_at": utcnow(), "added_from": added_from, "active": True})
+    con.execute(
+        "INSERT INTO watchlist.accounts BY NAME SELECT * FROM frame ON CONFLICT DO NOTHING"
+    ).fetchall()
+    return scalar(con, "SELECT count(*) FROM watchlist.accounts") - before
+
+
+def remove(con: duckdb.DuckDBPyConnection, usernames: Iterable[str]) -> int:
+    """Stop watching these accounts (their crawled data stays); return how many were active."""
+    names = list(dict.fromkeys(usernames))
+    return scalar(
+        con,
+        "WITH changed AS (UPDATE watchlist.accounts SET active = false "
+        "WHERE active AND username IN (SELECT unnest(?)) RETURNING 1) SELECT count(*) FROM changed",
+        [names],
+    )
+
+
+def active_usernames(warehouse: str | Path) -> list[str]:
+    """The active watchlist, read with a short read-only connection (empty if no warehouse)."""
+    if not Path(warehouse).exists():
+        return []
+    with connect(warehouse, read_only=True) as con:
+        return [u for (u,) in con.execute(ACTIVE_USERNAMES).fetchall()]
+
+
+def list_accounts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(LIST_ACCOUNTS).df()
