@@ -10,7 +10,7 @@ from kic.synthetic import Population
 from models.recluster import recluster
 from kic.settings import ClusteringSettings
 from transforms.features import derive_features, load_clusterable
-from warehouse import raw
+from warehouse import raw, watchlist
 from warehouse.db import MIGRATIONS_DIR, connect, latest_version, migrate, migrations, schema_version
 from warehouse.snapshots import write_snapshot
 
@@ -104,6 +104,7 @@ def populated(tmp_path_factory):
     population = Population(150, seed=3)
     cfg = ClusteringSettings(kmeans_k=[3], kmedoids_k=[3], elbow_k=[1, 2])
     with connect(path) as con:
+        watchlist.add(con, [a.username for a in population.accounts[:20]], "manual")
         for day in (date(2026, 3, 1), date(2026, 3, 8)):
             write_synthetic_crawl(con, population, day)
             derive_features(con, day)
