@@ -88,9 +88,13 @@ def scrapy_command(settings: Settings, request: CrawlRequest, usernames_file: Pa
 
 
 def crawl_env(settings: Settings, source: str) -> dict[str, str]:
+    """The crawler's environment: secrets go to the child process only, never as Scrapy settings."""
     env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "scrapers.settings"}
-    if source == "graph" and (token := graph_access_token(settings)):
-        env["KIC_GRAPH_ACCESS_TOKEN"] = token  # to the child only; Scrapy never sees it as a setting
+    if settings.web_sessionid is not None:
+        env["KIC_WEB_SESSIONID"] = settings.web_sessionid.get_secret_value()
+    if source == "graph":
+        env["KIC_GRAPH_USER_ID"] = settings.graph_user_id or ""
+        env["KIC_GRAPH_ACCESS_TOKEN"] = graph_access_token(settings) or ""
     return env
 
 

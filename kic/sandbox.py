@@ -147,6 +147,13 @@ def graph_error(code: int, message: str, subcode: int | None = None) -> dict:
 
 # --- the server ------------------------------------------------------------------------
 
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 drops connections under a crawler's concurrency, and each
+    # dropped SYN costs the client a second.
+    request_queue_size = 256
+
+
 class Sandbox:
     """The fake Instagram: `with Sandbox(settings) as sandbox: sandbox.url`."""
 
@@ -164,8 +171,7 @@ class Sandbox:
 
     # lifecycle
     def start(self) -> Sandbox:
-        self.server = ThreadingHTTPServer((self.config.host, self.config.port), self.handler())
-        self.server.daemon_threads = True
+        self.server = SandboxServer((self.config.host, self.config.port), self.handler())
         self.thread = threading.Thread(target=self.server.serve_forever, name="sandbox", daemon=True)
         self.thread.start()
         return self

@@ -1,0 +1,193 @@
+"""Real crawls: the Scrapy spider in a subprocess against the sandbox on a random loopback port."""
+
+import json
+import os
+import signal
+import subprocess
+from datetime import date
+
+import duckdb
+import pytest
+
+from conftest import subprocess_env
+from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, run_crawl, scrapy_command
+from kic.sandbox import Sandbox
+from kic.settings import Settings
+from kic.synthetic import Population
+from scrapers.extensions import ProgressLines
+from transforms.features import derive_features
+from warehouse.db import connect
+
+DAY = date(2026, 6, 1)
+SEED = 77
+FAST = {**SANDBOX_SCRAPY_SETTINGS, "RETRY_TIMES": "2"}
+
+
+def names(n=40):
+    return [a.username for a in Population(n, SEED).accounts]
+
+
+def settings_for(tmp_path, n=40, **sandbox):
+    return Settings(
+        warehouse=tmp_path / "w.duckdb",
+        synthetic={"influencers": n, "seed": SEED},
+        sandbox={"date": DAY, **sandbox},
+        graph_user_id="17841400000000000",
+        graph_access_token="s3cr3t-graph-token",
+    )
+
+
+def crawl(settings, usernames=None, source="web", extra=None, **request):
+    with Sandbox(settings) as sandbox:
+        return run_crawl(settings, CrawlRequest(
+            source=source, usernames=usernames, as_of=DAY, base_url=sandbox.url,
+            scrapy_settings={**FAST, **(extra or {})}, **request,
+        ))
+
+
+def rows(settings, sql, params=None):
+    with connect(settings.warehouse, read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def outcomes(settings, crawl_id):
+    return {u: (s, r) for u, s, r in rows(
+        settings, "SELECT username, status, reason FROM raw.account_outcomes WHERE crawl_id = ?", [crawl_id])}
+
+
+def test_web_crawl_stores_what_the_sandbox_serves_and_an_outcome_for_every_account(tmp_path):
+    n = names()
+    faults = {"throttled": {n[1]: 2}, "failing": {n[2]: 1}, "private": [n[3]], "deleted": [n[4]],
+              "malformed": [n[5]], "retry_after_seconds": 1}
+    settings = settings_for(tmp_path, faults=faults)
+    summary = crawl(settings, n + ["nobody.here"])
+    assert (summary.status, summary.accounts_requested) == ("succeeded", 41)
+    got = outcomes(settings, summary.crawl_id)
+    assert len(got) == 41
+    assert got[n[1]][0] == got[n[2]][0] == "ok"  # retried after 429s and a 503, then read
+    assert got[n[3]] == ("private", None)
+    assert got[n[4]][0] == got["nobody.here"][0] == "not_found"
+    assert got[n[5]][0] == "error" and "malformed JSON" in got[n[5]][1]
+    detail = rows(settings, "SELECT detail FROM raw.account_outcomes WHERE username = ?", [n[5]])[0][0]
+    assert detail.startswith('{"data"')  # the bad answer, kept for diagnosis
+    stats = json.loads(rows(settings, "SELECT stats FROM raw.crawl_runs")[0][0])
+    assert stats["retry/reason_count/429 Unknown Status"] == 2
+    assert stats["retry/backoff_seconds"] >= 2.0  # waited the Retry-After of both 429s
+
+    # What was stored is what the sandbox served that day.
+    population = Population(40, SEED)
+    truth = population.profile(population.by_username()[n[0]], DAY)
+    profile = rows(settings, "SELECT followers, media_count FROM raw.profiles WHERE username = ?", [n[0]])
+    assert profile == [(truth.followers, truth.media_count)]
+    posts = dict(rows(settings, "SELECT post_id, likes FROM raw.posts WHERE username = ?", [n[0]]))
+    hidden = population.by_username()[n[0]].hides_likes
+    assert posts == {p.post_id: None if hidden else p.likes for p in truth.posts}
+    private_profile = rows(settings, "SELECT is_private FROM raw.profiles WHERE username = ?", [n[3]])
+    assert private_profile == [(True,)]
+    assert rows(settings, "SELECT count(*) FROM raw.posts WHERE username = ?", [n[3]]) == [(0,)]
+    hiders = [a.username for a in population.accounts if a.hides_likes and not a.is_private]
+    if hiders:
+        assert rows(settings, "SELECT count(likes) FROM raw.posts WHERE username = ?", [hiders[0]]) == [(0,)]
+
+
+def test_rate_limits_that_outlast_the_retries_are_recorded(tmp_path):
+    n = names()
+    settings = settings_for(tmp_path, faults={"throttled": {n[0]: 10}, "retry_after_seconds": 0})
+    summary = crawl(settings, n[:3])
+    assert outcomes(settings, summary.crawl_id)[n[0]][0] == "rate_limited"
+    assert summary.outcomes == {"ok": 2, "rate_limited": 1} or summary.outcomes.get("private") == 1
+
+
+def test_a_login_wall_stops_the_crawl_and_the_rest_is_recorded_as_not_crawled(tmp_path):
+    n = names()
+    settings = settings_for(tmp_path, faults={"login_walled": [n[2]]})
+    one_at_a_time = {"CONCURRENT_REQUESTS": "1", "CONCURRENT_REQUESTS_PER_DOMAIN": "1"}
+    summary = crawl(settings, n[:10], extra=one_at_a_time)
+    got = outcomes(settings, summary.crawl_id)
+    assert summary.status == "interrupted" and f"blocked at {n[2]}" in summary.message
+    assert got[n[2]][0] == "blocked"
+    assert len(got) == 10  # every account asked for has an outcome
+    not_crawled = [u for u, (s, r) in got.items() if r and r.startswith("not crawled")]
+    assert len(not_crawled) >= 5 and n[9] in not_crawled
+
+
+def test_graph_source_pages_media_keys_errors_on_codes_and_keeps_the_token_secret(tmp_path):
+    n = names()
+    settings = settings_for(tmp_path, graph_access_token="s3cr3t-graph-token", graph_page_size=5,
+                            faults={"throttled": {n[1]: 1}, "deleted": [n[2]]})
+    summary = crawl(settings, n[:8], source="graph")
+    got = outcomes(settings, summary.crawl_id)
+    assert got[n[1]][0] == "rate_limited" and "graph error 4" in got[n[1]][1]
+    assert got[n[2]][0] == "not_found" and "graph error 110" in got[n[2]][1]
+    population = Population(40, SEED)
+    readable = [u for u in n[:8] if got[u][0] == "ok"]
+    assert readable
+    for username in readable:
+        truth = population.profile(population.by_username()[username], DAY)
+        stored = dict(rows(settings, "SELECT post_id, kind FROM raw.posts WHERE username = ?", [username]))
+        assert stored == {p.post_id: p.kind for p in truth.posts}  # 12 posts over three pages
+    # The token went in a header: not in the log, the stats or the warehouse.
+    assert "s3cr3t-graph-token" not in summary.log_file.read_text()
+    assert b"s3cr3t-graph-token" not in settings.warehouse.read_bytes()
+
+
+def test_a_rejected_graph_token_stops_the_crawl(tmp_path):
+    settings = settings_for(tmp_path, graph_access_token="another-token")
+    summary = crawl(settings, names()[:10], source="graph", extra={"CONCURRENT_REQUESTS": "1"})
+    assert summary.status == "interrupted"
+    # The answer in hand, and one already on its way, are recorded; the rest not crawled.
+    assert 1 <= summary.outcomes["blocked"] <= 2
+    assert summary.outcomes["error"] == 10 - summary.outcomes["blocked"]
+
+
+def test_hashtag_discovery_fills_the_watchlist_and_crawls_each_account_once(tmp_path):
+    n = names()
+    settings = settings_for(tmp_path, tag_page_size=15)
+    summary = crawl(settings, usernames=[n[3]], tag="뷰티", extra={"KIC_TAG_MAX_PAGES": "2"})
+    watched = rows(settings, "SELECT username, added_from FROM watchlist.accounts ORDER BY username")
+    assert len(watched) == 30 and {f for _, f in watched} == {"tag:뷰티"}
+    assert summary.accounts_requested == 1  # at the start; discovery added the rest
+    assert rows(settings, "SELECT count(*), count(DISTINCT username) FROM raw.account_outcomes") == [(30, 30)]
+    assert rows(settings, "SELECT count(*) FROM raw.profiles WHERE username = ?", [n[3]]) == [(1,)]
+
+
+def test_an_interrupted_crawl_keeps_what_it_wrote_and_is_marked_so(tmp_path):
+    n = names()
+    settings = settings_for(tmp_path, faults={"slow": n, "slow_seconds": 0.2})
+    with connect(settings.warehouse) as con:  # a run left "running" by a crawler that died
+        con.execute("INSERT INTO raw.crawl_runs (source, as_of_date, started_at, status) "
+                    "VALUES ('web', '2026-05-31', now(), 'running')").fetchall()
+    with Sandbox(settings) as sandbox:
+        usernames = tmp_path / "names.txt"
+        usernames.write_text("\n".join(n))
+        request = CrawlRequest(as_of=DAY, base_url=sandbox.url, scrapy_settings={
+            **FAST, "CONCURRENT_REQUESTS": "2", "CONCURRENT_REQUESTS_PER_DOMAIN": "2", "KIC_BATCH_SIZE": "4"})
+        command = scrapy_command(settings, request, usernames, tmp_path / "crawl.log")
+        env = subprocess_env(crawl_env(settings, "web"))
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
+            for line in child.stdout:
+                if line.startswith(ProgressLines.PREFIX) and json.loads(line[len(ProgressLines.PREFIX):])["done"] >= 8:
+                    child.send_signal(signal.SIGINT)  # Ctrl-C: Scrapy shuts down gracefully
+                    break
+            child.stdout.read()
+            assert child.wait(timeout=60) == 0
+    runs = rows(settings, "SELECT crawl_id, status, profiles_written, message FROM raw.crawl_runs ORDER BY 1")
+    assert runs[0][1] == "interrupted"  # the dead run is closed as such
+    crawl_id, status, profiles, message = runs[1]
+    assert status == "interrupted" and 8 <= profiles < 40 and "not crawled" in message
+    got = outcomes(settings, crawl_id)
+    assert len(got) == 40
+    assert rows(settings, "SELECT count(*) FROM raw.profiles WHERE crawl_id = ?", [crawl_id])[0][0] == profiles
+
+
+def test_features_read_each_accounts_latest_readable_crawl(tmp_path):
+    n = names(12)
+    settings = settings_for(tmp_path, n=12)
+    first = crawl(settings, n)
+    settings.sandbox.faults.malformed = [n[0]]
+    second = crawl(settings, n)
+    with connect(settings.warehouse) as con:
+        derive_features(con, DAY)
+        source = dict(con.execute("SELECT username, crawl_id FROM features.influencer_features").fetchall())
+    assert source[n[0]] == first.crawl_id  # its newest crawl failed: the one before stands
+    assert {source[u] for u in n[1:]} == {second.crawl_id}
