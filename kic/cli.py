@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -19,6 +20,7 @@ from typer.core import TyperGroup
 from kic.errors import KicError
 from kic.settings import BEST_SILHOUETTE, Settings, load_settings
 from warehouse.db import connect, first_line
+from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, list_snapshots, resolve_version
 
 console = Console()
@@ -66,6 +68,11 @@ TABLE_COLUMNS = ["rank", "persona", "size", "mean_er", "mean_active_rate", "medi
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
+def readable(settings: Settings) -> Path:
+    """What reading commands open: the analysts' copy, else the warehouse itself."""
+    return settings.analytics_path if settings.analytics_path.exists() else settings.warehouse
+
+
 def settings_for(warehouse: Path | None, **overrides) -> Settings:
     if warehouse is not None:
         overrides["warehouse"] = warehouse
@@ -92,7 +99,7 @@ def format_cell(value) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.4f}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4f}"
     return str(value)
 
 
@@ -112,31 +119,36 @@ def run(
         str | None, typer.Option("--date", help="Day to crawl, YYYY-MM-DD (default today).")
     ] = None,
 ) -> None:
-    """The main job: start the local sandbox, crawl it, derive features, recluster, show the clusters."""
-    from kic import jobs  # lazily: reading commands start without scikit-learn
-    from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest
+    """The main job: start the local sandbox, then run nightly-refresh and weekly-recluster as Prefect flows."""
     from kic.sandbox import Sandbox
 
     overrides = {}
     if influencers is not None:
         overrides["synthetic"] = {"influencers": influencers}
     settings = settings_for(warehouse, **overrides)
+    # The flows read the one settings object from the environment: hand them these.
+    os.environ["KIC_WAREHOUSE"] = str(settings.warehouse.resolve())
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kic")  # the warehouse's log lines in run logs
     day = parse_date(on, "--date") or settings.today()
     settings.sandbox.date = day
+    from flows.nightly_refresh import nightly_refresh  # lazily: Prefect and GX take seconds to import
+    from flows.weekly_recluster import weekly_recluster
+
     with Sandbox(settings) as sandbox:
         typer.echo(f"sandbox: {settings.synthetic.influencers} synthetic influencers at {sandbox.url}, as of {day}")
-        request = CrawlRequest(
-            usernames=[a.username for a in sandbox.population.accounts],
-            as_of=day,
-            base_url=sandbox.url,
-            scrapy_settings=SANDBOX_SCRAPY_SETTINGS,
+        nightly = nightly_refresh(
+            accounts=[a.username for a in sandbox.population.accounts], date=day, base_url=sandbox.url
         )
-        echo_crawl(crawl_with_progress(settings, request))
-    echo_features(jobs.features(settings, day))
-    result = jobs.recluster_latest(settings)
-    show_clusters(result.cluster_table, result.version)
-    typer.echo(f"snapshot {result.version} ({result.clustering.published}) stored in {settings.warehouse}")
-    typer.echo(f"query it: uv run duckdb -readonly {settings.warehouse} \"FROM clusters.latest_profiles\"")
+    weekly = weekly_recluster()
+    with connect(settings.analytics_path, read_only=True) as con:
+        show_clusters(cluster_table(con, weekly["version"]), weekly["version"])
+    typer.echo(
+        f"crawl {nightly['crawl_id']}: {nightly['features']} influencers with features as of {day}, "
+        f"{nightly['quarantined']} row(s) quarantined; snapshot {weekly['version']} ({weekly['published']})"
+    )
+    typer.echo(f"warehouse: {settings.warehouse}; analysts' copy: {settings.analytics_path}; "
+               f"validation report: {settings.data_docs_path / 'index.html'}")
+    typer.echo(f"query it: uv run duckdb -readonly {settings.analytics_path} \"FROM clusters.latest_profiles\"")
 
 
 def crawl_with_progress(settings: Settings, request):
@@ -180,6 +192,7 @@ def crawl(
     settings = settings_for(warehouse)
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     echo_crawl(crawl_with_progress(settings, CrawlRequest(source, names, tag, parse_date(on, "--date"))))
+    publish_copy(settings.warehouse, settings.analytics_path)
 
 
 @app.command("sandbox")
@@ -210,6 +223,50 @@ def sandbox(
             typer.echo("sandbox stopped")
 
 
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Port of the Prefect server and UI on 127.0.0.1.")] = 4200,
+) -> None:
+    """Run the schedule on this machine: Prefect server and UI, work pool, deployments, worker.
+
+    Crawls the local sandbox unless a real source is configured (KIC_WEB_BASE_URL or
+    KIC_GRAPH_BASE_URL). Ctrl-C stops everything it started.
+    """
+    import time
+
+    from kic.sandbox import Sandbox
+    from kic.serve import PrefectStack
+    from warehouse import watchlist
+
+    settings = load_settings()
+    env = {"KIC_WAREHOUSE": str(settings.warehouse.resolve()), "PREFECT_LOGGING_EXTRA_LOGGERS": "kic"}
+    sandbox = None
+    if not {"web_base_url", "graph_base_url"} & settings.model_fields_set:
+        sandbox = Sandbox(settings).start()
+        env["KIC_WEB_BASE_URL"] = env["KIC_GRAPH_BASE_URL"] = sandbox.url
+        with connect(settings.warehouse) as con:
+            if not watchlist.active_count(con):
+                added = watchlist.add(con, [a.username for a in sandbox.population.accounts], "sandbox")
+                typer.echo(f"watchlist was empty: added the sandbox's {added} accounts")
+        typer.echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
+    stack = PrefectStack(port=port, env=env, log_dir=settings.warehouse.parent / "logs")
+    try:
+        with stack:
+            typer.echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
+            typer.echo("deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays)")
+            typer.echo(f"run one now: uv run prefect deployment run nightly-refresh/nightly-refresh  "
+                       f"(with PREFECT_API_URL={stack.api_url})")
+            typer.echo(f"analysts open: {settings.analytics_path}; logs in {settings.warehouse.parent / 'logs'}")
+            typer.echo("Ctrl-C stops the worker, the server and the sandbox")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
 accounts_app = typer.Typer(help="The watchlist: accounts crawled when a crawl names none.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 
@@ -229,8 +286,10 @@ def accounts_add(
         if username is None:
             raise KicError(f"not an Instagram username or profile URL: {name!r}")
         usernames.append(username)
-    with connect(settings_for(warehouse).warehouse) as con:
+    settings = settings_for(warehouse)
+    with connect(settings.warehouse) as con:
         added = watchlist.add(con, usernames, "manual")
+    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(f"{added} account(s) added to the watchlist")
 
 
@@ -244,8 +303,10 @@ def accounts_import(
     from warehouse import watchlist
 
     listed = read_account_list(path)
-    with connect(settings_for(warehouse).warehouse) as con:
+    settings = settings_for(warehouse)
+    with connect(settings.warehouse) as con:
         added = watchlist.add(con, listed.usernames, f"file:{path.name}")
+    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(
         f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
         + (f"; {listed.duplicates} duplicate(s) skipped" if listed.duplicates else "")
@@ -259,7 +320,7 @@ def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.
     """The watchlist."""
     from warehouse import watchlist
 
-    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+    with connect(readable(settings_for(warehouse)), read_only=True) as con:
         print_frame(watchlist.list_accounts(con), fmt)
 
 
@@ -272,8 +333,10 @@ def accounts_remove(
     from kic.study_csv import normalize_account
     from warehouse import watchlist
 
-    with connect(settings_for(warehouse).warehouse) as con:
+    settings = settings_for(warehouse)
+    with connect(settings.warehouse) as con:
         removed = watchlist.remove(con, [normalize_account(n) or n for n in names])
+    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(f"{removed} account(s) removed from the watchlist")
 
 
@@ -343,7 +406,7 @@ def recluster(
 @app.command("snapshots")
 def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.table) -> None:
     """List the stored snapshots."""
-    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+    with connect(readable(settings_for(warehouse)), read_only=True) as con:
         print_frame(list_snapshots(con), fmt)
 
 
@@ -354,7 +417,7 @@ def show(
     fmt: FormatOption = Format.table,
 ) -> None:
     """The cluster table of a snapshot."""
-    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+    with connect(readable(settings_for(warehouse)), read_only=True) as con:
         version = resolve_version(con, version)
         show_clusters(cluster_table(con, version), version, fmt)
 
@@ -366,7 +429,7 @@ def sql(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Run a read-only SQL query on the warehouse."""
-    with connect(settings_for(warehouse).warehouse, read_only=True) as con:
+    with connect(readable(settings_for(warehouse)), read_only=True) as con:
         try:
             frame = con.execute(query).df()
         except duckdb.Error as exc:

@@ -12,14 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kic.errors import KicError
 from kic.secrets import graph_access_token
 from kic.settings import Settings
 from scrapers.extensions import ProgressLines
+from warehouse import watchlist
 from warehouse.db import connect, scalar
 
-# Crawling the local sandbox needs no politeness; real sources keep settings.py's.
+# Crawling a server on this machine (the sandbox, a fixture server) needs no politeness;
+# real sources keep settings.py's.
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 SANDBOX_SCRAPY_SETTINGS = {
     "DOWNLOAD_DELAY": "0",
     "AUTOTHROTTLE_ENABLED": "False",
@@ -65,6 +69,16 @@ class CrawlRequest:
     scrapy_settings: dict[str, str] = field(default_factory=dict)
 
 
+def target_url(settings: Settings, request: CrawlRequest) -> str:
+    if request.base_url:
+        return request.base_url
+    return settings.graph_base_url if request.source == "graph" else settings.web_base_url
+
+
+def is_loopback(url: str) -> bool:
+    return urlsplit(url).hostname in LOOPBACK_HOSTS
+
+
 def scrapy_command(settings: Settings, request: CrawlRequest, usernames_file: Path | None, log_file: Path) -> list[str]:
     args = ["-a", f"source={request.source}"]
     if usernames_file is not None:
@@ -77,6 +91,7 @@ def scrapy_command(settings: Settings, request: CrawlRequest, usernames_file: Pa
         "KIC_WAREHOUSE": str(settings.warehouse),
         "KIC_PROGRESS": "True",
         "LOG_FILE": str(log_file),
+        **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target_url(settings, request)) else {}),
         **request.scrapy_settings,
     }
     if request.base_url:
@@ -117,7 +132,7 @@ def run_crawl(
             usernames_file.write_text("\n".join(request.usernames), encoding="utf-8")
         elif not request.tag:
             with connect(settings.warehouse) as con:  # creates or upgrades the warehouse
-                if not scalar(con, "SELECT count(*) FROM watchlist.accounts WHERE active"):
+                if not watchlist.active_count(con):
                     raise KicError("the watchlist is empty: `kic accounts add NAME…`, or crawl --accounts / --tag")
         command = scrapy_command(settings, request, usernames_file, log_file)
         returncode, output = stream(command, crawl_env(settings, request.source), progress)

@@ -21,6 +21,7 @@ from transforms.features import (
     load_clusterable,
 )
 from warehouse.db import connect
+from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, write_snapshot
 
 
@@ -32,20 +33,31 @@ class ReclusterResult:
     features: FeatureSummary | None  # set when features had to be derived first
 
 
+def publish(settings: Settings) -> Path:
+    """Refresh the analysts' copy after a successful write."""
+    return publish_copy(settings.warehouse, settings.analytics_path)
+
+
 def import_csv(settings: Settings, path: Path, as_of: date) -> LoadResult:
     with connect(settings.warehouse) as con:
-        return import_study_csv(con, path, as_of)
+        result = import_study_csv(con, path, as_of)
+    publish(settings)
+    return result
 
 
 def crawl_synthetic(settings: Settings, on: date) -> LoadResult:
     population = Population(settings.synthetic.influencers, settings.synthetic.seed)
     with connect(settings.warehouse) as con:
-        return write_synthetic_crawl(con, population, on)
+        result = write_synthetic_crawl(con, population, on)
+    publish(settings)
+    return result
 
 
 def features(settings: Settings, feature_date: date | None = None) -> FeatureSummary:
     with connect(settings.warehouse) as con:
-        return derive_features(con, feature_date)
+        summary = derive_features(con, feature_date)
+    publish(settings)
+    return summary
 
 
 def recluster_latest(settings: Settings, cfg: ClusteringSettings | None = None) -> ReclusterResult:
@@ -58,4 +70,6 @@ def recluster_latest(settings: Settings, cfg: ClusteringSettings | None = None) 
             raise KicError("no data in the warehouse yet: run `kic run` or `kic import-csv` first")
         clustering = recluster(load_clusterable(con, feature_date), cfg, feature_date)
         version = write_snapshot(con, clustering)
-        return ReclusterResult(version, clustering, cluster_table(con, version), derived)
+        result = ReclusterResult(version, clustering, cluster_table(con, version), derived)
+    publish(settings)
+    return result

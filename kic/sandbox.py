@@ -195,6 +195,11 @@ class Sandbox:
     def today(self) -> date:
         return self.served_date or datetime.now(self.timezone).date()
 
+    def profile(self, account: Account) -> Profile:
+        """The account as of the served day; on the real today, as of now."""
+        now = datetime.now(self.timezone)
+        return self.population.profile(account, self.today(), now=now if self.today() == now.date() else None)
+
     def handler(self):
         sandbox = self
 
@@ -284,8 +289,13 @@ class Sandbox:
         if username in faults.deleted:
             return json_answer(200, {"data": {"user": None}, "status": "ok"})
         private = account.is_private or username in faults.private
-        profile = self.population.profile(account, self.today())
-        return json_answer(200, web_profile(profile, private))
+        answer = web_profile(self.profile(account), private)
+        if username in faults.corrupt:
+            user = answer["data"]["user"]
+            user["edge_followed_by"]["count"] = -42
+            for edge in user["edge_owner_to_timeline_media"]["edges"][:1]:
+                edge["node"]["taken_at_timestamp"] = 4102444800  # 2100-01-01
+        return json_answer(200, answer)
 
     def tag_page(self, tag: str, max_id: str | None, headers) -> tuple[int, dict, bytes]:
         if not headers.get("X-IG-App-ID"):
@@ -328,7 +338,7 @@ class Sandbox:
         if account is None or account.is_private or username in faults.deleted or username in faults.private:
             return json_answer(400, graph_error(110, "Invalid user id", 2207013))
         after = MEDIA_AFTER.search(fields)
-        profile = self.population.profile(account, self.today())
+        profile = self.profile(account)
         base = f"http://{headers.get('Host', 'sandbox')}"
         return json_answer(200, graph_discovery(profile, after.group(1) if after else None,
                                                 self.config.graph_page_size, base, path))

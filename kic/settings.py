@@ -93,6 +93,8 @@ class SandboxFaults(BaseModel):
     deleted: list[str] = Field(default_factory=list)
     login_walled: list[str] = Field(default_factory=list)
     checkpoint: list[str] = Field(default_factory=list)
+    # Answers that parse but hold bad values: a negative follower count, a post from the future.
+    corrupt: list[str] = Field(default_factory=list)
 
 
 class SandboxSettings(BaseModel):
@@ -115,7 +117,10 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    warehouse: Path = Path("data/warehouse.duckdb")
+    warehouse: Path = Path("data/warehouse.duckdb")  # the scheduler's: written by runs only
+    # The analysts' read-only copy, refreshed after every successful run (default: beside
+    # the warehouse, named analytics.duckdb).
+    analytics_copy: Path | None = None
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
@@ -133,6 +138,20 @@ class Settings(BaseSettings):
     posts_per_account: int = Field(12, ge=1)  # the profile grid's 12, as the study read
     tag_max_pages: int = Field(3, ge=1)
     timezone: str = "Asia/Seoul"  # the day a crawl describes is a day in this zone
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.analytics_copy or self.warehouse.with_name("analytics.duckdb")
+
+    @property
+    def data_docs_path(self) -> Path:
+        """Great Expectations Data Docs (open index.html), beside the warehouse."""
+        return self.warehouse.parent / "data_docs"
+
+    @property
+    def validation_results_path(self) -> Path:
+        """GX's own validation results, which the Data Docs index lists."""
+        return self.warehouse.parent / "gx_validations"
 
     def today(self) -> dt.date:
         """Today in the settings' time zone: the day a crawl made now describes."""

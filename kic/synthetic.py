@@ -184,7 +184,9 @@ class Population:
         wave = 1 + 0.15 * np.sin(2 * np.pi * day / 56 + account.drift_phase)
         return er * wave, ar * (2 - wave)
 
-    def profile(self, account: Account | int, on: date) -> Profile:
+    def profile(self, account: Account | int, on: date, now: datetime | None = None) -> Profile:
+        """What `account` shows on day `on`; given `now` (a moment of that day), not the
+        posts published later that day."""
         if isinstance(account, int):
             account = self.accounts[account]
         day = (on - EPOCH).days
@@ -192,12 +194,14 @@ class Population:
         media_count = max(GRID_POSTS + 1, account.media_count + day // account.post_every_days)
         posts: tuple[Post, ...] = ()
         if not account.is_private:
-            posts = self._grid(account, day, followers)
+            posts = self._grid(account, day, followers, now)
         return Profile(account, followers, account.follows, media_count, posts)
 
-    def _grid(self, account: Account, day: int, followers: int) -> tuple[Post, ...]:
+    def _grid(self, account: Account, day: int, followers: int, now: datetime | None) -> tuple[Post, ...]:
         # Post number p is published on day p * post_every_days (p may be negative).
         latest = day // account.post_every_days
+        if now is not None and self._post(account, latest, day, followers, False).taken_at > now:
+            latest -= 1  # today's post is not up yet
         numbers = list(range(latest, latest - GRID_POSTS, -1))
         pinned = None
         if account.pinned_post is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 
 from warehouse import raw, watchlist
@@ -72,6 +74,7 @@ class DuckDBPipeline:
     def flush(self) -> None:
         if not self.pending and not self.discovered:
             return
+        started = time.perf_counter()
         frames = rows_of(self.pending, self.crawl_id)
         with transaction(self.con):
             for table, frame in frames.items():
@@ -80,6 +83,8 @@ class DuckDBPipeline:
                 watchlist.add(self.con, [d["username"] for d in self.discovered if d["tag"] == tag], f"tag:{tag}")
         self.crawler.stats.inc_value("kic/accounts_written", len(self.pending))
         self.crawler.stats.inc_value("kic/posts_written", len(frames["posts"]))
+        self.crawler.stats.inc_value("kic/rows_written", sum(len(f) for f in frames.values()))
+        self.crawler.stats.inc_value("kic/write_seconds", time.perf_counter() - started)
         self.pending, self.discovered = [], []
 
     def close_spider(self):

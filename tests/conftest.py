@@ -1,5 +1,6 @@
 import os
 import subprocess
+import tempfile
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -58,8 +59,13 @@ def add_crawl(con, on: date, profiles: list[dict], posts: list[dict] = (), statu
     return crawl_id
 
 
+# Prefect runs started by tests (the main job runs its flows on an ephemeral server)
+# are recorded here, never in the user's ~/.prefect.
+PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
+
+
 def subprocess_env(extra: dict | None = None) -> dict:
-    env = {**os.environ, **(extra or {})}
+    env = {**os.environ, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
     # Let child processes cache bytecode even where the sandbox forbids it (it costs each
     # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
     env.pop("PYTHONDONTWRITEBYTECODE", None)

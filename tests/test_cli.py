@@ -27,9 +27,13 @@ def ran(tmp_path_factory):
 
 def test_main_job_prints_the_cluster_table_and_the_warehouse(ran):
     warehouse, result = ran
-    assert warehouse.is_file()
+    assert warehouse.is_file() and warehouse.with_name("analytics.duckdb").is_file()
     assert "Lowest benefit" in result.stdout
-    assert f"snapshot 1 (hierarchical-complete-t20) stored in {warehouse}" in result.stdout
+    assert "snapshot 1 (hierarchical-complete-t20)" in result.stdout
+    assert f"analysts' copy: {warehouse.with_name('analytics.duckdb')}" in result.stdout
+    # Both flows ran as Prefect flow runs (Prefect logs them on stderr).
+    assert "Flow run 'nightly-refresh-2026-05-01-web' - Finished in state Completed()" in result.stderr
+    assert "Finished in state Completed()" in result.stderr.split("Flow run 'weekly-recluster")[-1]
 
 
 def test_show_formats_agree_with_the_warehouse(ran):
@@ -83,10 +87,47 @@ def test_settings_come_from_kic_toml_and_env_overrides_it(tmp_path):
     result = kic("run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "120 synthetic influencers" in result.stdout
-    assert f"(kmeans-k3) stored in from-file.duckdb" in result.stdout
+    assert "snapshot 1 (kmeans-k3)" in result.stdout
+    assert (tmp_path / "from-file.duckdb").is_file()
     env = {"KIC_WAREHOUSE": str(tmp_path / "from-env.duckdb"), "KIC_CLUSTERING__PUBLISH": "best-silhouette"}
     result = kic("recluster", cwd=tmp_path, env=env)
     assert_one_line_error(result, "no data")  # a new, empty warehouse: the env won
     assert (tmp_path / "from-env.duckdb").exists()
     missing = kic("snapshots", env={"KIC_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
     assert_one_line_error(missing, "nope.toml")
+
+
+def test_watchlist_commands_and_crawling_it(tmp_path):
+    from kic.sandbox import Sandbox
+    from kic.settings import Settings
+
+    warehouse = str(tmp_path / "w.duckdb")
+    assert_one_line_error(kic("crawl", "-w", warehouse), "watchlist is empty")
+    listing = tmp_path / "accounts.txt"
+    settings = Settings(synthetic={"influencers": 30, "seed": 3})
+    with Sandbox(settings) as sandbox:
+        names = [a.username for a in sandbox.population.accounts]
+        listing.write_text(f"https://www.instagram.com/{names[0]}/\n@{names[1]}\n{names[2]}\nnot a name!\n{names[1]}\n")
+        imported = kic("accounts", "import", str(listing), "-w", warehouse)
+        assert imported.returncode == 0, imported.stderr
+        assert "3 account(s) added" in imported.stdout and "1 duplicate(s)" in imported.stdout
+        assert "line 4" in imported.stderr
+        assert "1 account(s) added" in kic("accounts", "add", names[3], names[0], "-w", warehouse).stdout
+        assert "1 account(s) removed" in kic("accounts", "remove", names[2], "-w", warehouse).stdout
+        listed = json.loads(kic("accounts", "list", "-w", warehouse, "-f", "json").stdout)
+        assert [a["username"] for a in listed if a["active"]] == [names[0], names[1], names[3]]
+
+        env = {"KIC_WEB_BASE_URL": sandbox.url, "KIC_SANDBOX__DATE": "2026-06-01"}
+        crawled = kic("crawl", "-w", warehouse, "--date", "2026-06-01", env=env)
+    assert crawled.returncode == 0, crawled.stderr
+    assert "crawl 1 (web, succeeded): 3 account(s)" in crawled.stdout
+    profiles = kic("sql", "-w", warehouse, "-f", "csv", "SELECT username FROM raw.profiles ORDER BY 1")
+    assert profiles.stdout.split()[1:] == sorted([names[0], names[1], names[3]])
+
+
+def test_study_account_list_imports(tmp_path, study_file):
+    path = study_file("beauty_influencer_account.csv")
+    result = kic("accounts", "import", str(path), "-w", str(tmp_path / "w.duckdb"))
+    assert result.returncode == 0, result.stderr
+    assert "973 account(s) added to the watchlist from 973" in result.stdout
+    assert "27 duplicate(s) skipped" in result.stdout

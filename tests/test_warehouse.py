@@ -13,6 +13,8 @@ from transforms.features import derive_features, load_clusterable
 from warehouse import raw, watchlist
 from warehouse.db import MIGRATIONS_DIR, connect, latest_version, migrate, migrations, schema_version
 from warehouse.snapshots import write_snapshot
+from transforms.validation import Validator, raw_profiles_suite
+from warehouse.quality import quarantine_frame, store_validations
 
 from conftest import FETCHED_AT
 
@@ -109,6 +111,13 @@ def populated(tmp_path_factory):
             write_synthetic_crawl(con, population, day)
             derive_features(con, day)
             write_snapshot(con, recluster(load_clusterable(con, day), cfg, day))
+        # A validation that quarantines a row (made bad in memory only).
+        profiles = con.execute("SELECT * FROM raw.profiles WHERE crawl_id = 1 ORDER BY username").df()
+        profiles.loc[0, "followers"] = -1
+        validator = Validator(path.parent / "docs", path.parent / "results")
+        checked = validator.validate(profiles, raw_profiles_suite(), "crawl-1")
+        quarantine = quarantine_frame(checked, profiles, "raw.profiles", ["crawl_id", "username"])
+        store_validations(con, [checked], quarantine, crawl_id=1)
     return path
 
 

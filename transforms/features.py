@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 
 from kic.errors import KicError
-from warehouse.db import scalar, transaction
+from warehouse.db import insert_frame, scalar, transaction
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -66,16 +66,29 @@ def features_are_stale(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(scalar(con, FEATURES_ARE_STALE))
 
 
-def derive_features(con: duckdb.DuckDBPyConnection, feature_date: date | None = None) -> FeatureSummary:
-    """(Re)compute the features of one date in one transaction; default: the latest data date."""
+def feature_date_or_latest(con: duckdb.DuckDBPyConnection, feature_date: date | None) -> date:
     feature_date = feature_date or latest_data_date(con)
     if feature_date is None:
         raise KicError("no crawl or import in the warehouse yet: nothing to derive features from")
+    return feature_date
+
+
+def compute_features(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:
+    """The feature rows of one date, computed in SQL, not yet stored."""
+    return con.execute(sql("influencer_features"), {"feature_date": feature_date}).df()
+
+
+def write_features(con: duckdb.DuckDBPyConnection, feature_date: date, rows: pd.DataFrame) -> None:
+    """Replace the features of one date with `rows`, in one transaction."""
     with transaction(con):
-        con.execute(
-            "DELETE FROM features.influencer_features WHERE feature_date = ?", [feature_date]
-        ).fetchall()
-        con.execute(sql("influencer_features"), {"feature_date": feature_date}).fetchall()
+        con.execute("DELETE FROM features.influencer_features WHERE feature_date = ?", [feature_date]).fetchall()
+        insert_frame(con, "features.influencer_features", rows)
+
+
+def derive_features(con: duckdb.DuckDBPyConnection, feature_date: date | None = None) -> FeatureSummary:
+    """(Re)compute and store the features of one date; default: the latest data date."""
+    feature_date = feature_date_or_latest(con, feature_date)
+    write_features(con, feature_date, compute_features(con, feature_date))
     return summarize_features(con, feature_date)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +14,9 @@ import duckdb
 import pandas as pd
 
 from kic.errors import KicError
+
+log = logging.getLogger("kic.warehouse")
+DEFAULT_LOCK_WAIT_SECONDS = 120.0
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -86,18 +92,21 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
 
 
 @contextmanager
-def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse; for writing, create it or upgrade its schema first."""
+def connect(
+    path: Path | str, read_only: bool = False, lock_wait_seconds: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse; for writing, create it or upgrade its schema first.
+
+    DuckDB lets one process hold a file for writing, and then no other may open it at
+    all. If another process holds it, wait for it (with backoff, saying so in the log)
+    up to `lock_wait_seconds` (default: $KIC_LOCK_WAIT_SECONDS, else 120 s).
+    """
     path = Path(path)
     if read_only and not path.exists():
         raise KicError(f"no warehouse at {path}: run `kic run` or `kic import-csv` first")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
+    con = open_with_retry(path, read_only, lock_wait_seconds)
     try:
         if read_only:
             have, need = schema_version(con), latest_version()
@@ -111,6 +120,36 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
         yield con
     finally:
         con.close()
+
+
+def is_lock_conflict(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float | None) -> duckdb.DuckDBPyConnection:
+    if lock_wait_seconds is None:
+        lock_wait_seconds = float(os.environ.get("KIC_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS))
+    config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+    deadline = time.monotonic() + lock_wait_seconds
+    delay = 0.25
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
+                raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
+            log.warning(
+                "warehouse %s is held by another process (%s); retrying in %.1f s",
+                path, holder(exc), delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def holder(exc: Exception) -> str:
+    """Who holds the lock, as DuckDB's message tells ("... held in /usr/bin/python (PID 42) ...")."""
+    text = first_line(exc)
+    return text[text.find("held in") :] if "held in" in text else text
 
 
 @contextmanager

@@ -50,5 +50,9 @@ def active_usernames(warehouse: str | Path) -> list[str]:
         return [u for (u,) in con.execute(ACTIVE_USERNAMES).fetchall()]
 
 
+def active_count(con: duckdb.DuckDBPyConnection) -> int:
+    return scalar(con, "SELECT count(*) FROM watchlist.accounts WHERE active")
+
+
 def list_accounts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute(LIST_ACCOUNTS).df()

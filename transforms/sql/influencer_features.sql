@@ -1,7 +1,6 @@
--- features.influencer_features for one feature date ($feature_date).
+-- The rows of features.influencer_features for one feature date ($feature_date).
 -- Grain: one row per influencer per feature date. Key: (username, feature_date).
 -- Each influencer is read from its latest readable crawl on or before the date.
-INSERT INTO features.influencer_features BY NAME
 WITH latest_crawl AS (
     SELECT *
     FROM staging.account_crawls

@@ -1,0 +1,131 @@
+"""Crawl throughput with the DuckDB pipeline against a pipeline that discards items.
+
+    uv run python benchmarks/crawl_throughput.py [--accounts 10000]
+
+Crawls the same sandbox accounts twice in one run (Scrapy in a subprocess, as `kic crawl`
+runs it; the sandbox at full speed, without the polite delays), reports accounts/s of both
+and the DuckDB pipeline's cost. Then compares the rows/s of the pipeline's batched inserts
+with one plain bulk insert of the same rows into a fresh DuckDB file.
+Target: the DuckDB pipeline costs under 10 % of the crawl's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, scrapy_command
+from kic.sandbox import Sandbox
+from kic.settings import Settings
+from scrapers.extensions import ProgressLines
+
+# Put on the crawler's import path as a plain module: scikit-learn-extra installs a
+# top-level package named `benchmarks` that would shadow this folder.
+HERE = Path(__file__).resolve().parent
+DAY = date(2026, 6, 1)
+RAW_TABLES = ("account_outcomes", "profiles", "posts")
+
+
+def timed_crawl(settings: Settings, base_url: str, usernames: Path, log: Path, extra: dict) -> dict:
+    """Run one crawl; accounts/s between its first and last account, and over the whole process."""
+    request = CrawlRequest(as_of=DAY, base_url=base_url, scrapy_settings={**SANDBOX_SCRAPY_SETTINGS, **extra})
+    command = scrapy_command(settings, request, usernames, log)
+    env = crawl_env(settings, "web")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    started = time.perf_counter()
+    first = last = None
+    done = 0
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
+        for line in child.stdout:
+            if line.startswith(ProgressLines.PREFIX):
+                done = json.loads(line[len(ProgressLines.PREFIX):])["done"]
+                now = time.perf_counter()
+                first = first or (now, done)
+                last = (now, done)
+        if child.wait() != 0:
+            said = log.read_text()[-2000:] if log.exists() else "no log"
+            raise SystemExit(f"crawl failed:\n{said}")
+    total = time.perf_counter() - started
+    return {
+        "accounts": done,
+        "accounts_per_s": (last[1] - first[1]) / (last[0] - first[0]),
+        "process_seconds": total,
+        "accounts_per_s_with_startup": done / total,
+    }
+
+
+def bulk_insert_rate(warehouse: Path, scratch: Path) -> tuple[int, float]:
+    """Rows/s of one plain INSERT per table, of the rows the pipeline wrote, into a fresh file."""
+    # Both DuckDB crawls wrote the same accounts; the bulk insert takes all their rows at once.
+    source = duckdb.connect(str(warehouse), read_only=True)
+    frames = {t: source.execute(f"SELECT * FROM raw.{t}").df() for t in RAW_TABLES}
+    ddl = {t: source.execute(f"SELECT sql FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = '{t}'").fetchall()[0][0]
+           for t in RAW_TABLES}
+    source.close()
+    target = duckdb.connect(str(scratch))
+    target.execute("CREATE SCHEMA raw").fetchall()
+    for sql in ddl.values():
+        target.execute(sql.replace("nextval('raw.crawl_id_seq')", "0")).fetchall()
+    started = time.perf_counter()
+    target.execute("BEGIN").fetchall()
+    for table, frame in frames.items():
+        target.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM frame").fetchall()
+    target.execute("COMMIT").fetchall()
+    seconds = time.perf_counter() - started
+    target.close()
+    rows = sum(len(f) for f in frames.values())
+    return rows, rows / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    args = parser.parse_args()
+    discard_pipeline = {"ITEM_PIPELINES": json.dumps({"discard_pipeline.DiscardPipeline": 300})}
+    runs: dict[str, list[dict]] = {"discard": [], "duckdb": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        settings = Settings(warehouse=tmp / "bench.duckdb", synthetic={"influencers": args.accounts},
+                            sandbox={"date": DAY})
+        with Sandbox(settings) as sandbox:
+            usernames = tmp / "usernames.txt"
+            usernames.write_text("\n".join(a.username for a in sandbox.population.accounts))
+            # ABBA order, so that warm-up and drift weigh on both pipelines alike.
+            for i, kind in enumerate(("discard", "duckdb", "duckdb", "discard")):
+                extra = discard_pipeline if kind == "discard" else {}
+                runs[kind].append(timed_crawl(settings, sandbox.url, usernames, tmp / f"{i}.log", extra))
+        con = duckdb.connect(str(settings.warehouse), read_only=True)
+        stats = [json.loads(s) for (s,) in con.execute("SELECT stats FROM raw.crawl_runs ORDER BY crawl_id").fetchall()]
+        con.close()
+        pipeline_rows = sum(s["kic/rows_written"] for s in stats)
+        pipeline_seconds = sum(s["kic/write_seconds"] for s in stats)
+        bulk_rows, bulk_rate = bulk_insert_rate(settings.warehouse, tmp / "bulk.duckdb")
+
+    def mean(kind, key):
+        return sum(r[key] for r in runs[kind]) / len(runs[kind])
+
+    discard, stored = mean("discard", "accounts_per_s"), mean("duckdb", "accounts_per_s")
+    busy = pipeline_seconds / sum(r["accounts"] / r["accounts_per_s"] for r in runs["duckdb"])
+    print(f"accounts per crawl:            {args.accounts:,} (2 crawls per pipeline, ABBA order)")
+    print(f"discard pipeline:              {discard:,.0f} accounts/s "
+          f"({mean('discard', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)")
+    print(f"DuckDB pipeline:               {stored:,.0f} accounts/s "
+          f"({mean('duckdb', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)")
+    print(f"ratio DuckDB / discard:        {stored / discard:.3f} (throughput cost {1 - stored / discard:.1%}; target < 10%)")
+    print(f"time spent writing:            {busy:.1%} of the DuckDB crawls")
+    print(f"pipeline inserts:              {pipeline_rows:,} rows in {pipeline_seconds:.2f} s "
+          f"= {pipeline_rows / pipeline_seconds:,.0f} rows/s (batches of 200 accounts)")
+    print(f"plain bulk insert, same rows:  {bulk_rows:,} rows = {bulk_rate:,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()

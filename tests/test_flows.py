@@ -1,0 +1,156 @@
+"""The Prefect flows, run under prefect_test_harness against the sandbox; checked by what they wrote."""
+
+import json
+from datetime import date
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.testing.utilities import prefect_test_harness
+
+from flows import nightly_refresh as nightly_module
+from flows import weekly_recluster as weekly_module
+from flows.nightly_refresh import nightly_refresh
+from flows.weekly_recluster import weekly_recluster
+from kic.sandbox import Sandbox
+from kic.settings import ClusteringSettings, Settings
+from kic.synthetic import Population
+from warehouse.db import connect
+
+SEED = 21
+NIGHT = date(2026, 6, 1)
+CLUSTERING = ClusteringSettings(kmeans_k=[3], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1, 2], publish="kmeans-k3")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIC_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("KIC_SYNTHETIC__SEED", str(SEED))
+    monkeypatch.setenv("KIC_SYNTHETIC__INFLUENCERS", "40")
+    return Settings()
+
+
+def names(n=40):
+    return [a.username for a in Population(n, SEED).accounts]
+
+
+def night(settings, day=NIGHT, **faults):
+    settings = settings.model_copy(deep=True)
+    settings.sandbox.date = day
+    settings.sandbox.faults = settings.sandbox.faults.model_validate(faults)
+    with Sandbox(settings) as sandbox:
+        return nightly_refresh(accounts=names(), date=day, base_url=sandbox.url, return_state=True)
+
+
+def rows(settings, sql, params=None, copy=False):
+    with connect(settings.analytics_path if copy else settings.warehouse, read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def artifacts(state):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))[0]
+    return {a.key: a for a in found}, run
+
+
+def table(artifact) -> list[dict]:
+    """A table artifact's rows (the API returns them as JSON text)."""
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def test_nightly_refresh_crawls_validates_derives_and_publishes(env):
+    state = night(env)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["features"] == 40 and result["quarantined"] == 0
+    assert rows(env, "SELECT status, accounts_requested FROM raw.crawl_runs") == [("succeeded", 40)]
+    suites = rows(env, "SELECT suite, table_level_ok, failed FROM quality.validation_runs ORDER BY suite")
+    assert [s for s, _, _ in suites] == ["features", "raw_posts", "raw_profiles", "volume", "volume"]
+    assert all(ok and failed == 0 for _, ok, failed in suites)
+    # The analysts' copy has the night's features, and Data Docs were built.
+    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT], copy=True) == [(40,)]
+    assert (env.data_docs_path / "index.html").is_file()
+    found, run = artifacts(state)
+    assert run.name == "nightly-refresh-2026-06-01-web"
+    assert {"nightly-crawl-outcomes", "nightly-validation"} <= set(found)
+    assert {r["status"] for r in table(found["nightly-crawl-outcomes"])} <= {"ok", "private"}
+    assert "Rows quarantined:** 0" in found["nightly-validation"].data
+
+
+def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
+    bad = names()[5]
+    state = night(env, corrupt=[bad])
+    assert state.is_completed(), state.message
+    quarantined = rows(env, "SELECT table_name, username, expectation FROM quality.quarantined_rows ORDER BY 1")
+    assert ("raw.posts", bad) in {(t, u) for t, u, _ in quarantined}
+    profile = [e for t, u, e in quarantined if t == "raw.profiles"]
+    assert profile == ["expect_column_values_to_be_between(followers)"]
+    future = [e for t, u, e in quarantined if t == "raw.posts"]
+    assert future == ["expect_column_pair_values_a_to_be_greater_than_b(fetched_at>=taken_at)"]
+    featured = {u for (u,) in rows(env, "SELECT username FROM features.influencer_features")}
+    assert bad not in featured and len(featured) == 39  # the rest flowed on
+    assert state.result()["quarantined"] == 2
+
+
+def test_a_volume_drop_fails_the_night_before_features_change(env):
+    assert night(env).is_completed()
+    later = date(2026, 6, 2)
+    state = night(env, day=later, deleted=names()[10:])  # 30 of 40 accounts vanish
+    assert state.is_failed()
+    assert "table-level validation failed" in state.message and "rows>=min_rows" in state.message
+    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later]) == [(0,)]
+    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later], copy=True) == [(0,)]
+    volume = rows(env, "SELECT table_level_ok FROM quality.validation_runs v JOIN raw.crawl_runs r USING (crawl_id) "
+                       "WHERE suite = 'volume' AND r.as_of_date = ?", [later])
+    assert volume == [(False,)]  # the failed check is on record
+
+
+def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
+    assert night(env).is_completed()
+    first = weekly_recluster(clustering=CLUSTERING, return_state=True)
+    assert first.is_completed(), first.message
+    assert night(env, day=date(2026, 6, 8)).is_completed()
+    second = weekly_recluster(clustering=CLUSTERING, return_state=True)
+    assert second.result()["version"] == 2
+    assert rows(env, "SELECT version, feature_date, published_candidate FROM clusters.snapshots ORDER BY 1", copy=True) == [
+        (1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
+    found, run = artifacts(second)
+    assert run.name == "weekly-recluster-latest-kmeans-k3"
+    assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes"} <= set(found)
+    assert sum(r["size"] for r in table(found["weekly-clusters"])) == rows(
+        env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]
+    assert [c["candidate"] for c in table(found["weekly-candidates"])] == ["kmeans-k3"]
+    changed = rows(env, "SELECT count(*) FROM clusters.changes")[0][0]
+    assert len([r for r in table(found["weekly-persona-changes"]) if r["change"] != "none"]) == changed
+
+
+def test_a_failing_task_fails_the_run_and_leaves_the_warehouse_as_it_was(env):
+    assert night(env).is_completed()
+    before = rows(env, "SELECT count(*) FROM clusters.snapshots")
+    state = weekly_recluster(clustering=CLUSTERING.model_copy(update={"publish": "kmeans-k99"}), return_state=True)
+    assert state.is_failed() and "kmeans-k99" in state.message
+    assert rows(env, "SELECT count(*) FROM clusters.snapshots") == before
+
+
+def test_only_io_tasks_retry():
+    io = {"crawl", "load-crawl-rows", "store-validation", "compute-features", "write-features",
+          "publish-analytics-copy", "load-features", "write-snapshot"}
+    tasks = {t.name: t for module in (nightly_module, weekly_module)
+             for t in vars(module).values() if hasattr(t, "retries") and hasattr(t, "fn")}
+    assert io < set(tasks)
+    for name, task in tasks.items():
+        assert (task.retries > 0) == (name in io), name

@@ -1,0 +1,297 @@
+"""Validating each night's new rows with Great Expectations (1.x), before they reach features.
+
+Suites are defined in code. Row-level expectations find rows to quarantine; table-level
+ones (schema, volume against the previous crawl) stop the run. Frames are validated in
+bounded chunks, through GX's pandas datasource (its SQL datasource does not work on
+DuckDB: GX closes the connection before fetching, GX issues #10738 and #11579).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+# GX logs ~200 INFO lines and routes its own DeprecationWarnings into logging at import.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"great_expectations\.")
+
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
+from great_expectations.data_context.types.base import (  # noqa: E402
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from great_expectations.expectations.row_conditions import Column  # noqa: E402
+
+logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
+DOCS_SITE = "kic"
+DATASOURCE = "kic_frames"
+CHUNK_ROWS = 250_000  # rows per validation batch: memory stays bounded on big nights
+USERNAME_PATTERN = r"^[a-z0-9._]{1,30}$"
+MEDIA_KINDS = ["image", "video", "igtv"]
+NOT_CLUSTERABLE_REASONS = [
+    "private", "no_followers", "no_readable_posts", "no_image_posts", "likes_hidden", "comments_hidden",
+]
+# Percentages: the study's cohort tops out near 34 % ER and 43 % active_rate.
+MAX_PLAUSIBLE_ER = 100.0
+MAX_PLAUSIBLE_ACTIVE_RATE = 100.0
+VOLUME_DROP_LIMIT = 0.5  # fewer than half the previous rows fails the run
+
+PROFILE_COLUMNS = [
+    "crawl_id", "username", "user_id", "followers", "follows", "media_count", "is_private",
+    "is_verified", "is_business", "hide_like_counts", "fetched_at",
+]
+POST_COLUMNS = [
+    "crawl_id", "post_id", "username", "shortcode", "kind", "media_type", "product_type", "likes",
+    "comments", "views", "taken_at", "is_pinned", "fetched_at",
+]
+FEATURE_COLUMNS = [
+    "username", "feature_date", "crawl_id", "source", "post", "follower", "follow", "open_account",
+    "official_account", "image_love", "image_comment", "video_love", "video_comment", "igtv_love",
+    "igtv_comment", "er", "active_rate", "posts_observed", "is_clusterable", "not_clusterable_reason",
+    "computed_at",
+]
+# Expectations whose failure is about the table, not a row: they stop the run.
+TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"}
+
+
+def non_negative(*columns: str) -> list:
+    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
+
+
+def raw_profiles_suite() -> gx.ExpectationSuite:
+    """raw.profiles of one crawl: one row per account."""
+    return suite("raw_profiles", [
+        gxe.ExpectTableColumnsToMatchSet(column_set=PROFILE_COLUMNS, exact_match=True),
+        gxe.ExpectColumnValuesToNotBeNull(column="username"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
+        gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
+        gxe.ExpectColumnValuesToNotBeNull(column="followers"),
+        *non_negative("followers", "follows", "media_count"),
+        gxe.ExpectColumnValuesToNotBeNull(column="fetched_at"),
+    ])
+
+
+def raw_posts_suite() -> gx.ExpectationSuite:
+    """raw.posts of one crawl: one row per post. Hidden likes are NULL, which is allowed."""
+    return suite("raw_posts", [
+        gxe.ExpectTableColumnsToMatchSet(column_set=POST_COLUMNS, exact_match=True),
+        gxe.ExpectColumnValuesToNotBeNull(column="post_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="username"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "post_id"]),
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=MEDIA_KINDS),
+        *non_negative("likes", "comments", "views"),
+        gxe.ExpectColumnValuesToNotBeNull(column="taken_at"),
+        # A post cannot be published after it was fetched.
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="fetched_at", column_B="taken_at", or_equal=True),
+    ])
+
+
+def features_suite() -> gx.ExpectationSuite:
+    """features.influencer_features of one date, before they are written."""
+    clusterable = Column("is_clusterable") == True  # noqa: E712 (GX's condition syntax)
+    return suite("features", [
+        gxe.ExpectTableColumnsToMatchSet(column_set=FEATURE_COLUMNS, exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="username"),
+        gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
+        gxe.ExpectColumnValuesToBeBetween(column="follower", min_value=1, row_condition=clusterable),
+        gxe.ExpectColumnValuesToNotBeNull(column="er", row_condition=clusterable),
+        gxe.ExpectColumnValuesToNotBeNull(column="active_rate", row_condition=clusterable),
+        gxe.ExpectColumnValuesToBeBetween(column="er", min_value=0, max_value=MAX_PLAUSIBLE_ER),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="active_rate", min_value=0, max_value=MAX_PLAUSIBLE_ACTIVE_RATE
+        ),
+        *non_negative("image_love", "image_comment", "video_love", "video_comment", "igtv_love", "igtv_comment"),
+    ])
+
+
+def volume_suite() -> gx.ExpectationSuite:
+    """One row per table: this run's rows against half the previous run's."""
+    return suite("volume", [
+        gxe.ExpectTableColumnsToMatchSet(column_set=["table_name", "rows", "min_rows"], exact_match=True),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="rows", column_B="min_rows", or_equal=True),
+    ])
+
+
+def suite(name: str, expectations: list) -> gx.ExpectationSuite:
+    built = gx.ExpectationSuite(name=name)
+    for expectation in expectations:
+        built.add_expectation(expectation)
+    return built
+
+
+def volume_frame(counts: dict[str, tuple[int, int | None]]) -> pd.DataFrame:
+    """table -> (rows now, rows in the previous run or None)."""
+    return pd.DataFrame(
+        [
+            {"table_name": table, "rows": now, "min_rows": math.ceil(previous * VOLUME_DROP_LIMIT) if previous else 0}
+            for table, (now, previous) in counts.items()
+        ]
+    )
+
+
+# --- running suites -----------------------------------------------------------------------
+
+@dataclass
+class ExpectationOutcome:
+    expectation: str  # type(column)
+    level: str  # row | table
+    success: bool
+    unexpected_count: int | None
+    observed_value: str | None
+    failing_index: list = field(default_factory=list)  # frame index labels of failing rows
+
+
+@dataclass
+class SuiteValidation:
+    validation_id: str
+    suite: str
+    rows_validated: int
+    expectations: list[ExpectationOutcome]
+    data_docs: str | None
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [e for e in self.expectations if not e.success]
+
+    @property
+    def table_level_ok(self) -> bool:
+        return all(e.success for e in self.expectations if e.level == "table")
+
+    def failing_rows(self) -> dict[object, list[str]]:
+        """Index label -> the row-level expectations that row failed."""
+        rows: dict[object, list[str]] = {}
+        for outcome in self.failed:
+            if outcome.level == "row":
+                for label in outcome.failing_index:
+                    rows.setdefault(label, []).append(outcome.expectation)
+        return rows
+
+
+class Validator:
+    """One GX context per process (Data Docs index lists what this context validated)."""
+
+    def __init__(self, docs_dir: Path, results_dir: Path):
+        self.docs_dir = Path(docs_dir).resolve()
+        self.context = gx_context(self.docs_dir, Path(results_dir).resolve())
+
+    def validate(
+        self, frame: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str, table_level: bool = False
+    ) -> SuiteValidation:
+        """Validate `frame` chunk by chunk; merge what each chunk found; render Data Docs.
+
+        With `table_level`, every expectation counts as one about the table (the volume
+        suite's rows are tables).
+        """
+        frame = frame.reset_index(drop=True)
+        chunks = [frame.iloc[i : i + CHUNK_ROWS] for i in range(0, max(len(frame), 1), CHUNK_ROWS)]
+        merged: dict[str, ExpectationOutcome] = {}
+        for number, chunk in enumerate(chunks):
+            result = self.run_checkpoint(chunk, expectation_suite, f"{run_name}-{number}" if number else run_name)
+            for outcome in outcomes(result, table_level):
+                seen = merged.setdefault(outcome.expectation, outcome)
+                if seen is not outcome:
+                    seen.success = seen.success and outcome.success
+                    seen.unexpected_count = (seen.unexpected_count or 0) + (outcome.unexpected_count or 0)
+                    seen.failing_index += outcome.failing_index
+        return SuiteValidation(
+            validation_id=f"{expectation_suite.name}-{run_name}-{uuid.uuid4().hex[:8]}",
+            suite=expectation_suite.name,
+            rows_validated=len(frame),
+            expectations=list(merged.values()),
+            data_docs=str(self.docs_dir / "index.html"),
+        )
+
+    def run_checkpoint(self, chunk: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str):
+        batch = batch_definition(self.context, expectation_suite.name)
+        stored_suite = self.context.suites.add_or_update(expectation_suite)
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=expectation_suite.name, data=batch, suite=stored_suite)
+        )
+        checkpoint = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=expectation_suite.name,
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+                result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
+            )
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
+        return next(iter(result.run_results.values()))
+
+
+@cache
+def gx_context(docs_dir: Path, results_dir: Path):
+    """An in-memory GX context: Data Docs go to docs_dir, validation results to results_dir
+    (so that the Data Docs index keeps earlier nights), no progress bars."""
+    stores = InMemoryStoreBackendDefaults().stores
+    stores["validation_results_store"]["store_backend"] = {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": str(results_dir),
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        stores=stores,
+        data_docs_sites={
+            DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def batch_definition(context, name: str):
+    """The whole-DataFrame batch definition of an asset, added on first use."""
+    try:
+        source = context.data_sources.get(DATASOURCE)
+    except KeyError:
+        source = context.data_sources.add_pandas(name=DATASOURCE)
+    try:
+        asset = source.get_asset(name)
+    except LookupError:
+        asset = source.add_dataframe_asset(name=name)
+    try:
+        return asset.get_batch_definition("whole")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe(name="whole")
+
+
+def outcomes(suite_result, table_level: bool = False) -> list[ExpectationOutcome]:
+    found = []
+    for result in suite_result.results:
+        config = result.expectation_config
+        kwargs = config.kwargs
+        target = kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or (
+            f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else "table"
+        )
+        details = result.result or {}
+        observed = details.get("observed_value")
+        found.append(
+            ExpectationOutcome(
+                expectation=f"{config.type}({target})",
+                level="table" if table_level or config.type in TABLE_LEVEL else "row",
+                success=bool(result.success),
+                unexpected_count=details.get("unexpected_count"),
+                observed_value=None if observed is None else str(observed)[:500],
+                failing_index=list(details.get("unexpected_index_list") or []),
+            )
+        )
+    return found
