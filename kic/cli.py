@@ -18,9 +18,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from kic.errors import KicError
-from kic.settings import BEST_SILHOUETTE, Settings, load_settings
+from kic.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
 from warehouse.db import connect, first_line
-from warehouse.publish import publish_copy
+from warehouse.publish import publish_copy, writing
 from warehouse.snapshots import cluster_table, list_snapshots, resolve_version
 
 console = Console()
@@ -37,7 +37,7 @@ class KicGroup(TyperGroup):
         except KicError as exc:
             message = str(exc)
         except ValidationError as exc:
-            message = "invalid settings: " + "; ".join(
+            message = f"invalid settings (in {config_file()} or KIC_* variables): " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
         typer.echo(f"Error: {message}", err=True)
@@ -286,10 +286,8 @@ def accounts_add(
         if username is None:
             raise KicError(f"not an Instagram username or profile URL: {name!r}")
         usernames.append(username)
-    settings = settings_for(warehouse)
-    with connect(settings.warehouse) as con:
+    with writing(settings_for(warehouse)) as con:
         added = watchlist.add(con, usernames, "manual")
-    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(f"{added} account(s) added to the watchlist")
 
 
@@ -303,10 +301,8 @@ def accounts_import(
     from warehouse import watchlist
 
     listed = read_account_list(path)
-    settings = settings_for(warehouse)
-    with connect(settings.warehouse) as con:
+    with writing(settings_for(warehouse)) as con:
         added = watchlist.add(con, listed.usernames, f"file:{path.name}")
-    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(
         f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
         + (f"; {listed.duplicates} duplicate(s) skipped" if listed.duplicates else "")
@@ -333,10 +329,8 @@ def accounts_remove(
     from kic.study_csv import normalize_account
     from warehouse import watchlist
 
-    settings = settings_for(warehouse)
-    with connect(settings.warehouse) as con:
+    with writing(settings_for(warehouse)) as con:
         removed = watchlist.remove(con, [normalize_account(n) or n for n in names])
-    publish_copy(settings.warehouse, settings.analytics_path)
     typer.echo(f"{removed} account(s) removed from the watchlist")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,8 @@ BEST_SILHOUETTE = "best-silhouette"
 
 class ClusteringSettings(BaseModel):
     """How influencers are clustered on (ER, active_rate) and which candidate is published."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in kic.toml is an error, not ignored
 
     scaling: Literal["none", "standard", "minmax"] = "none"
     seed: int = 42
@@ -71,12 +73,16 @@ class ClusteringSettings(BaseModel):
 class SyntheticSettings(BaseModel):
     """The seeded synthetic cohort used when no real source is configured."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in kic.toml is an error, not ignored
+
     influencers: int = Field(1000, ge=10)
     seed: int = 20200601
 
 
 class SandboxFaults(BaseModel):
     """Faults the sandbox injects. Lists name accounts; rates draw from a seeded stream."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in kic.toml is an error, not ignored
 
     throttled: dict[str, int] = Field(default_factory=dict)  # account -> 429s before success
     failing: dict[str, int] = Field(default_factory=dict)  # account -> 503s before success
@@ -100,6 +106,8 @@ class SandboxFaults(BaseModel):
 class SandboxSettings(BaseModel):
     """The local fake Instagram serving the synthetic cohort."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in kic.toml is an error, not ignored
+
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)  # 0: a free port
     date: dt.date | None = None  # the day it serves; None: today in `timezone`
@@ -114,7 +122,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KIC_",
         env_nested_delimiter="__",
-        extra="ignore",
+        extra="forbid",
     )
 
     warehouse: Path = Path("data/warehouse.duckdb")  # the scheduler's: written by runs only
@@ -138,6 +146,8 @@ class Settings(BaseSettings):
     posts_per_account: int = Field(12, ge=1)  # the profile grid's 12, as the study read
     tag_max_pages: int = Field(3, ge=1)
     timezone: str = "Asia/Seoul"  # the day a crawl describes is a day in this zone
+    # How long a run waits for another process holding the warehouse before it gives up.
+    lock_wait_seconds: float = Field(120.0, ge=0)
 
     @property
     def analytics_path(self) -> Path:

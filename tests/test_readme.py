@@ -1,5 +1,6 @@
 """The README's promises: its two commands, and its example queries in the real DuckDB CLI."""
 
+import os
 import re
 import subprocess
 import sys
@@ -46,3 +47,17 @@ def test_readme_queries_run_in_the_duckdb_cli(warehouse, query):
     assert "Error" not in result.stderr
     header = result.stdout.splitlines()[0]
     assert header  # the CLI printed the result's column names
+
+
+def test_readme_settings_are_valid_and_are_the_defaults(tmp_path, monkeypatch):
+    from kic.settings import load_settings
+
+    (toml,) = code_blocks("toml")
+    config = tmp_path / "readme.toml"
+    config.write_text(toml, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("KIC_")]:
+        monkeypatch.delenv(name)
+    defaults = load_settings()
+    monkeypatch.setenv("KIC_CONFIG", str(config))
+    assert load_settings() == defaults

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ import duckdb
 import pandas as pd
 
 from kic.errors import KicError
+from kic.settings import load_settings
 
 log = logging.getLogger("kic.warehouse")
-DEFAULT_LOCK_WAIT_SECONDS = 120.0
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -99,7 +98,7 @@ def connect(
 
     DuckDB lets one process hold a file for writing, and then no other may open it at
     all. If another process holds it, wait for it (with backoff, saying so in the log)
-    up to `lock_wait_seconds` (default: $KIC_LOCK_WAIT_SECONDS, else 120 s).
+    up to `lock_wait_seconds` (default: the lock_wait_seconds setting).
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -128,7 +127,7 @@ def is_lock_conflict(exc: Exception) -> bool:
 
 def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float | None) -> duckdb.DuckDBPyConnection:
     if lock_wait_seconds is None:
-        lock_wait_seconds = float(os.environ.get("KIC_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS))
+        lock_wait_seconds = load_settings().lock_wait_seconds
     config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
     deadline = time.monotonic() + lock_wait_seconds
     delay = 0.25

@@ -9,8 +9,13 @@ open on the old copy keeps reading it until it reconnects; the next one sees the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
+
+from kic.settings import Settings
 from warehouse.db import STORAGE_COMPATIBILITY, connect, scalar
 
 
@@ -30,3 +35,11 @@ def publish_copy(warehouse: Path, copy: Path) -> Path:
             con.execute("DETACH published").fetchall()
     os.replace(staging, copy)
     return copy
+
+
+@contextmanager
+def writing(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse, open for writing; once the writes succeeded, the analysts' copy refreshed."""
+    with connect(settings.warehouse) as con:
+        yield con
+    publish_copy(settings.warehouse, settings.analytics_path)

@@ -1,4 +1,5 @@
--- Layer `staging`: views that put raw rows of every source into one shape. No storage.
+-- Layer `staging`: views that put raw rows of every source into one shape, leaving out
+-- rows that validation quarantined. No storage.
 CREATE SCHEMA staging;
 
 -- Grain: one row per account per crawl, for accounts whose profile was read (outcome ok
@@ -19,13 +20,24 @@ FROM raw.profiles AS p
 JOIN raw.crawl_runs AS r USING (crawl_id)
 JOIN raw.account_outcomes AS o USING (crawl_id, username)
 WHERE r.status IN ('succeeded', 'interrupted')
-  AND o.status IN ('ok', 'private');
+  AND o.status IN ('ok', 'private')
+  AND NOT EXISTS (
+      SELECT 1 FROM quality.quarantined_rows AS q
+      WHERE q.table_name = 'raw.profiles' AND q.crawl_id = p.crawl_id AND q.username = p.username
+  );
 
 -- Grain: one row per account per crawl: mean likes and comments per media kind.
 -- Key: (crawl_id, username). Means ignore hidden (NULL) like counts; a kind with no
 -- readable post has NULL means and 0 posts.
 CREATE VIEW staging.media_means AS
-WITH per_kind AS (
+WITH readable_posts AS (
+    SELECT * FROM raw.posts AS p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM quality.quarantined_rows AS q
+        WHERE q.table_name = 'raw.posts' AND q.crawl_id = p.crawl_id AND q.post_id = p.post_id
+    )
+),
+per_kind AS (
     SELECT
         crawl_id,
         username,
@@ -38,7 +50,7 @@ WITH per_kind AS (
         avg(comments) FILTER (kind = 'video')            AS video_comment,
         avg(likes)    FILTER (kind = 'igtv')             AS igtv_love,
         avg(comments) FILTER (kind = 'igtv')             AS igtv_comment
-    FROM raw.posts
+    FROM readable_posts
     GROUP BY crawl_id, username
 )
 SELECT
