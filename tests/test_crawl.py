@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from datetime import date
 
 import duckdb
@@ -191,3 +192,23 @@ def test_features_read_each_accounts_latest_readable_crawl(tmp_path):
         source = dict(con.execute("SELECT username, crawl_id FROM features.influencer_features").fetchall())
     assert source[n[0]] == first.crawl_id  # its newest crawl failed: the one before stands
     assert {source[u] for u in n[1:]} == {second.crawl_id}
+
+
+def test_scrapy_crawl_works_from_the_project_root(tmp_path):
+    from conftest import REPO
+
+    n = names(12)[:5]
+    settings = settings_for(tmp_path, n=12)
+    env = subprocess_env()
+    env.pop("SCRAPY_SETTINGS_MODULE", None)  # found through scrapy.cfg, as users run it
+    with Sandbox(settings) as sandbox:
+        result = subprocess.run(
+            [sys.executable, "-m", "scrapy", "crawl", "instagram", "-a", f"usernames={','.join(n)}",
+             "-a", f"date={DAY}", "-s", f"KIC_WEB_BASE_URL={sandbox.url}",
+             "-s", f"KIC_WAREHOUSE={settings.warehouse}", "-s", "DOWNLOAD_DELAY=0"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Spider closed (finished)" in result.stderr
+    assert rows(settings, "SELECT status, accounts_requested, profiles_written FROM raw.crawl_runs") == [
+        ("succeeded", 5, 5)]

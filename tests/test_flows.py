@@ -154,3 +154,17 @@ def test_only_io_tasks_retry():
     assert io < set(tasks)
     for name, task in tasks.items():
         assert (task.retries > 0) == (name in io), name
+
+
+def test_the_graph_token_can_come_from_a_prefect_secret_block(monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from kic.errors import KicError
+    from kic.secrets import graph_access_token
+
+    Secret(value="token-from-a-block").save("kic-graph-token", overwrite=True)
+    monkeypatch.delenv("KIC_GRAPH_ACCESS_TOKEN", raising=False)
+    assert graph_access_token(Settings(graph_access_token_block="kic-graph-token")) == "token-from-a-block"
+    assert graph_access_token(Settings(graph_access_token="from-env", graph_access_token_block="kic-graph-token")) == "from-env"
+    with pytest.raises(KicError, match="no-such-block"):
+        graph_access_token(Settings(graph_access_token_block="no-such-block"))

@@ -2,11 +2,15 @@
 let a worker run them against the sandbox, check through the API, the UI and the warehouse."""
 
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -110,3 +114,47 @@ def test_deployments_run_on_a_real_server_and_show_in_its_ui(tmp_path):
         nightly_rows = con.execute("SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT]).fetchall()
     assert snapshots == [(1, MAIN_JOB_DAY), (2, NIGHT)]
     assert nightly_rows == [(60,)]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_kic_serve_brings_it_all_up_and_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    env = subprocess_env({"PREFECT_HOME": str(tmp_path / "prefect-home"), "KIC_WAREHOUSE": str(tmp_path / "w.duckdb"),
+                          "KIC_SYNTHETIC__INFLUENCERS": "20", "PYTHONUNBUFFERED": "1"})
+    serve = subprocess.Popen([sys.executable, "-m", "kic", "serve", "--port", str(port)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said, deadline = [], time.monotonic() + 240
+    reader = threading.Thread(target=lambda: said.extend(serve.stdout), daemon=True)
+    reader.start()
+    try:
+        while not any("Ctrl-C stops" in line for line in said):
+            assert time.monotonic() < deadline and serve.poll() is None, "".join(said)
+            time.sleep(0.5)
+        text = "".join(said)
+        assert f"Prefect UI: http://127.0.0.1:{port}" in text
+        assert "watchlist was empty: added the sandbox's 20 accounts" in text
+        started = children_of(serve.pid)
+        assert len(started) >= 2  # the Prefect server and the worker
+        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}), get_client(sync_client=True) as client:
+            assert {d.name for d in client.read_deployments()} == {"nightly-refresh", "weekly-recluster"}
+            assert [p.name for p in client.read_work_pools()] == ["kic-process"]
+    finally:
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        serve.wait(timeout=90)
+        reader.join(timeout=10)
+    assert "stopping" in "".join(said)
+    for pid in started:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived kic serve"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
