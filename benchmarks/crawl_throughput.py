@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
@@ -27,6 +26,7 @@ from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, scrapy_c
 from kic.sandbox import Sandbox
 from kic.settings import Settings
 from scrapers.extensions import ProgressLines
+from warehouse.db import insert_frame, transaction
 
 # Put on the crawler's import path as a plain module: scikit-learn-extra installs a
 # top-level package named `benchmarks` that would shadow this folder.
@@ -76,10 +76,9 @@ def bulk_insert_rate(warehouse: Path, scratch: Path) -> tuple[int, float]:
     for sql in ddl.values():
         target.execute(sql.replace("nextval('raw.crawl_id_seq')", "0")).fetchall()
     started = time.perf_counter()
-    target.execute("BEGIN").fetchall()
-    for table, frame in frames.items():
-        target.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM frame").fetchall()
-    target.execute("COMMIT").fetchall()
+    with transaction(target):
+        for table, rows in frames.items():
+            insert_frame(target, f"raw.{table}", rows)
     seconds = time.perf_counter() - started
     target.close()
     rows = sum(len(f) for f in frames.values())

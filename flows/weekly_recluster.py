@@ -13,7 +13,12 @@ from flows.tasks import IO_TASK, PURE_TASK, publish
 from kic.errors import KicError
 from kic.settings import ClusteringSettings, Settings, load_settings
 from models.recluster import Clustering, recluster
-from transforms.features import derive_features, features_are_stale, latest_feature_date, load_clusterable
+from transforms.features import (
+    derive_features,
+    features_are_stale,
+    latest_feature_date,
+    load_clusterable,
+)
 from warehouse.db import connect
 from warehouse.snapshots import cluster_table, write_snapshot
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +53,7 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -131,7 +131,9 @@ def run(
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kic")  # the warehouse's log lines in run logs
     day = parse_date(on, "--date") or settings.today()
     settings.sandbox.date = day
-    from flows.nightly_refresh import nightly_refresh  # lazily: Prefect and GX take seconds to import
+    from flows.nightly_refresh import (
+        nightly_refresh,  # lazily: Prefect and GX take seconds to import
+    )
     from flows.weekly_recluster import weekly_recluster
 
     with Sandbox(settings) as sandbox:
@@ -152,7 +154,13 @@ def run(
 
 
 def crawl_with_progress(settings: Settings, request):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from kic.crawl import run_crawl
 

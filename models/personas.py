@@ -60,7 +60,7 @@ def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     ar_mean, ar_sd = cohort["active_rate"].mean(), cohort["active_rate"].std()
     out["er_level"] = [level(v, er_mean, er_sd) for v in out["mean_er"]]
     out["active_rate_level"] = [level(v, ar_mean, ar_sd) for v in out["mean_active_rate"]]
-    out["persona"] = [PERSONAS[pair] for pair in zip(out["er_level"], out["active_rate_level"])]
+    out["persona"] = [PERSONAS[pair] for pair in zip(out["er_level"], out["active_rate_level"], strict=True)]
     score = ER_WEIGHT * out["er_level"].map(LEVELS.index) + ACTIVE_RATE_WEIGHT * out[
         "active_rate_level"
     ].map(LEVELS.index)

@@ -101,7 +101,7 @@ def recluster(features: pd.DataFrame, cfg: ClusteringSettings, feature_date: dat
     results, sse_by_k = fit_candidates(features, cfg)
     published = choose(results, cfg.publish)
     profiles, clusters = cluster_profiles(features, published.labels)
-    persona = dict(zip(profiles["cluster"], profiles["persona"]))
+    persona = dict(zip(profiles["cluster"], profiles["persona"], strict=True))
     assignments = pd.DataFrame(
         {
             "username": features["username"].to_numpy(),

@@ -6,9 +6,9 @@ import time
 
 import pandas as pd
 
+from scrapers.items import AccountItem, DiscoveredAccountItem
 from warehouse import raw, watchlist
 from warehouse.db import connect, transaction
-from scrapers.items import AccountItem, DiscoveredAccountItem
 
 # Nullable integer columns: pandas would otherwise turn a None among ints into a float.
 NULLABLE_INTS = {

@@ -1,7 +1,7 @@
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 

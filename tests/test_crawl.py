@@ -1,17 +1,20 @@
 """Real crawls: the Scrapy spider in a subprocess against the sandbox on a random loopback port."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from datetime import date
 
-import duckdb
-import pytest
-
 from conftest import subprocess_env
-from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, run_crawl, scrapy_command
+
+from kic.crawl import (
+    SANDBOX_SCRAPY_SETTINGS,
+    CrawlRequest,
+    crawl_env,
+    run_crawl,
+    scrapy_command,
+)
 from kic.sandbox import Sandbox
 from kic.settings import Settings
 from kic.synthetic import Population

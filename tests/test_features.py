@@ -1,8 +1,8 @@
 from datetime import date, timedelta
 
 import pytest
-
 from conftest import add_crawl
+
 from transforms.features import derive_features, features_are_stale
 
 DAY = date(2026, 11, 1)
@@ -21,7 +21,7 @@ def features(con, on=DAY):
     rows = con.execute(
         f"SELECT {', '.join(columns)} FROM features.influencer_features WHERE feature_date = ?", [on]
     ).fetchall()
-    return {r[0]: dict(zip(columns, r)) for r in rows}
+    return {r[0]: dict(zip(columns, r, strict=True)) for r in rows}
 
 
 def test_means_per_media_kind_and_the_studys_formulas(con):

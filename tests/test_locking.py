@@ -6,8 +6,8 @@ import textwrap
 from datetime import date
 
 import duckdb
-
 from conftest import kic
+
 from kic import jobs
 from kic.settings import Settings
 

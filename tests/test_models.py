@@ -7,7 +7,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from kic.errors import KicError
 from kic.settings import ClusteringSettings
-from models.candidates import candidate_grid, choose, evaluate, mean_silhouette, within_cluster_sse
+from models.candidates import (
+    candidate_grid,
+    choose,
+    evaluate,
+    mean_silhouette,
+    within_cluster_sse,
+)
 from models.hierarchical import HierarchicalClustering
 from models.recluster import fit_candidates
 
@@ -52,7 +58,7 @@ def test_candidates_are_seeded_and_repeatable():
         "hierarchical-complete-t20", "hierarchical-complete-t25", "hierarchical-complete-t30",
         "hierarchical-complete-k3",
     ]
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert np.array_equal(a.labels, b.labels) and a.silhouette == b.silhouette
         assert sum(a.sizes) == len(X) and list(a.sizes) == sorted(a.sizes, reverse=True)
 

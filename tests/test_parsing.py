@@ -12,7 +12,13 @@ from scrapy.utils.test import get_crawler
 
 from scrapers.items import AccountItem, DiscoveredAccountItem
 from scrapers.middlewares import retry_after_seconds
-from scrapers.parsing import BadJson, load_json, parse_graph_page, parse_tag_page, parse_web_profile
+from scrapers.parsing import (
+    BadJson,
+    load_json,
+    parse_graph_page,
+    parse_tag_page,
+    parse_web_profile,
+)
 from scrapers.spiders.instagram import InstagramSpider
 
 SAVED = Path(__file__).parent / "fixtures" / "responses"

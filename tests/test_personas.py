@@ -1,7 +1,6 @@
 import itertools
 
 import pandas as pd
-import pytest
 
 from models.personas import LEVELS, PERSONAS, level, name_personas
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import REPO, kic, subprocess_env
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from conftest import REPO, kic, subprocess_env
 from kic.sandbox import Sandbox
 from kic.serve import PrefectStack
 from kic.settings import Settings

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, kic
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

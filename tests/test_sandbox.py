@@ -10,9 +10,9 @@ import pytest
 from kic.sandbox import Sandbox
 from kic.settings import ClusteringSettings, Settings
 from models.recluster import recluster
+from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
-from scrapers.items import AccountItem
 from transforms.features import derive_features, load_clusterable
 from warehouse import raw
 from warehouse.db import connect, transaction

@@ -26,6 +26,7 @@ DAY = date(2020, 6, 1)
 @pytest.fixture(scope="module")
 def clustering(tmp_path_factory, request):
     from conftest import STUDY_DATA
+
     from warehouse.db import connect
 
     path = STUDY_DATA / "beauty_data_extend.csv"
@@ -48,9 +49,9 @@ def test_defaults_reproduce_the_studys_table(clustering):
     _, result = clustering
     assert result.published == "hierarchical-complete-t20"
     profiles = result.profiles.sort_values("size")
-    got = list(zip(profiles["size"], profiles["mean_er"], profiles["mean_active_rate"], profiles["persona"]))
+    got = list(zip(profiles["size"], profiles["mean_er"], profiles["mean_active_rate"], profiles["persona"], strict=True))
     assert [g[0] for g in got] == [s[0] for s in STUDY_TABLE]
-    for (size, er, ar, persona), (want_size, want_er, want_ar, want_persona) in zip(got, STUDY_TABLE):
+    for (size, er, ar, persona), (_, want_er, want_ar, want_persona) in zip(got, STUDY_TABLE, strict=True):
         assert er == pytest.approx(want_er, abs=1e-4), size
         assert ar == pytest.approx(want_ar, abs=1e-4), size
         assert persona == want_persona

@@ -3,20 +3,26 @@ from datetime import date
 
 import duckdb
 import pytest
+from conftest import FETCHED_AT
 
 from kic.errors import KicError
 from kic.ingest import write_synthetic_crawl
+from kic.settings import ClusteringSettings
 from kic.synthetic import Population
 from models.recluster import recluster
-from kic.settings import ClusteringSettings
 from transforms.features import derive_features, load_clusterable
-from warehouse import raw, watchlist
-from warehouse.db import MIGRATIONS_DIR, connect, latest_version, migrate, migrations, schema_version
-from warehouse.snapshots import write_snapshot
 from transforms.validation import Validator, raw_profiles_suite
+from warehouse import raw, watchlist
+from warehouse.db import (
+    MIGRATIONS_DIR,
+    connect,
+    latest_version,
+    migrate,
+    migrations,
+    schema_version,
+)
 from warehouse.quality import quarantine_frame, store_validations
-
-from conftest import FETCHED_AT
+from warehouse.snapshots import write_snapshot
 
 GRAIN = re.compile(
     r"-- Grain: (?P<grain>[^\n]*?)(?:\n-- [^\n]*)*?Key: (?P<key>\([^)]*\)|\w+)\.?[^\n]*\n"

@@ -163,11 +163,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
-    """Insert a DataFrame's rows into `table` in one statement, matching columns by name."""
+def insert_frame(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, skip_existing: bool = False
+) -> int:
+    """Insert a DataFrame's rows into `table` in one statement, matching columns by name
+    (with `skip_existing`, rows whose key is already there are left out)."""
     # DuckDB reads `frame` from this function's locals (a replacement scan): no
     # registration to undo, so nothing is left to clean up in an aborted transaction.
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame").fetchall()
+    verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
+    con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM frame").fetchall()
     return len(frame)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from warehouse.db import connect, scalar
+from warehouse.db import connect, insert_frame, scalar
 from warehouse.raw import utcnow
 
 ACTIVE_USERNAMES = "SELECT username FROM watchlist.accounts WHERE active ORDER BY added_at, username"
@@ -24,10 +24,8 @@ def add(con: duckdb.DuckDBPyConnection, usernames: Iterable[str], added_from: st
     con.execute(
         "UPDATE watchlist.accounts SET active = true WHERE NOT active AND username IN (SELECT unnest(?))", [names]
     ).fetchall()
-    frame = pd.DataFrame({"username": names, "added_at": utcnow(), "added_from": added_from, "active": True})
-    con.execute(
-        "INSERT INTO watchlist.accounts BY NAME SELECT * FROM frame ON CONFLICT DO NOTHING"
-    ).fetchall()
+    rows = pd.DataFrame({"username": names, "added_at": utcnow(), "added_from": added_from, "active": True})
+    insert_frame(con, "watchlist.accounts", rows, skip_existing=True)
     return scalar(con, "SELECT count(*) FROM watchlist.accounts") - before
 
 
