@@ -48,6 +48,7 @@ def crawl(settings: Settings, request: CrawlRequest) -> CrawlSummary:
         summary.crawl_id, summary.source, summary.status, summary.accounts_requested,
         summary.profiles_written, summary.posts_written, summary.outcomes, summary.log_file,
     )
+    logger.info("Scrapy stats of crawl %d: %s", summary.crawl_id, summary.stats)
     if summary.message:
         logger.warning("crawl %d: %s", summary.crawl_id, summary.message)
     return summary

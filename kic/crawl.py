@@ -34,7 +34,7 @@ SANDBOX_SCRAPY_SETTINGS = {
 
 RUN_SUMMARY = """
 SELECT crawl_id, status, source, as_of_date, accounts_requested, accounts_ok, accounts_failed,
-       profiles_written, posts_written, message
+       profiles_written, posts_written, message, stats
 FROM raw.crawl_runs WHERE crawl_id = ?
 """
 OUTCOME_COUNTS = """
@@ -55,6 +55,7 @@ class CrawlSummary:
     profiles_written: int
     posts_written: int
     message: str | None
+    stats: str | None  # Scrapy's stats of the crawl, as JSON
     outcomes: dict[str, int] = field(default_factory=dict)
     log_file: Path | None = None
 

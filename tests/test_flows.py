@@ -72,9 +72,11 @@ def table(artifact) -> list[dict]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
-def test_nightly_refresh_crawls_validates_derives_and_publishes(env):
+def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog):
     state = night(env)
     assert state.is_completed(), state.message
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Scrapy stats of crawl 1")]
+    assert logged and '"item_scraped_count": 40' in logged[0]  # the spider's stats, in the run's log
     result = state.result()
     assert result["features"] == 40 and result["quarantined"] == 0
     assert rows(env, "SELECT status, accounts_requested FROM raw.crawl_runs") == [("succeeded", 40)]
