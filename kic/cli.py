@@ -131,9 +131,8 @@ def run(
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kic")  # the warehouse's log lines in run logs
     day = parse_date(on, "--date") or settings.today()
     settings.sandbox.date = day
-    from flows.nightly_refresh import (
-        nightly_refresh,  # lazily: Prefect and GX take seconds to import
-    )
+    # Imported here: Prefect and Great Expectations take seconds to import.
+    from flows.nightly_refresh import nightly_refresh
     from flows.weekly_recluster import weekly_recluster
 
     with Sandbox(settings) as sandbox:

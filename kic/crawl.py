@@ -70,10 +70,12 @@ class CrawlRequest:
     scrapy_settings: dict[str, str] = field(default_factory=dict)
 
 
-def target_url(settings: Settings, request: CrawlRequest) -> str:
+def base_urls(settings: Settings, request: CrawlRequest) -> dict[str, str]:
+    """The Scrapy settings naming the servers to crawl: the request's, else the settings'."""
+    urls = {"KIC_WEB_BASE_URL": settings.web_base_url, "KIC_GRAPH_BASE_URL": settings.graph_base_url}
     if request.base_url:
-        return request.base_url
-    return settings.graph_base_url if request.source == "graph" else settings.web_base_url
+        urls["KIC_GRAPH_BASE_URL" if request.source == "graph" else "KIC_WEB_BASE_URL"] = request.base_url
+    return urls
 
 
 def is_loopback(url: str) -> bool:
@@ -88,16 +90,23 @@ def scrapy_command(settings: Settings, request: CrawlRequest, usernames_file: Pa
         args += ["-a", f"tag={request.tag}"]
     if request.as_of:
         args += ["-a", f"date={request.as_of.isoformat()}"]
+    # Everything the spider reads from the settings object is passed on as given here,
+    # so the crawl follows the caller's settings, whatever the child's environment says.
+    urls = base_urls(settings, request)
+    target = urls["KIC_GRAPH_BASE_URL" if request.source == "graph" else "KIC_WEB_BASE_URL"]
     scrapy_settings = {
+        **urls,
         "KIC_WAREHOUSE": str(settings.warehouse),
+        "KIC_POSTS_PER_ACCOUNT": str(settings.posts_per_account),
+        "KIC_TAG_MAX_PAGES": str(settings.tag_max_pages),
+        "KIC_TIMEZONE": settings.timezone,
+        "KIC_WEB_APP_ID": settings.web_app_id,
+        "KIC_GRAPH_API_VERSION": settings.graph_api_version,
         "KIC_PROGRESS": "True",
         "LOG_FILE": str(log_file),
-        **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target_url(settings, request)) else {}),
+        **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target) else {}),
         **request.scrapy_settings,
     }
-    if request.base_url:
-        key = "KIC_GRAPH_BASE_URL" if request.source == "graph" else "KIC_WEB_BASE_URL"
-        scrapy_settings[key] = request.base_url
     for name, value in scrapy_settings.items():
         args += ["-s", f"{name}={value}"]
     return [sys.executable, "-m", "scrapy", "crawl", "instagram", *args]
