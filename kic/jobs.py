@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from kic.errors import KicError
-from kic.ingest import LoadResult, import_study_csv, write_synthetic_crawl
+from kic.ingest import LoadResult, import_study_csv
 from kic.settings import ClusteringSettings, Settings
-from kic.synthetic import Population
 from models.recluster import Clustering, recluster
 from transforms.features import (
     FeatureSummary,
@@ -35,12 +34,6 @@ class ReclusterResult:
 def import_csv(settings: Settings, path: Path, as_of: date) -> LoadResult:
     with writing(settings) as con:
         return import_study_csv(con, path, as_of)
-
-
-def crawl_synthetic(settings: Settings, on: date) -> LoadResult:
-    population = Population(settings.synthetic.influencers, settings.synthetic.seed)
-    with writing(settings) as con:
-        return write_synthetic_crawl(con, population, on)
 
 
 def features(settings: Settings, feature_date: date | None = None) -> FeatureSummary:

@@ -5,10 +5,12 @@ import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from kic.synthetic import Population
 from warehouse import raw
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 REPO = Path(__file__).resolve().parents[1]
 # The study's public data, shared by every session and CI; absent on a user's fresh clone.
@@ -82,3 +84,68 @@ def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
         cwd=cwd,
         timeout=600,
     )
+
+
+def profile_rows(profile, crawl_id: int, fetched_at) -> tuple[dict, list[dict]]:
+    """The raw.profiles row and raw.posts rows of one synthetic profile."""
+    account = profile.account
+    profile_row = {
+        "crawl_id": crawl_id,
+        "username": account.username,
+        "user_id": account.user_id,
+        "followers": profile.followers,
+        "follows": profile.follows,
+        "media_count": profile.media_count,
+        "is_private": account.is_private,
+        "is_verified": account.is_verified,
+        "is_business": account.is_business,
+        "hide_like_counts": account.hides_likes,
+        "fetched_at": fetched_at,
+    }
+    post_rows = [
+        {
+            "crawl_id": crawl_id,
+            "post_id": post.post_id,
+            "username": account.username,
+            "shortcode": post.shortcode,
+            "kind": post.kind,
+            "media_type": post.typename,
+            "product_type": post.product_type,
+            "likes": None if account.hides_likes else post.likes,
+            "comments": post.comments,
+            "views": post.views,
+            "taken_at": post.taken_at,
+            "is_pinned": post.is_pinned,
+            "fetched_at": fetched_at,
+        }
+        for post in profile.posts
+    ]
+    return profile_row, post_rows
+
+
+def synthetic_crawl(con, population: Population, on: date) -> int:
+    """Write what every account of a synthetic population shows on `on` as one crawl, straight
+    into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
+    with transaction(con):
+        crawl_id = raw.open_run(
+            con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size
+        )
+        fetched_at = raw.utcnow()
+        profiles, posts, outcomes = [], [], []
+        for account in population.accounts:
+            profile_row, post_rows = profile_rows(population.profile(account, on), crawl_id, fetched_at)
+            profiles.append(profile_row)
+            posts.extend(post_rows)
+            outcomes.append(
+                {
+                    "crawl_id": crawl_id,
+                    "username": account.username,
+                    "status": "private" if account.is_private else "ok",
+                    "fetched_at": fetched_at,
+                }
+            )
+        raw.append(con, "profiles", profiles)
+        raw.append(con, "posts", pd.DataFrame(posts).astype({"likes": "Int64", "views": "Int64"}))
+        raw.append(con, "account_outcomes", outcomes)
+        raw.close_run(con, crawl_id, "succeeded")
+    return crawl_id

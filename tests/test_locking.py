@@ -6,10 +6,12 @@ import textwrap
 from datetime import date
 
 import duckdb
-from conftest import kic
+from conftest import kic, synthetic_crawl
 
 from kic import jobs
 from kic.settings import Settings
+from kic.synthetic import Population
+from warehouse.db import connect
 
 CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3"}
 
@@ -30,8 +32,9 @@ def hold(path, seconds, read_only=True):
 
 
 def populated(tmp_path):
-    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", synthetic={"influencers": 80}, clustering=CLUSTERING)
-    jobs.crawl_synthetic(settings, date(2026, 6, 1))
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", clustering=CLUSTERING)
+    with connect(settings.warehouse) as con:
+        synthetic_crawl(con, Population(80, seed=3), date(2026, 6, 1))
     jobs.recluster_latest(settings)
     return settings
 

@@ -4,12 +4,13 @@ from datetime import date
 import duckdb
 import pandas as pd
 import pytest
+from conftest import synthetic_crawl
 
-from kic.ingest import write_synthetic_crawl
 from kic.settings import ClusteringSettings
 from kic.synthetic import Population
 from models.recluster import recluster
 from transforms.features import derive_features, load_clusterable
+from warehouse.db import connect
 from warehouse.snapshots import write_snapshot
 
 CFG = ClusteringSettings(kmeans_k=[3, 4], kmedoids_k=[3], elbow_k=[1, 2, 3])
@@ -30,7 +31,7 @@ def counts(con):
 @pytest.fixture
 def clustering(con):
     day = date(2026, 5, 1)
-    write_synthetic_crawl(con, Population(200, seed=11), day)
+    synthetic_crawl(con, Population(200, seed=11), day)
     derive_features(con, day)
     return recluster(load_clusterable(con, day), CFG, day)
 
@@ -39,7 +40,7 @@ def test_reclustering_twice_gives_two_snapshots_and_leaves_the_first_unchanged(c
     first = write_snapshot(con, clustering)
     before = dump(con, first)
     later = date(2026, 5, 8)
-    write_synthetic_crawl(con, Population(200, seed=11), later)
+    synthetic_crawl(con, Population(200, seed=11), later)
     derive_features(con, later)
     second = write_snapshot(con, recluster(load_clusterable(con, later), CFG, later))
     assert (first, second) == (1, 2)
@@ -113,8 +114,9 @@ def test_recluster_derives_features_first_when_raw_data_is_newer(warehouse_path)
     from kic import jobs
     from kic.settings import Settings
 
-    settings = Settings(warehouse=warehouse_path, clustering=CFG, synthetic={"influencers": 120})
-    jobs.crawl_synthetic(settings, date(2026, 5, 1))
+    settings = Settings(warehouse=warehouse_path, clustering=CFG)
+    with connect(settings.warehouse) as con:
+        synthetic_crawl(con, Population(120, seed=11), date(2026, 5, 1))
     first = jobs.recluster_latest(settings)
     assert first.features is not None and first.features.feature_date == date(2026, 5, 1)
     again = jobs.recluster_latest(settings)

@@ -3,10 +3,9 @@ from datetime import date
 
 import duckdb
 import pytest
-from conftest import FETCHED_AT
+from conftest import FETCHED_AT, synthetic_crawl
 
 from kic.errors import KicError
-from kic.ingest import write_synthetic_crawl
 from kic.settings import ClusteringSettings
 from kic.synthetic import Population
 from models.recluster import recluster
@@ -114,7 +113,7 @@ def populated(tmp_path_factory):
     with connect(path) as con:
         watchlist.add(con, [a.username for a in population.accounts[:20]], "manual")
         for day in (date(2026, 3, 1), date(2026, 3, 8)):
-            write_synthetic_crawl(con, population, day)
+            synthetic_crawl(con, population, day)
             derive_features(con, day)
             write_snapshot(con, recluster(load_clusterable(con, day), cfg, day))
         # A validation that quarantines a row (made bad in memory only).
