@@ -10,15 +10,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.tasks import IO_TASK, PURE_TASK, publish
-from kic.errors import KicError
 from kic.settings import ClusteringSettings, Settings, load_settings
 from models.recluster import Clustering, recluster
-from transforms.features import (
-    derive_features,
-    features_are_stale,
-    latest_feature_date,
-    load_clusterable,
-)
+from transforms.features import features_to_cluster
 from warehouse.db import connect
 from warehouse.snapshots import cluster_table, write_snapshot
 
@@ -38,12 +32,8 @@ def run_name() -> str:
 def load_features(settings: Settings, feature_date: dt.date | None) -> tuple[pd.DataFrame, dt.date]:
     """The clusterable influencers of a feature date (the latest; derived first if raw data is newer)."""
     with connect(settings.warehouse) as con:
-        if feature_date is None and features_are_stale(con):
-            derive_features(con)
-        feature_date = feature_date or latest_feature_date(con)
-        if feature_date is None:
-            raise KicError("no features in the warehouse yet: run nightly-refresh first")
-        return load_clusterable(con, feature_date), feature_date
+        features, feature_date, _ = features_to_cluster(con, feature_date)
+        return features, feature_date
 
 
 @task(name="fit-candidates", **PURE_TASK)

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kic.errors import KicError
 from kic.ingest import LoadResult, import_study_csv
 from kic.settings import ClusteringSettings, Settings
 from models.recluster import Clustering, recluster
-from transforms.features import (
-    FeatureSummary,
-    derive_features,
-    features_are_stale,
-    latest_feature_date,
-    load_clusterable,
-)
+from transforms.features import FeatureSummary, derive_features, features_to_cluster
 from warehouse.publish import writing
 from warehouse.snapshots import cluster_table, write_snapshot
 
@@ -45,10 +38,7 @@ def recluster_latest(settings: Settings, cfg: ClusteringSettings | None = None) 
     """Recluster the latest features (derived first if raw data is newer) into a new snapshot."""
     cfg = cfg or settings.clustering
     with writing(settings) as con:
-        derived = derive_features(con) if features_are_stale(con) else None
-        feature_date = latest_feature_date(con)
-        if feature_date is None:
-            raise KicError("no data in the warehouse yet: run `kic run` or `kic import-csv` first")
-        clustering = recluster(load_clusterable(con, feature_date), cfg, feature_date)
+        features, feature_date, derived = features_to_cluster(con)
+        clustering = recluster(features, cfg, feature_date)
         version = write_snapshot(con, clustering)
         return ReclusterResult(version, clustering, cluster_table(con, version), derived)

@@ -102,6 +102,20 @@ def latest_feature_date(con: duckdb.DuckDBPyConnection) -> date | None:
     return scalar(con, LATEST_FEATURE_DATE)
 
 
+def features_to_cluster(
+    con: duckdb.DuckDBPyConnection, feature_date: date | None = None
+) -> tuple[pd.DataFrame, date, FeatureSummary | None]:
+    """The clusterable influencers of `feature_date`, by default of the latest features,
+    derived first when raw data is newer than them (that derivation's summary is returned)."""
+    derived = None
+    if feature_date is None and features_are_stale(con):
+        derived = derive_features(con)
+    feature_date = feature_date or latest_feature_date(con)
+    if feature_date is None:
+        raise KicError("no data in the warehouse yet: run `kic run` or `kic import-csv` first")
+    return load_clusterable(con, feature_date), feature_date, derived
+
+
 def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:
     """username, er, active_rate, follower of every clusterable influencer on that date."""
     return con.execute(CLUSTERABLE_FEATURES, [feature_date]).df()
