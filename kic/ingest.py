@@ -22,7 +22,6 @@ class LoadResult:
     crawl_id: int
     accounts: int
     rejected: int
-    posts: int = 0
     note: str | None = None
 
 

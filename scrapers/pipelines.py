@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import pandas as pd
 
@@ -47,15 +48,14 @@ class DuckDBPipeline:
 
     def open_spider(self):
         spider = self.crawler.spider
-        self.context = connect(self.warehouse)
-        self.con = self.context.__enter__()
+        self.resources = ExitStack()
+        self.con = self.resources.enter_context(connect(self.warehouse))
         # This process holds the only write lock on the file, so any run still marked
         # running belongs to a crawl that died without closing it.
         self.con.execute(INTERRUPT_STALE_RUNS).fetchall()
         self.crawl_id = raw.open_run(
             self.con, spider.source, spider.base_url, spider.as_of, accounts_requested=len(spider.requested)
         )
-        spider.crawl_id = self.crawl_id
         spider.logger.info("crawl run %d into %s", self.crawl_id, self.warehouse)
 
     def process_item(self, item):
@@ -112,7 +112,7 @@ class DuckDBPipeline:
                     message=f"{len(unreached)} account(s) not crawled: {why}" if unreached else None,
                 )
         finally:
-            self.context.__exit__(None, None, None)
+            self.resources.close()
 
 
 def rows_of(items: list[AccountItem], crawl_id: int) -> dict[str, pd.DataFrame]:
