@@ -22,9 +22,10 @@ from pathlib import Path
 
 import duckdb
 
-from kic.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, scrapy_command
-from kic.sandbox import Sandbox
-from kic.settings import Settings
+from pipeline.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, scrapy_command
+from pipeline.settings import Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
 from scrapers.extensions import ProgressLines
 from warehouse.db import insert_frame, transaction
 
@@ -47,7 +48,7 @@ def timed_crawl(settings: Settings, base_url: str, usernames: Path, log: Path, e
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
         for line in child.stdout:
             if line.startswith(ProgressLines.PREFIX):
-                done = json.loads(line[len(ProgressLines.PREFIX):])["done"]
+                done = json.loads(line[len(ProgressLines.PREFIX) :])["done"]
                 now = time.perf_counter()
                 first = first or (now, done)
                 last = (now, done)
@@ -68,8 +69,12 @@ def bulk_insert_rate(warehouse: Path, scratch: Path) -> tuple[int, float]:
     # Both DuckDB crawls wrote the same accounts; the bulk insert takes all their rows at once.
     source = duckdb.connect(str(warehouse), read_only=True)
     frames = {t: source.execute(f"SELECT * FROM raw.{t}").df() for t in RAW_TABLES}
-    ddl = {t: source.execute(f"SELECT sql FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = '{t}'").fetchall()[0][0]
-           for t in RAW_TABLES}
+    ddl = {
+        t: source.execute(
+            f"SELECT sql FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = '{t}'"
+        ).fetchall()[0][0]
+        for t in RAW_TABLES
+    }
     source.close()
     target = duckdb.connect(str(scratch))
     target.execute("CREATE SCHEMA raw").fetchall()
@@ -93,9 +98,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"discard": [], "duckdb": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        settings = Settings(warehouse=tmp / "bench.duckdb", synthetic={"influencers": args.accounts},
-                            sandbox={"date": DAY})
-        with Sandbox(settings) as sandbox:
+        settings = Settings(warehouse=tmp / "bench.duckdb")
+        with Sandbox(SandboxSettings(influencers=args.accounts, date=DAY)) as sandbox:
             usernames = tmp / "usernames.txt"
             usernames.write_text("\n".join(a.username for a in sandbox.population.accounts))
             # ABBA order, so that warm-up and drift weigh on both pipelines alike.
@@ -115,14 +119,23 @@ def main() -> None:
     discard, stored = mean("discard", "accounts_per_s"), mean("duckdb", "accounts_per_s")
     busy = pipeline_seconds / sum(r["accounts"] / r["accounts_per_s"] for r in runs["duckdb"])
     print(f"accounts per crawl:            {args.accounts:,} (2 crawls per pipeline, ABBA order)")
-    print(f"discard pipeline:              {discard:,.0f} accounts/s "
-          f"({mean('discard', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)")
-    print(f"DuckDB pipeline:               {stored:,.0f} accounts/s "
-          f"({mean('duckdb', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)")
-    print(f"ratio DuckDB / discard:        {stored / discard:.3f} (throughput cost {1 - stored / discard:.1%}; target < 10%)")
+    print(
+        f"discard pipeline:              {discard:,.0f} accounts/s "
+        f"({mean('discard', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)"
+    )
+    print(
+        f"DuckDB pipeline:               {stored:,.0f} accounts/s "
+        f"({mean('duckdb', 'accounts_per_s_with_startup'):,.0f}/s with process start-up)"
+    )
+    print(
+        f"ratio DuckDB / discard:        {stored / discard:.3f} "
+        f"(throughput cost {1 - stored / discard:.1%}; target < 10%)"
+    )
     print(f"time spent writing:            {busy:.1%} of the DuckDB crawls")
-    print(f"pipeline inserts:              {pipeline_rows:,} rows in {pipeline_seconds:.2f} s "
-          f"= {pipeline_rows / pipeline_seconds:,.0f} rows/s (batches of 200 accounts)")
+    print(
+        f"pipeline inserts:              {pipeline_rows:,} rows in {pipeline_seconds:.2f} s "
+        f"= {pipeline_rows / pipeline_seconds:,.0f} rows/s (batches of 200 accounts)"
+    )
     print(f"plain bulk insert, same rows:  {bulk_rows:,} rows = {bulk_rate:,.0f} rows/s")
 
 

@@ -1,19 +1,26 @@
-"""What the flows share: task options (only I/O retries; nothing cached) and the publish task."""
+"""Turning the pipeline's steps into Prefect tasks: named as the step, retried only if it does I/O."""
+
+import logging
+from collections.abc import Callable
+from functools import cache
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from kic.settings import Settings
-from warehouse.publish import publish_copy
+from pipeline.steps import is_io
 
-# Tasks that touch the warehouse, the network or a subprocess: retried with backoff.
+# The pipeline logs as "kic.*"; with PREFECT_LOGGING_EXTRA_LOGGERS=kic (prefect.yaml, `kic run`)
+# those lines reach the runs' logs in the Prefect UI: let its INFO lines through.
+logging.getLogger("kic").setLevel(logging.INFO)
+
+# Steps that touch the warehouse, a file or a subprocess: retried with backoff.
 IO_TASK = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=10), "cache_policy": NO_CACHE}
-# Pure computation: a failure would fail again, so it is not retried.
+# Computations: a failure would fail again, so they are not retried.
 PURE_TASK = {"retries": 0, "cache_policy": NO_CACHE}
 
 
-@task(name="publish-analytics-copy", **IO_TASK)
-def publish(settings: Settings) -> str:
-    """Refresh the analysts' read-only copy of the warehouse."""
-    return str(publish_copy(settings.warehouse, settings.analytics_path))
+@cache
+def as_task(step: Callable):
+    """The Prefect task that runs `step` (one per step, so runs show each step by its name)."""
+    return task(step, name=step.__name__, **(IO_TASK if is_io(step) else PURE_TASK))

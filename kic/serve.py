@@ -1,22 +1,32 @@
-"""Bringing the scheduled workflow up on one machine: Prefect server, work pool, deployments, worker."""
+"""Bringing the scheduled workflow up on one machine: Prefect server, work pool, deployments, worker.
+
+`kic serve` stops everything it started on Ctrl-C and on SIGTERM alike, in the foreground
+or in the background, and its children die with it even if it is killed outright.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from kic.errors import KicError
+from pipeline.processes import die_with_parent
+from pipeline.settings import Settings
+from warehouse.errors import KicError
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
+HOST = "127.0.0.1"
 
 
 def work_pool_name() -> str:
@@ -25,10 +35,44 @@ def work_pool_name() -> str:
     return deployments[0]["work_pool"]["name"]
 
 
-def default_sigint():
-    # A child started from a non-interactive shell inherits SIGINT as ignored, and
-    # Prefect's server and worker stop gracefully by way of SIGINT: restore it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def port_holder(port: int) -> str | None:
+    """Who listens on 127.0.0.1:`port` ("PID 42: python -m prefect server start"), if Linux's /proc tells."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes:
+                    pid = fd_dir.parent.name
+                    command = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    return f"PID {pid}: {command[:120]}"
+        except OSError:
+            continue
+    return None
+
+
+def require_free_port(port: int) -> None:
+    """Refuse to start on a taken port (a leftover server would otherwise be taken for ours)."""
+    with socket.socket() as probe:
+        # As servers bind: connections of a server just stopped (TIME_WAIT) do not hold the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            holder = port_holder(port)
+            raise KicError(
+                f"port {port} on {HOST} is taken"
+                + (f" (by {holder})" if holder else "")
+                + ": stop that process, or choose another with --port"
+            ) from None
 
 
 @dataclass
@@ -43,15 +87,14 @@ class PrefectStack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.env, "PREFECT_API_URL": self.api_url,
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {**os.environ, **self.env, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         if self.worker_poll_seconds is not None:
             env["PREFECT_WORKER_QUERY_SECONDS"] = str(self.worker_poll_seconds)
         return env
@@ -65,15 +108,24 @@ class PrefectStack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            self.prefect(*args), env=self.environment(), cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=default_sigint,
+            self.prefect(*args),
+            env=self.environment(),
+            cwd=PROJECT_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         self.processes.append(process)
         return process
 
     def run(self, *args: str) -> str:
         result = subprocess.run(
-            self.prefect(*args), env=self.environment(), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300,
+            self.prefect(*args),
+            env=self.environment(),
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             said = (result.stderr or result.stdout).strip().splitlines()
@@ -81,7 +133,8 @@ class PrefectStack:
         return result.stdout
 
     def start(self, timeout: float = 120) -> PrefectStack:
-        server = self.spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(self.port))
+        require_free_port(self.port)
+        server = self.spawn("server", "server", "start", "--host", HOST, "--port", str(self.port))
         self.wait_healthy(server, timeout)
         self.run("work-pool", "create", work_pool_name(), "--type", "process", "--overwrite")
         self.run("--no-prompt", "deploy", "--all")
@@ -92,7 +145,7 @@ class PrefectStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if server.poll() is not None:
-                raise KicError(f"the Prefect server exited (status {server.returncode}); is port {self.port} free?")
+                raise KicError(f"the Prefect server exited (status {server.returncode}); see its log")
             try:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:
                     if answer.status == 200:
@@ -123,3 +176,54 @@ class PrefectStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM arrived: stop everything."""
+
+
+def raise_stop(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
+def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], None] = print) -> None:
+    """Sandbox (unless a real source is configured), Prefect stack, then wait for SIGINT or SIGTERM.
+
+    Both signals are handled the same way, even when started in the background (where a
+    shell leaves SIGINT ignored): every child is stopped before returning.
+    """
+    from pipeline import jobs
+    from sandbox.server import Sandbox
+    from warehouse import watchlist
+    from warehouse.db import connect
+
+    require_free_port(port)
+    previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    env = {"KIC_WAREHOUSE": str(settings.warehouse.resolve()), "PREFECT_LOGGING_EXTRA_LOGGERS": "kic"}
+    try:
+        with ExitStack() as running:
+            if not {"web_base_url", "graph_base_url"} & settings.model_fields_set:
+                sandbox = running.enter_context(Sandbox())
+                env["KIC_WEB_BASE_URL"] = env["KIC_GRAPH_BASE_URL"] = sandbox.url
+                with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+                    empty = not watchlist.active_count(con)
+                if empty:
+                    added = jobs.watch(settings, [a.username for a in sandbox.population.accounts], "sandbox")
+                    echo(f"watchlist was empty: added the sandbox's {added} accounts")
+                echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
+            stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path))
+            echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
+            echo("deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays)")
+            echo(
+                f"run one now: PREFECT_API_URL={stack.api_url} "
+                "uv run prefect deployment run nightly-refresh/nightly-refresh"
+            )
+            echo(f"analysts open: {settings.analytics_path}; logs in {settings.logs_path}")
+            echo("Ctrl-C (or SIGTERM) stops the worker, the server and the sandbox")
+            while True:
+                time.sleep(3600)
+    except Stop as stop:
+        echo(f"stopping ({stop})")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -11,9 +11,9 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn_extra.cluster import KMedoids
 
-from kic.errors import KicError
-from kic.settings import BEST_SILHOUETTE, ClusteringSettings
+from models.config import BEST_SILHOUETTE, ClusteringConfig
 from models.hierarchical import HierarchicalClustering
+from warehouse.errors import KicError
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,22 @@ def threshold_label(t: float) -> str:
     return f"{t:g}"
 
 
-def candidate_grid(cfg: ClusteringSettings) -> list[Candidate]:
+def candidate_grid(cfg: ClusteringConfig) -> list[Candidate]:
     """Every candidate the settings ask for, each with an unfitted, seeded estimator."""
     grid = [
         Candidate(
-            f"kmeans-k{k}", "kmeans",
-            KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed), k=k,
+            f"kmeans-k{k}",
+            "kmeans",
+            KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed),
+            k=k,
         )
         for k in cfg.kmeans_k
     ]
     grid += [
         Candidate(
-            f"kmedoids-k{k}", "kmedoids",
-            KMedoids(n_clusters=k, metric="euclidean", method=cfg.kmedoids_method,
-                     init="build", random_state=cfg.seed),
+            f"kmedoids-k{k}",
+            "kmedoids",
+            KMedoids(n_clusters=k, metric="euclidean", method=cfg.kmedoids_method, init="build", random_state=cfg.seed),
             k=k,
         )
         for k in cfg.kmedoids_k
@@ -63,15 +65,19 @@ def candidate_grid(cfg: ClusteringSettings) -> list[Candidate]:
     method = cfg.hierarchical_linkage
     grid += [
         Candidate(
-            f"hierarchical-{method}-t{threshold_label(t)}", "hierarchical",
-            HierarchicalClustering(method=method, distance_threshold=t), threshold=t,
+            f"hierarchical-{method}-t{threshold_label(t)}",
+            "hierarchical",
+            HierarchicalClustering(method=method, distance_threshold=t),
+            threshold=t,
         )
         for t in cfg.hierarchical_thresholds
     ]
     grid += [
         Candidate(
-            f"hierarchical-{method}-k{k}", "hierarchical",
-            HierarchicalClustering(method=method, distance_threshold=None, n_clusters=k), k=k,
+            f"hierarchical-{method}-k{k}",
+            "hierarchical",
+            HierarchicalClustering(method=method, distance_threshold=None, n_clusters=k),
+            k=k,
         )
         for k in cfg.hierarchical_k
     ]
@@ -104,7 +110,7 @@ def mean_silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int, seed: i
     return float(silhouette_score(X, labels, sample_size=sample, random_state=seed))
 
 
-def evaluate(candidate: Candidate, X: np.ndarray, cfg: ClusteringSettings) -> CandidateResult:
+def evaluate(candidate: Candidate, X: np.ndarray, cfg: ClusteringConfig) -> CandidateResult:
     """Fit one candidate on X (already scaled) and score it."""
     estimator = clone(candidate.estimator).fit(X)
     labels = np.asarray(estimator.labels_, dtype=np.int64)
@@ -127,7 +133,7 @@ def feasible(candidate: Candidate, n_samples: int) -> bool:
     return candidate.k is None or candidate.k < n_samples
 
 
-def elbow(X: np.ndarray, cfg: ClusteringSettings) -> dict[int, float]:
+def elbow(X: np.ndarray, cfg: ClusteringConfig) -> dict[int, float]:
     """K-means SSE (inertia) for each elbow K."""
     return {
         k: float(KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed).fit(X).inertia_)
@@ -136,7 +142,7 @@ def elbow(X: np.ndarray, cfg: ClusteringSettings) -> dict[int, float]:
     }
 
 
-def check_publishable(cfg: ClusteringSettings) -> None:
+def check_publishable(cfg: ClusteringConfig) -> None:
     """Fail before any fitting if `publish` names no candidate of the grid."""
     names = [c.name for c in candidate_grid(cfg)]
     if cfg.publish != BEST_SILHOUETTE and cfg.publish not in names:

@@ -61,9 +61,9 @@ def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     out["er_level"] = [level(v, er_mean, er_sd) for v in out["mean_er"]]
     out["active_rate_level"] = [level(v, ar_mean, ar_sd) for v in out["mean_active_rate"]]
     out["persona"] = [PERSONAS[pair] for pair in zip(out["er_level"], out["active_rate_level"], strict=True)]
-    score = ER_WEIGHT * out["er_level"].map(LEVELS.index) + ACTIVE_RATE_WEIGHT * out[
-        "active_rate_level"
-    ].map(LEVELS.index)
+    score = ER_WEIGHT * out["er_level"].map(LEVELS.index) + ACTIVE_RATE_WEIGHT * out["active_rate_level"].map(
+        LEVELS.index
+    )
     order = np.lexsort((-out["mean_er"].to_numpy(), -out["mean_active_rate"].to_numpy(), -score.to_numpy()))
     out["rank"] = 0
     out.iloc[order, out.columns.get_loc("rank")] = np.arange(1, len(out) + 1)

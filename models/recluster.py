@@ -9,8 +9,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from kic.errors import KicError
-from kic.settings import ClusteringSettings
 from models.candidates import (
     CandidateResult,
     candidate_grid,
@@ -21,7 +19,9 @@ from models.candidates import (
     feasible,
     scale,
 )
+from models.config import ClusteringConfig
 from models.personas import name_personas
+from warehouse.errors import KicError
 
 FEATURES = ["er", "active_rate"]
 MIN_INFLUENCERS = 3
@@ -39,6 +39,17 @@ class Clustering:
     elbow: pd.DataFrame  # k, sse
     assignments: pd.DataFrame  # username, cluster, persona, er, active_rate
     profiles: pd.DataFrame  # one row per cluster
+
+    def snapshot_row(self) -> dict:
+        """The clusters.snapshots row, without what the warehouse adds (version, time, code)."""
+        return {
+            "feature_date": self.feature_date,
+            "n_influencers": self.n_influencers,
+            "data_fingerprint": self.data_fingerprint,
+            "parameters": self.parameters,
+            "published_candidate": self.published,
+            "n_clusters": self.n_clusters,
+        }
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The rows of each clusters.* table under a snapshot, in insertion order."""
@@ -64,15 +75,11 @@ def fingerprint(features: pd.DataFrame) -> str:
     return hashlib.sha256(data.to_csv(index=False, float_format="%.17g").encode()).hexdigest()
 
 
-def fit_candidates(
-    features: pd.DataFrame, cfg: ClusteringSettings
-) -> tuple[list[CandidateResult], dict[int, float]]:
+def fit_candidates(features: pd.DataFrame, cfg: ClusteringConfig) -> tuple[list[CandidateResult], dict[int, float]]:
     """Fit and score every feasible candidate, and the K-means elbow."""
     check_publishable(cfg)
     if len(features) < MIN_INFLUENCERS:
-        raise KicError(
-            f"only {len(features)} clusterable influencer(s): need at least {MIN_INFLUENCERS}"
-        )
+        raise KicError(f"only {len(features)} clusterable influencer(s): need at least {MIN_INFLUENCERS}")
     X = scale(features[FEATURES].to_numpy(dtype=np.float64), cfg.scaling)
     results = [evaluate(c, X, cfg) for c in candidate_grid(cfg) if feasible(c, len(X))]
     return results, elbow(X, cfg)
@@ -96,7 +103,7 @@ def cluster_profiles(features: pd.DataFrame, labels: np.ndarray) -> tuple[pd.Dat
     return name_personas(stats, features), np.array([renumber[label] for label in labels])
 
 
-def recluster(features: pd.DataFrame, cfg: ClusteringSettings, feature_date: date) -> Clustering:
+def recluster(features: pd.DataFrame, cfg: ClusteringConfig, feature_date: date) -> Clustering:
     """Fit all candidates on the clusterable features and build the snapshot's tables."""
     results, sse_by_k = fit_candidates(features, cfg)
     published = choose(results, cfg.publish)

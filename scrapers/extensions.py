@@ -1,4 +1,8 @@
-"""Progress lines for `kic crawl`'s progress bar (off unless KIC_PROGRESS is set)."""
+"""Progress lines for `kic crawl`'s progress bar (off unless KIC_PROGRESS is set).
+
+The crawl also reports its own crawl id on this channel, so the parent process never has
+to guess which run is its own.
+"""
 
 import json
 import sys
@@ -7,15 +11,18 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from scrapers.items import AccountItem
+from scrapers.signals import crawl_run_opened
 
 
 class ProgressLines:
-    """Prints `KIC-PROGRESS {"done": n, "total": m}` to stdout after each account."""
+    """Prints `KIC-PROGRESS {"crawl_id": c, "done": n, "total": m}` to stdout: once the run is
+    recorded, then after each account."""
 
     PREFIX = "KIC-PROGRESS "
 
     def __init__(self, crawler):
         self.crawler = crawler
+        self.crawl_id = None
         self.done = 0
 
     @classmethod
@@ -23,11 +30,20 @@ class ProgressLines:
         if not crawler.settings.getbool("KIC_PROGRESS"):
             raise NotConfigured
         extension = cls(crawler)
+        crawler.signals.connect(extension.run_opened, signal=crawl_run_opened)
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
         return extension
+
+    def run_opened(self, crawl_id, spider):
+        self.crawl_id = crawl_id
+        self.emit(spider)
 
     def item_scraped(self, item, spider):
         if isinstance(item, AccountItem):
             self.done += 1
-            total = len(getattr(spider, "requested", ())) or self.done
-            print(self.PREFIX + json.dumps({"done": self.done, "total": total}), file=sys.stdout, flush=True)
+            self.emit(spider)
+
+    def emit(self, spider):
+        total = len(getattr(spider, "requested", ())) or self.done
+        line = {"crawl_id": self.crawl_id, "done": self.done, "total": total}
+        print(self.PREFIX + json.dumps(line), file=sys.stdout, flush=True)

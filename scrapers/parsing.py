@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from warehouse.vocabulary import AccountStatus
+
 # Graph API error codes (error.code), not HTTP statuses, say what went wrong.
 GRAPH_RATE_LIMIT_CODES = {4, 17, 32, 613}
 GRAPH_UNKNOWN_USER_CODE = 110
@@ -25,7 +27,7 @@ DETAIL_LIMIT = 16_000  # characters of a bad response kept for diagnosis
 class Outcome:
     """What happened to one account, with its rows when it could be read."""
 
-    status: str  # ok | private | not_found | rate_limited | blocked | error
+    status: AccountStatus
     reason: str | None = None
     http_status: int | None = None
     detail: str | None = None
@@ -97,10 +99,10 @@ def web_block_message(payload: Any) -> str | None:
 def parse_web_profile(payload: Any, http_status: int = 200) -> Outcome:
     """An account's outcome from a web_profile_info answer (already decoded JSON)."""
     if message := web_block_message(payload):
-        return Outcome("blocked", message, http_status)
+        return Outcome(AccountStatus.BLOCKED, message, http_status)
     user = payload.get("data", {}).get("user") if isinstance(payload, dict) else None
     if not isinstance(user, dict):
-        return Outcome("not_found", "data.user is null", http_status)
+        return Outcome(AccountStatus.NOT_FOUND, "data.user is null", http_status)
     hide_likes = bool(user.get("hide_like_and_view_counts"))
     profile = {
         "user_id": str(user.get("id")) if user.get("id") is not None else None,
@@ -113,10 +115,10 @@ def parse_web_profile(payload: Any, http_status: int = 200) -> Outcome:
         "hide_like_counts": hide_likes,
     }
     if profile["is_private"]:
-        return Outcome("private", None, http_status, profile=profile)
+        return Outcome(AccountStatus.PRIVATE, None, http_status, profile=profile)
     edges = (user.get("edge_owner_to_timeline_media") or {}).get("edges") or []
     posts = unique_posts(web_post(edge["node"], hide_likes) for edge in edges if edge.get("node"))
-    return Outcome("ok", None, http_status, profile=profile, posts=posts)
+    return Outcome(AccountStatus.OK, None, http_status, profile=profile, posts=posts)
 
 
 def unique_posts(posts) -> list[dict[str, Any]]:
@@ -146,6 +148,7 @@ def parse_tag_page(payload: Any) -> tuple[list[str], str | None]:
 
 
 # --- Graph API ----------------------------------------------------------------------
+
 
 def graph_kind(media_type: str | None, product_type: str | None) -> str:
     if media_type in ("IMAGE", "CAROUSEL_ALBUM"):
@@ -178,12 +181,12 @@ def graph_error(payload: Any, http_status: int) -> Outcome | None:
     code = error.get("code")
     reason = f"graph error {code}: {error.get('message', '')}".strip()
     if code in GRAPH_RATE_LIMIT_CODES:
-        return Outcome("rate_limited", reason, http_status)
+        return Outcome(AccountStatus.RATE_LIMITED, reason, http_status)
     if code == GRAPH_UNKNOWN_USER_CODE:
-        return Outcome("not_found", reason, http_status)
+        return Outcome(AccountStatus.NOT_FOUND, reason, http_status)
     if code == GRAPH_INVALID_TOKEN_CODE:
-        return Outcome("blocked", reason, http_status)
-    return Outcome("error", reason, http_status)
+        return Outcome(AccountStatus.BLOCKED, reason, http_status)
+    return Outcome(AccountStatus.ERROR, reason, http_status)
 
 
 def parse_graph_page(payload: Any, http_status: int = 200) -> tuple[Outcome, str | None]:
@@ -192,7 +195,7 @@ def parse_graph_page(payload: Any, http_status: int = 200) -> tuple[Outcome, str
         return failed, None
     discovery = payload.get("business_discovery") if isinstance(payload, dict) else None
     if not isinstance(discovery, dict):
-        return Outcome("error", "answer has no business_discovery", http_status), None
+        return Outcome(AccountStatus.ERROR, "answer has no business_discovery", http_status), None
     profile = {
         "user_id": str(discovery["id"]) if discovery.get("id") is not None else None,
         "followers": discovery.get("followers_count"),
@@ -207,4 +210,4 @@ def parse_graph_page(payload: Any, http_status: int = 200) -> tuple[Outcome, str
     posts = [graph_post(m) for m in media.get("data") or []]
     paging = media.get("paging") or {}
     after = (paging.get("cursors") or {}).get("after") if paging.get("next") else None
-    return Outcome("ok", None, http_status, profile=profile, posts=posts), after
+    return Outcome(AccountStatus.OK, None, http_status, profile=profile, posts=posts), after

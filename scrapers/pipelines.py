@@ -8,8 +8,10 @@ from contextlib import ExitStack
 import pandas as pd
 
 from scrapers.items import AccountItem, DiscoveredAccountItem
+from scrapers.signals import crawl_run_opened
 from warehouse import raw, watchlist
 from warehouse.db import connect, transaction
+from warehouse.vocabulary import AccountStatus, RunStatus
 
 # Nullable integer columns: pandas would otherwise turn a None among ints into a float.
 NULLABLE_INTS = {
@@ -20,9 +22,9 @@ NULLABLE_INTS = {
 
 INTERRUPT_STALE_RUNS = """
 UPDATE raw.crawl_runs
-SET status = 'interrupted', finished_at = now(),
+SET status = $interrupted, finished_at = now(),
     message = 'the crawling process ended without closing its run'
-WHERE status = 'running'
+WHERE status = $running
 """
 
 
@@ -34,29 +36,39 @@ class DuckDBPipeline:
     together; whatever was written stays if the crawl is interrupted.
     """
 
-    def __init__(self, crawler, warehouse: str, batch_size: int):
+    def __init__(self, crawler, warehouse: str, batch_size: int, lock_wait_seconds: float):
         self.crawler = crawler
         self.warehouse = warehouse
         self.batch_size = batch_size
+        self.lock_wait_seconds = lock_wait_seconds
         self.pending: list[AccountItem] = []
         self.discovered: list[DiscoveredAccountItem] = []
         self.written: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler, crawler.settings.get("KIC_WAREHOUSE"), crawler.settings.getint("KIC_BATCH_SIZE"))
+        settings = crawler.settings
+        return cls(
+            crawler,
+            settings.get("KIC_WAREHOUSE"),
+            settings.getint("KIC_BATCH_SIZE"),
+            settings.getfloat("KIC_LOCK_WAIT_SECONDS"),
+        )
 
     def open_spider(self):
         spider = self.crawler.spider
         self.resources = ExitStack()
-        self.con = self.resources.enter_context(connect(self.warehouse))
+        self.con = self.resources.enter_context(connect(self.warehouse, lock_wait_seconds=self.lock_wait_seconds))
         # This process holds the only write lock on the file, so any run still marked
         # running belongs to a crawl that died without closing it.
-        self.con.execute(INTERRUPT_STALE_RUNS).fetchall()
+        self.con.execute(
+            INTERRUPT_STALE_RUNS, {"interrupted": RunStatus.INTERRUPTED, "running": RunStatus.RUNNING}
+        ).fetchall()
         self.crawl_id = raw.open_run(
             self.con, spider.source, spider.base_url, spider.as_of, accounts_requested=len(spider.requested)
         )
         spider.logger.info("crawl run %d into %s", self.crawl_id, self.warehouse)
+        self.crawler.signals.send_catch_log(crawl_run_opened, crawl_id=self.crawl_id, spider=spider)
 
     def process_item(self, item):
         if isinstance(item, DiscoveredAccountItem):
@@ -97,17 +109,23 @@ class DuckDBPipeline:
             why = getattr(spider, "close_reason", None) or "stopped"
             with transaction(self.con):
                 if unreached:
-                    raw.append(self.con, "account_outcomes", pd.DataFrame({
-                        "crawl_id": self.crawl_id,
-                        "username": unreached,
-                        "status": "error",
-                        "reason": f"not crawled: the crawl closed early ({why})",
-                        "fetched_at": raw.utcnow(),
-                    }))
+                    raw.append(
+                        self.con,
+                        "account_outcomes",
+                        pd.DataFrame(
+                            {
+                                "crawl_id": self.crawl_id,
+                                "username": unreached,
+                                "status": AccountStatus.ERROR,
+                                "reason": f"not crawled: the crawl closed early ({why})",
+                                "fetched_at": raw.utcnow(),
+                            }
+                        ),
+                    )
                 raw.close_run(
                     self.con,
                     self.crawl_id,
-                    "interrupted" if unreached else "succeeded",
+                    RunStatus.INTERRUPTED if unreached else RunStatus.SUCCEEDED,
                     stats=self.crawler.stats.get_stats(),
                     message=f"{len(unreached)} account(s) not crawled: {why}" if unreached else None,
                 )
@@ -120,8 +138,15 @@ def rows_of(items: list[AccountItem], crawl_id: int) -> dict[str, pd.DataFrame]:
     outcomes, profiles, posts = [], [], []
     for item in items:
         stamp = {"crawl_id": crawl_id, "username": item["username"], "fetched_at": item["fetched_at"]}
-        outcomes.append({**stamp, "status": item["status"], "reason": item.get("reason"),
-                         "http_status": item.get("http_status"), "detail": item.get("detail")})
+        outcomes.append(
+            {
+                **stamp,
+                "status": item["status"],
+                "reason": item.get("reason"),
+                "http_status": item.get("http_status"),
+                "detail": item.get("detail"),
+            }
+        )
         if item.get("profile"):
             profiles.append({**stamp, **item["profile"]})
         posts.extend({**stamp, **post} for post in item.get("posts") or [])

@@ -1,13 +1,9 @@
 """Scrapy settings. Override any of them per crawl with `scrapy crawl ... -s NAME=VALUE`.
 
-Where the data goes and which servers are crawled come from the project's one settings
-object (kic.settings: KIC_* environment variables and kic.toml); secrets never pass
-through here, so Scrapy cannot log them.
+Plain constants: `kic crawl` (and the nightly flow) pass what a crawl needs from the
+project's settings with `-s`. Secrets never pass through here, so Scrapy cannot log them:
+the spider reads them from its environment (KIC_WEB_SESSIONID, KIC_GRAPH_ACCESS_TOKEN).
 """
-
-from kic.settings import load_settings
-
-_kic = load_settings()
 
 BOT_NAME = "scrapers"
 SPIDER_MODULES = ["scrapers.spiders"]
@@ -44,19 +40,21 @@ DOWNLOADER_MIDDLEWARES = {
 
 # --- Output ---------------------------------------------------------------------------
 ITEM_PIPELINES = {"scrapers.pipelines.DuckDBPipeline": 300}
-KIC_WAREHOUSE = str(_kic.warehouse)
+KIC_WAREHOUSE = "data/warehouse.duckdb"
+KIC_LOCK_WAIT_SECONDS = 120.0  # how long to wait for another process holding the warehouse
 KIC_BATCH_SIZE = 200  # accounts per warehouse write
 KIC_PROGRESS = False  # progress lines on stdout, for `kic crawl`
 EXTENSIONS = {"scrapers.extensions.ProgressLines": 500}
 
 # --- Sources --------------------------------------------------------------------------
-KIC_WEB_BASE_URL = _kic.web_base_url
-KIC_WEB_APP_ID = _kic.web_app_id
-KIC_GRAPH_BASE_URL = _kic.graph_base_url
-KIC_GRAPH_API_VERSION = _kic.graph_api_version
-KIC_POSTS_PER_ACCOUNT = _kic.posts_per_account
-KIC_TAG_MAX_PAGES = _kic.tag_max_pages
-KIC_TIMEZONE = _kic.timezone
+KIC_WEB_BASE_URL = "https://www.instagram.com"
+KIC_WEB_APP_ID = "936619743392459"  # the web client's X-IG-App-ID
+KIC_GRAPH_BASE_URL = "https://graph.facebook.com"
+KIC_GRAPH_API_VERSION = "v21.0"
+KIC_GRAPH_USER_ID = ""  # the app's own Instagram business account id (source graph)
+KIC_POSTS_PER_ACCOUNT = 12  # the profile grid's 12, as the study read
+KIC_TAG_MAX_PAGES = 3
+KIC_TIMEZONE = "Asia/Seoul"  # the day a crawl describes is a day in this zone
 
 # No control servers: runs are driven by `kic crawl` and Prefect, not over a socket.
 TELNETCONSOLE_ENABLED = False

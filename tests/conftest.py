@@ -1,32 +1,59 @@
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from kic.synthetic import Population
-from warehouse import raw
-from warehouse.db import connect, transaction
-
 REPO = Path(__file__).resolve().parents[1]
 # The study's public data, shared by every session and CI; absent on a user's fresh clone.
 STUDY_DATA = Path(os.environ.get("KIC_STUDY_DATA", REPO.parent / "shared" / "seed" / "study-data"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
 FETCHED_AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+# Prefect runs started by tests are recorded in a Prefect home of their own, never in the
+# user's ~/.prefect; it is removed when the session ends. Set before Prefect is imported.
+PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
+os.environ["PREFECT_HOME"] = PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+from pipeline.imports import store_study_csv  # noqa: E402
+from pipeline.study_csv import read_study_csv  # noqa: E402
+from sandbox.synthetic import Population  # noqa: E402
+from transforms.features import (  # noqa: E402
+    compute_features,
+    feature_date_or_latest,
+    summarize_features,
+    write_features,
+)
+from warehouse import raw  # noqa: E402
+from warehouse.db import connect, insert_frame, transaction  # noqa: E402
+from warehouse.vocabulary import RunStatus  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(PREFECT_HOME, ignore_errors=True)
+
+
+def study_path(name: str) -> Path:
+    """A file of the study's data: skipped where it is absent, a failure in CI (where it is always there)."""
+    path = STUDY_DATA / name
+    if not path.is_file():
+        message = f"study data not available ({path}; set KIC_STUDY_DATA)"
+        if IN_CI:
+            pytest.fail(message + " - in CI it must be")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture
 def study_file():
-    def get(name: str) -> Path:
-        path = STUDY_DATA / name
-        if not path.is_file():
-            pytest.skip(f"study data not available ({path})")
-        return path
-
-    return get
+    return study_path
 
 
 @pytest.fixture
@@ -40,50 +67,86 @@ def con(warehouse_path):
         yield connection
 
 
-def add_crawl(con, on: date, profiles: list[dict], posts: list[dict] = (), status="succeeded",
-              outcomes: dict[str, str] | None = None, source="web") -> int:
+# --- crafted raw data ----------------------------------------------------------------------
+
+
+def mark_validated(con, crawl_id: int, ok: bool = True) -> None:
+    """Record that a crafted crawl passed validation, so staging reads it (what the pipeline's
+    validate step records after running the real suites; tests of the SQL skip the suites)."""
+    insert_frame(
+        con,
+        "quality.validation_runs",
+        pd.DataFrame(
+            [
+                {
+                    "validation_id": f"test-fixture-{crawl_id}",
+                    "run_at": FETCHED_AT,
+                    "suite": "test_fixture",
+                    "crawl_id": crawl_id,
+                    "rows_validated": 0,
+                    "expectations": 0,
+                    "passed": 0,
+                    "failed": 0,
+                    "rows_quarantined": 0,
+                    "table_level_ok": ok,
+                }
+            ]
+        ),
+    )
+
+
+def add_crawl(
+    con,
+    on: date,
+    profiles: list[dict],
+    posts: list[dict] = (),
+    status=RunStatus.SUCCEEDED,
+    outcomes: dict[str, str] | None = None,
+    source="web",
+    validated=True,
+) -> int:
     """Write a crafted crawl: profile dicts need username (+ any raw.profiles column)."""
     outcomes = outcomes or {}
     crawl_id = raw.open_run(con, source, "test", on, accounts_requested=len(profiles))
     stamp = {"crawl_id": crawl_id, "fetched_at": FETCHED_AT}
-    raw.append(con, "profiles", [
-        {"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp}
-        for p in profiles
-    ])
-    raw.append(con, "posts", [
-        {"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts
-    ])
-    raw.append(con, "account_outcomes", [
-        {"username": p["username"], "status": outcomes.get(p["username"], "private" if p.get("is_private") else "ok"), **stamp}
-        for p in profiles
-    ])
+    raw.append(
+        con,
+        "profiles",
+        [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp} for p in profiles],
+    )
+    raw.append(con, "posts", [{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
+    raw.append(
+        con,
+        "account_outcomes",
+        [
+            {
+                "username": p["username"],
+                "status": outcomes.get(p["username"], "private" if p.get("is_private") else "ok"),
+                **stamp,
+            }
+            for p in profiles
+        ],
+    )
     raw.close_run(con, crawl_id, status)
+    if validated:
+        mark_validated(con, crawl_id)
     return crawl_id
 
 
-# Prefect runs started by tests (the main job runs its flows on an ephemeral server)
-# are recorded here, never in the user's ~/.prefect.
-PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
+def derive(con, day: date | None = None):
+    """Compute and store one date's features straight from SQL (the pipeline validates them
+    first); default: the latest validated data. Returns the date's FeatureSummary."""
+    day = feature_date_or_latest(con, day)
+    write_features(con, day, compute_features(con, day))
+    return summarize_features(con, day)
 
 
-def subprocess_env(extra: dict | None = None) -> dict:
-    env = {**os.environ, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
-    # Let child processes cache bytecode even where the sandbox forbids it (it costs each
-    # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `kic` command in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "kic", *args],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(env),
-        cwd=cwd,
-        timeout=600,
-    )
+def import_study(con, path: Path, as_of: date, validated=True):
+    """Store a study-layout CSV as one import (what `kic import-csv` stores before validating it)."""
+    result = store_study_csv(con, path, read_study_csv(path), as_of)
+    if validated:
+        mark_validated(con, result.crawl_id)
+    return result
 
 
 def profile_rows(profile, crawl_id: int, fetched_at) -> tuple[dict, list[dict]]:
@@ -123,13 +186,11 @@ def profile_rows(profile, crawl_id: int, fetched_at) -> tuple[dict, list[dict]]:
     return profile_row, post_rows
 
 
-def synthetic_crawl(con, population: Population, on: date) -> int:
+def synthetic_crawl(con, population: Population, on: date, validated=True) -> int:
     """Write what every account of a synthetic population shows on `on` as one crawl, straight
     into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
     with transaction(con):
-        crawl_id = raw.open_run(
-            con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size
-        )
+        crawl_id = raw.open_run(con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size)
         fetched_at = raw.utcnow()
         profiles, posts, outcomes = [], [], []
         for account in population.accounts:
@@ -147,5 +208,100 @@ def synthetic_crawl(con, population: Population, on: date) -> int:
         raw.append(con, "profiles", profiles)
         raw.append(con, "posts", pd.DataFrame(posts).astype({"likes": "Int64", "views": "Int64"}))
         raw.append(con, "account_outcomes", outcomes)
-        raw.close_run(con, crawl_id, "succeeded")
+        raw.close_run(con, crawl_id, RunStatus.SUCCEEDED)
+        if validated:
+            mark_validated(con, crawl_id)
     return crawl_id
+
+
+# --- the real command line ------------------------------------------------------------------
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+    env = {**os.environ, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
+    # Let child processes cache bytecode even where the sandbox forbids it (it costs each
+    # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `kic` command in a subprocess (smoke tests: most CLI tests run in-process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kic", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(env),
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def cli(*args) -> "CliResult":
+    """Run a `kic` command in this process (Typer's CliRunner): stdout, stderr, exit code."""
+    from typer.testing import CliRunner
+
+    from kic.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# --- shared, expensive fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for every in-process flow run of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+MAIN_JOB_DAYS = ("2026-05-04", "2026-05-11")
+
+
+@pytest.fixture(scope="session")
+def main_job(tmp_path_factory, prefect_harness):
+    """The main job (`kic run`) on a 300-influencer sandbox, two weeks apart: two nightly
+    refreshes, two snapshots. Tests only read it; tests that write take a copy."""
+    warehouse = tmp_path_factory.mktemp("main-job") / "warehouse.duckdb"
+    runs = [cli("run", "--influencers", 300, "--date", day, "-w", warehouse) for day in MAIN_JOB_DAYS]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    return warehouse, runs
+
+
+@pytest.fixture
+def main_job_copy(main_job, tmp_path):
+    """A copy of the main job's warehouse and analysts' copy, to write to."""
+    warehouse, _ = main_job
+    for name in (warehouse.name, "analytics.duckdb"):
+        shutil.copy(warehouse.with_name(name), tmp_path / name)
+    return tmp_path / warehouse.name
+
+
+def pytest_collection_modifyitems(config, items):
+    """Whatever needs a Prefect server is end to end (e2e): out of the inner loop, `-m "not e2e"`."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

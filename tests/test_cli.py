@@ -1,132 +1,193 @@
-"""The `kic` command as users run it: a real subprocess on a real warehouse file."""
+"""The `kic` command as users run it, on real warehouse files: in-process (Typer's CliRunner),
+plus a subprocess smoke test of the installed command."""
 
 import json
+from datetime import date
 
 import pytest
-from conftest import kic
+
+from conftest import (
+    MAIN_JOB_DAYS,
+    assert_one_line_error,
+    cli,
+    kic,
+    mark_validated,
+    study_path,
+    synthetic_crawl,
+)
+from pipeline.settings import Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
+from sandbox.synthetic import Population
+from warehouse.db import connect
+
+SMALL_GRID = {
+    "KIC_CLUSTERING__KMEANS_K": "[3]",
+    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
+    "KIC_CLUSTERING__ELBOW_K": "[1]",
+    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+}
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """The main job on a small synthetic cohort."""
-    warehouse = tmp_path_factory.mktemp("cli") / "w.duckdb"
-    result = kic("run", "--influencers", "300", "--date", "2026-05-01", "-w", str(warehouse))
-    assert result.returncode == 0, result.stderr
-    return warehouse, result
-
-
-def test_main_job_prints_the_cluster_table_and_the_warehouse(ran):
-    warehouse, result = ran
+def test_main_job_prints_the_cluster_table_and_the_warehouse(main_job):
+    warehouse, runs = main_job
     assert warehouse.is_file() and warehouse.with_name("analytics.duckdb").is_file()
-    assert "Lowest benefit" in result.stdout
-    assert "snapshot 1 (hierarchical-complete-t20)" in result.stdout
-    assert f"analysts' copy: {warehouse.with_name('analytics.duckdb')}" in result.stdout
-    # Both flows ran as Prefect flow runs (Prefect logs them on stderr).
-    assert "Flow run 'nightly-refresh-2026-05-01-web' - Finished in state Completed()" in result.stderr
-    assert "Finished in state Completed()" in result.stderr.split("Flow run 'weekly-recluster")[-1]
+    first, second = runs
+    assert "Lowest benefit" in first.stdout
+    assert "snapshot 1 (hierarchical-complete-t20)" in first.stdout
+    assert "snapshot 2 (hierarchical-complete-t20)" in second.stdout
+    assert f"analysts' copy: {warehouse.with_name('analytics.duckdb')}" in first.stdout
+    assert f"as of {MAIN_JOB_DAYS[0]}" in first.stdout and f"as of {MAIN_JOB_DAYS[1]}" in second.stdout
 
 
-def test_show_formats_agree_with_the_warehouse(ran):
-    warehouse, _ = ran
-    table = json.loads(kic("show", "-w", str(warehouse), "--format", "json").stdout)
-    clusterable = kic("sql", "-w", str(warehouse), "-f", "csv",
-                      "SELECT count(*) AS n FROM features.influencer_features WHERE is_clusterable")
+def test_show_formats_agree_with_the_warehouse(main_job):
+    warehouse, _ = main_job
+    table = json.loads(cli("show", "-w", warehouse, "--format", "json").stdout)
+    clusterable = cli("sql", "-w", warehouse, "-f", "csv", "SELECT count(*) AS n FROM clusters.latest_assignments")
     assert sum(row["size"] for row in table) == int(clusterable.stdout.splitlines()[1])
     assert sorted(row["rank"] for row in table) == list(range(1, len(table) + 1))
-    csv_lines = kic("show", "1", "-w", str(warehouse), "--format", "csv").stdout.splitlines()
+    csv_lines = cli("show", "1", "-w", warehouse, "--format", "csv").stdout.splitlines()
     assert csv_lines[0].startswith("rank,persona,cluster,size,mean_er,mean_active_rate")
-    assert len(csv_lines) == len(table) + 1
+    assert len(csv_lines) > 1
 
 
-def test_recluster_adds_a_snapshot_with_the_chosen_candidate(ran, tmp_path):
-    warehouse, _ = ran
-    result = kic("recluster", "-w", str(warehouse), "--publish", "kmeans-k4")
+def test_recluster_adds_a_snapshot_with_the_chosen_candidate(main_job_copy):
+    result = cli("recluster", "-w", main_job_copy, "--publish", "kmeans-k4")
     assert result.returncode == 0, result.stderr
-    assert "snapshot 2 (kmeans-k4)" in result.stdout
-    listed = kic("snapshots", "-w", str(warehouse), "-f", "json")
-    assert [s["published_candidate"] for s in json.loads(listed.stdout)][:2] == [
-        "hierarchical-complete-t20", "kmeans-k4"]
+    assert "snapshot 3 (kmeans-k4)" in result.stdout
+    listed = json.loads(cli("snapshots", "-w", main_job_copy, "-f", "json").stdout)
+    assert [s["published_candidate"] for s in listed] == [
+        "hierarchical-complete-t20",
+        "hierarchical-complete-t20",
+        "kmeans-k4",
+    ]
 
 
-def test_sql_is_read_only(ran):
-    warehouse, _ = ran
-    assert_one_line_error(kic("sql", "-w", str(warehouse), "DELETE FROM raw.posts"), "read-only")
-    count = kic("sql", "-w", str(warehouse), "-f", "csv", "SELECT count(*) AS n FROM raw.posts")
+def test_sql_is_read_only(main_job):
+    warehouse, _ = main_job
+    assert_one_line_error(cli("sql", "-w", warehouse, "DELETE FROM raw.posts"), "read-only")
+    count = cli("sql", "-w", warehouse, "-f", "csv", "SELECT count(*) AS n FROM raw.posts")
     assert int(count.stdout.splitlines()[1]) > 0
 
 
-def test_errors_are_one_line(ran, tmp_path):
-    warehouse, _ = ran
-    assert_one_line_error(kic("show", "99", "-w", str(warehouse)), "no snapshot version 99")
-    assert_one_line_error(kic("show", "-w", str(tmp_path / "none.duckdb")), "none.duckdb")
-    assert_one_line_error(kic("recluster", "-w", str(tmp_path / "empty.duckdb")), "no data")
+def test_errors_are_one_line(main_job, tmp_path):
+    warehouse, _ = main_job
+    assert_one_line_error(cli("show", "99", "-w", warehouse), "no snapshot version 99")
+    assert_one_line_error(cli("show", "-w", tmp_path / "none.duckdb"), "none.duckdb")
     bad = tmp_path / "bad.csv"
     bad.write_text("account,post\nx,1\n")
-    assert_one_line_error(kic("import-csv", str(bad), "-w", str(warehouse)), "bad.csv", "follower")
-    assert_one_line_error(kic("run", "--date", "yesterday", "-w", str(warehouse)), "--date")
-    assert_one_line_error(
-        kic("recluster", "-w", str(warehouse), env={"KIC_CLUSTERING__SCALING": "log"}), "clustering.scaling"
-    )
+    assert_one_line_error(cli("import-csv", bad, "-w", tmp_path / "w.duckdb"), "bad.csv", "follower")
+    assert_one_line_error(cli("run", "--date", "yesterday", "-w", tmp_path / "w.duckdb"), "--date")
 
 
-def test_settings_come_from_kic_toml_and_env_overrides_it(tmp_path):
+def test_recluster_of_an_empty_warehouse_says_what_to_run(tmp_path):
+    assert_one_line_error(cli("recluster", "-w", tmp_path / "empty.duckdb"), "no data", "kic import-csv")
+
+
+def test_a_date_after_today_is_refused_before_anything_runs(tmp_path):
+    future = date.fromordinal(Settings().today().toordinal() + 2).isoformat()
+    for command in (["run"], ["crawl", "--accounts", "someone"]):
+        assert_one_line_error(cli(*command, "--date", future, "-w", tmp_path / "w.duckdb"), future, "after today")
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIC_CLUSTERING__SCALING", "log")
+    assert_one_line_error(cli("recluster", "-w", tmp_path / "w.duckdb"), "clustering.scaling")
+    monkeypatch.delenv("KIC_CLUSTERING__SCALING")
+    monkeypatch.setenv("KIC_CONFIG", str(tmp_path / "nope.toml"))
+    assert_one_line_error(cli("snapshots"), "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("warehouse = \n")
+    monkeypatch.setenv("KIC_CONFIG", str(broken))
+    assert_one_line_error(cli("snapshots"), "broken.toml", "TOML")
+
+
+def test_settings_come_from_kic_toml_and_env_overrides_it(tmp_path, monkeypatch):
     (tmp_path / "kic.toml").write_text(
         'warehouse = "from-file.duckdb"\n[clustering]\npublish = "kmeans-k3"\nkmeans_k = [3]\n'
-        '[synthetic]\ninfluencers = 120\n'
+        "kmedoids_k = []\nelbow_k = [1]\n"
     )
-    result = kic("run", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with connect(tmp_path / "from-file.duckdb") as con:
+        synthetic_crawl(con, Population(60, seed=4), date(2026, 5, 1), validated=False)
+    assert "features 2026-05-01: 60 influencers" in cli("features").stdout  # validates, then derives
+    result = cli("recluster")
     assert result.returncode == 0, result.stderr
-    assert "120 synthetic influencers" in result.stdout
-    assert "snapshot 1 (kmeans-k3)" in result.stdout
-    assert (tmp_path / "from-file.duckdb").is_file()
-    env = {"KIC_WAREHOUSE": str(tmp_path / "from-env.duckdb"), "KIC_CLUSTERING__PUBLISH": "best-silhouette"}
-    result = kic("recluster", cwd=tmp_path, env=env)
-    assert_one_line_error(result, "no data")  # a new, empty warehouse: the env won
+    assert "snapshot 1 (kmeans-k3)" in result.stdout and "from-file.duckdb" in result.stdout
+    monkeypatch.setenv("KIC_WAREHOUSE", str(tmp_path / "from-env.duckdb"))
+    monkeypatch.setenv("KIC_CLUSTERING__PUBLISH", "best-silhouette")
+    assert_one_line_error(cli("recluster"), "no data")  # a new, empty warehouse: the env won
     assert (tmp_path / "from-env.duckdb").exists()
-    missing = kic("snapshots", env={"KIC_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
-    assert_one_line_error(missing, "nope.toml")
 
 
-def test_watchlist_commands_and_crawling_it(tmp_path):
-    from kic.sandbox import Sandbox
-    from kic.settings import Settings
+def test_recluster_refuses_stale_features_and_kic_features_validates_them(tmp_path, monkeypatch):
+    for name, value in SMALL_GRID.items():
+        monkeypatch.setenv(name, value)
+    warehouse = tmp_path / "w.duckdb"
+    population = Population(60, seed=8)
+    with connect(warehouse) as con:
+        synthetic_crawl(con, population, date(2026, 5, 1), validated=False)  # a crawl no one validated
+    assert_one_line_error(cli("recluster", "-w", warehouse), "no features yet", "not validated", "kic features")
+    derived = cli("features", "-w", warehouse)
+    assert derived.returncode == 0, derived.stderr
+    assert "validated crawl 1 (not validated before): passed" in derived.stdout
+    assert cli("recluster", "-w", warehouse).returncode == 0
+    with connect(warehouse) as con:  # a newer, validated crawl: the features are stale again
+        mark_validated(con, synthetic_crawl(con, population, date(2026, 5, 8), validated=False))
+    assert_one_line_error(cli("recluster", "-w", warehouse), "features are stale", "2026-05-01", "kic features")
+    with connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(1,)]
+        assert con.execute("SELECT DISTINCT feature_date FROM features.influencer_features").fetchall() == [
+            (date(2026, 5, 1),)
+        ]  # reading for the recluster derived nothing
 
-    warehouse = str(tmp_path / "w.duckdb")
-    assert_one_line_error(kic("crawl", "-w", warehouse), "watchlist is empty")
+
+def test_watchlist_commands(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    assert_one_line_error(cli("crawl", "-w", warehouse, "--date", "2026-06-01"), "watchlist is empty")
     listing = tmp_path / "accounts.txt"
-    settings = Settings(synthetic={"influencers": 30, "seed": 3})
+    names = [a.username for a in Population(30, seed=3).accounts]
+    listing.write_text(f"https://www.instagram.com/{names[0]}/\n@{names[1]}\n{names[2]}\nnot a name!\n{names[1]}\n")
+    imported = cli("accounts", "import", listing, "-w", warehouse)
+    assert imported.returncode == 0, imported.stderr
+    assert "3 account(s) added" in imported.stdout and "1 duplicate(s)" in imported.stdout
+    assert "line 4" in imported.stderr
+    assert "1 account(s) added" in cli("accounts", "add", names[3], names[0], "-w", warehouse).stdout
+    assert "1 account(s) removed" in cli("accounts", "remove", names[2], "-w", warehouse).stdout
+    listed = json.loads(cli("accounts", "list", "-w", warehouse, "-f", "json").stdout)
+    assert [a["username"] for a in listed if a["active"]] == [names[0], names[1], names[3]]
+
+
+@pytest.mark.e2e
+def test_kic_crawl_refreshes_the_watchlist(tmp_path, monkeypatch):
+    warehouse = tmp_path / "w.duckdb"
+    settings = SandboxSettings(influencers=30, seed=3, date=date(2026, 6, 1))
     with Sandbox(settings) as sandbox:
         names = [a.username for a in sandbox.population.accounts]
-        listing.write_text(f"https://www.instagram.com/{names[0]}/\n@{names[1]}\n{names[2]}\nnot a name!\n{names[1]}\n")
-        imported = kic("accounts", "import", str(listing), "-w", warehouse)
-        assert imported.returncode == 0, imported.stderr
-        assert "3 account(s) added" in imported.stdout and "1 duplicate(s)" in imported.stdout
-        assert "line 4" in imported.stderr
-        assert "1 account(s) added" in kic("accounts", "add", names[3], names[0], "-w", warehouse).stdout
-        assert "1 account(s) removed" in kic("accounts", "remove", names[2], "-w", warehouse).stdout
-        listed = json.loads(kic("accounts", "list", "-w", warehouse, "-f", "json").stdout)
-        assert [a["username"] for a in listed if a["active"]] == [names[0], names[1], names[3]]
-
-        env = {"KIC_WEB_BASE_URL": sandbox.url, "KIC_SANDBOX__DATE": "2026-06-01"}
-        crawled = kic("crawl", "-w", warehouse, "--date", "2026-06-01", env=env)
+        assert cli("accounts", "add", names[0], names[1], names[3], "-w", warehouse).returncode == 0
+        monkeypatch.setenv("KIC_WEB_BASE_URL", sandbox.url)
+        crawled = cli("crawl", "-w", warehouse, "--date", "2026-06-01")
     assert crawled.returncode == 0, crawled.stderr
     assert "crawl 1 (web, succeeded): 3 account(s)" in crawled.stdout
-    profiles = kic("sql", "-w", warehouse, "-f", "csv", "SELECT username FROM raw.profiles ORDER BY 1")
+    assert "validated: 0 raw row(s) quarantined" in crawled.stdout
+    assert "features 2026-06-01: 3 influencers" in crawled.stdout  # kic crawl is a whole refresh
+    profiles = cli("sql", "-w", warehouse, "-f", "csv", "SELECT username FROM raw.profiles ORDER BY 1")
     assert profiles.stdout.split()[1:] == sorted([names[0], names[1], names[3]])
+    suites = cli("sql", "-w", warehouse, "-f", "csv", "SELECT DISTINCT suite FROM quality.validation_runs ORDER BY 1")
+    assert suites.stdout.split()[1:] == ["features", "raw_posts", "raw_profiles", "volume"]
 
 
-def test_study_account_list_imports(tmp_path, study_file):
-    path = study_file("beauty_influencer_account.csv")
-    result = kic("accounts", "import", str(path), "-w", str(tmp_path / "w.duckdb"))
+def test_study_account_list_imports(tmp_path):
+    path = study_path("beauty_influencer_account.csv")
+    result = cli("accounts", "import", path, "-w", tmp_path / "w.duckdb")
     assert result.returncode == 0, result.stderr
     assert "973 account(s) added to the watchlist from 973" in result.stdout
     assert "27 duplicate(s) skipped" in result.stdout
+
+
+@pytest.mark.e2e
+def test_the_installed_command_runs_and_errors_in_one_line(tmp_path):
+    """Smoke test of `python -m kic` in a subprocess, as the README's users run it."""
+    assert "Usage" in kic("--help").stdout
+    assert_one_line_error(kic("show", "-w", str(tmp_path / "none.duckdb")), "none.duckdb")

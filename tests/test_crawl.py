@@ -4,24 +4,27 @@ import json
 import signal
 import subprocess
 import sys
+from collections import Counter
 from datetime import date
 
-from conftest import subprocess_env
+import pytest
 
-from kic.crawl import (
+from conftest import derive, mark_validated, subprocess_env
+from pipeline.crawl import (
     SANDBOX_SCRAPY_SETTINGS,
     CrawlRequest,
     crawl_env,
     run_crawl,
     scrapy_command,
 )
-from kic.sandbox import Sandbox
-from kic.settings import Settings
-from kic.synthetic import Population
+from pipeline.settings import Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
+from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
-from transforms.features import derive_features
 from warehouse.db import connect
 
+pytestmark = pytest.mark.e2e  # each test runs the crawler in a subprocess
 DAY = date(2026, 6, 1)
 SEED = 77
 FAST = {**SANDBOX_SCRAPY_SETTINGS, "RETRY_TIMES": "2"}
@@ -31,22 +34,31 @@ def names(n=40):
     return [a.username for a in Population(n, SEED).accounts]
 
 
-def settings_for(tmp_path, n=40, **sandbox):
+def settings_for(tmp_path):
     return Settings(
         warehouse=tmp_path / "w.duckdb",
-        synthetic={"influencers": n, "seed": SEED},
-        sandbox={"date": DAY, **sandbox},
         graph_user_id="17841400000000000",
         graph_access_token="s3cr3t-graph-token",
     )
 
 
-def crawl(settings, usernames=None, source="web", extra=None, **request):
-    with Sandbox(settings) as sandbox:
-        return run_crawl(settings, CrawlRequest(
-            source=source, usernames=usernames, as_of=DAY, base_url=sandbox.url,
-            scrapy_settings={**FAST, **(extra or {})}, **request,
-        ))
+def sandbox_for(n=40, **sandbox):
+    return SandboxSettings(influencers=n, seed=SEED, date=DAY, **sandbox)
+
+
+def crawl(settings, usernames=None, source="web", extra=None, sandbox=None, **request):
+    with Sandbox(sandbox or sandbox_for()) as sandbox:
+        return run_crawl(
+            settings,
+            CrawlRequest(
+                source=source,
+                usernames=usernames,
+                as_of=DAY,
+                base_url=sandbox.url,
+                scrapy_settings={**FAST, **(extra or {})},
+                **request,
+            ),
+        )
 
 
 def rows(settings, sql, params=None):
@@ -55,16 +67,26 @@ def rows(settings, sql, params=None):
 
 
 def outcomes(settings, crawl_id):
-    return {u: (s, r) for u, s, r in rows(
-        settings, "SELECT username, status, reason FROM raw.account_outcomes WHERE crawl_id = ?", [crawl_id])}
+    return {
+        u: (s, r)
+        for u, s, r in rows(
+            settings, "SELECT username, status, reason FROM raw.account_outcomes WHERE crawl_id = ?", [crawl_id]
+        )
+    }
 
 
 def test_web_crawl_stores_what_the_sandbox_serves_and_an_outcome_for_every_account(tmp_path):
     n = names()
-    faults = {"throttled": {n[1]: 2}, "failing": {n[2]: 1}, "private": [n[3]], "deleted": [n[4]],
-              "malformed": [n[5]], "retry_after_seconds": 1}
-    settings = settings_for(tmp_path, faults=faults)
-    summary = crawl(settings, n + ["nobody.here"])
+    faults = {
+        "throttled": {n[1]: 2},
+        "failing": {n[2]: 1},
+        "private": [n[3]],
+        "deleted": [n[4]],
+        "malformed": [n[5]],
+        "retry_after_seconds": 1,
+    }
+    settings, box = settings_for(tmp_path), sandbox_for(faults=faults)
+    summary = crawl(settings, [*n, "nobody.here"], sandbox=box)
     assert (summary.status, summary.accounts_requested) == ("succeeded", 41)
     got = outcomes(settings, summary.crawl_id)
     assert len(got) == 41
@@ -96,17 +118,19 @@ def test_web_crawl_stores_what_the_sandbox_serves_and_an_outcome_for_every_accou
 
 def test_rate_limits_that_outlast_the_retries_are_recorded(tmp_path):
     n = names()
-    settings = settings_for(tmp_path, faults={"throttled": {n[0]: 10}, "retry_after_seconds": 0})
-    summary = crawl(settings, n[:3])
+    settings, box = settings_for(tmp_path), sandbox_for(faults={"throttled": {n[0]: 10}, "retry_after_seconds": 0})
+    summary = crawl(settings, n[:3], sandbox=box)
     assert outcomes(settings, summary.crawl_id)[n[0]][0] == "rate_limited"
-    assert summary.outcomes == {"ok": 2, "rate_limited": 1} or summary.outcomes.get("private") == 1
+    accounts = Population(40, SEED).by_username()
+    expected = Counter("private" if accounts[u].is_private else "ok" for u in n[1:3]) + Counter(["rate_limited"])
+    assert summary.outcomes == dict(expected)
 
 
 def test_a_login_wall_stops_the_crawl_and_the_rest_is_recorded_as_not_crawled(tmp_path):
     n = names()
-    settings = settings_for(tmp_path, faults={"login_walled": [n[2]]})
+    settings, box = settings_for(tmp_path), sandbox_for(faults={"login_walled": [n[2]]})
     one_at_a_time = {"CONCURRENT_REQUESTS": "1", "CONCURRENT_REQUESTS_PER_DOMAIN": "1"}
-    summary = crawl(settings, n[:10], extra=one_at_a_time)
+    summary = crawl(settings, n[:10], extra=one_at_a_time, sandbox=box)
     got = outcomes(settings, summary.crawl_id)
     assert summary.status == "interrupted" and f"blocked at {n[2]}" in summary.message
     assert got[n[2]][0] == "blocked"
@@ -117,9 +141,15 @@ def test_a_login_wall_stops_the_crawl_and_the_rest_is_recorded_as_not_crawled(tm
 
 def test_graph_source_pages_media_keys_errors_on_codes_and_keeps_the_token_secret(tmp_path):
     n = names()
-    settings = settings_for(tmp_path, graph_access_token="s3cr3t-graph-token", graph_page_size=5,
-                            faults={"throttled": {n[1]: 1}, "deleted": [n[2]]})
-    summary = crawl(settings, n[:8], source="graph")
+    settings, box = (
+        settings_for(tmp_path),
+        sandbox_for(
+            graph_access_token="s3cr3t-graph-token",
+            graph_page_size=5,
+            faults={"throttled": {n[1]: 1}, "deleted": [n[2]]},
+        ),
+    )
+    summary = crawl(settings, n[:8], source="graph", sandbox=box)
     got = outcomes(settings, summary.crawl_id)
     assert got[n[1]][0] == "rate_limited" and "graph error 4" in got[n[1]][1]
     assert got[n[2]][0] == "not_found" and "graph error 110" in got[n[2]][1]
@@ -136,8 +166,8 @@ def test_graph_source_pages_media_keys_errors_on_codes_and_keeps_the_token_secre
 
 
 def test_a_rejected_graph_token_stops_the_crawl(tmp_path):
-    settings = settings_for(tmp_path, graph_access_token="another-token")
-    summary = crawl(settings, names()[:10], source="graph", extra={"CONCURRENT_REQUESTS": "1"})
+    settings, box = settings_for(tmp_path), sandbox_for(graph_access_token="another-token")
+    summary = crawl(settings, names()[:10], source="graph", extra={"CONCURRENT_REQUESTS": "1"}, sandbox=box)
     assert summary.status == "interrupted"
     # The answer in hand, and one already on its way, are recorded; the rest not crawled.
     assert 1 <= summary.outcomes["blocked"] <= 2
@@ -146,8 +176,8 @@ def test_a_rejected_graph_token_stops_the_crawl(tmp_path):
 
 def test_hashtag_discovery_fills_the_watchlist_and_crawls_each_account_once(tmp_path):
     n = names()
-    settings = settings_for(tmp_path, tag_page_size=15)
-    summary = crawl(settings, usernames=[n[3]], tag="뷰티", extra={"KIC_TAG_MAX_PAGES": "2"})
+    settings, box = settings_for(tmp_path), sandbox_for(tag_page_size=15)
+    summary = crawl(settings, usernames=[n[3]], tag="뷰티", extra={"KIC_TAG_MAX_PAGES": "2"}, sandbox=box)
     watched = rows(settings, "SELECT username, added_from FROM watchlist.accounts ORDER BY username")
     assert len(watched) == 30 and {f for _, f in watched} == {"tag:뷰티"}
     assert summary.accounts_requested == 1  # at the start; discovery added the rest
@@ -157,20 +187,30 @@ def test_hashtag_discovery_fills_the_watchlist_and_crawls_each_account_once(tmp_
 
 def test_an_interrupted_crawl_keeps_what_it_wrote_and_is_marked_so(tmp_path):
     n = names()
-    settings = settings_for(tmp_path, faults={"slow": n, "slow_seconds": 0.2})
+    settings, box = settings_for(tmp_path), sandbox_for(faults={"slow": n, "slow_seconds": 0.2})
     with connect(settings.warehouse) as con:  # a run left "running" by a crawler that died
-        con.execute("INSERT INTO raw.crawl_runs (source, as_of_date, started_at, status) "
-                    "VALUES ('web', '2026-05-31', now(), 'running')").fetchall()
-    with Sandbox(settings) as sandbox:
+        con.execute(
+            "INSERT INTO raw.crawl_runs (source, as_of_date, started_at, status) "
+            "VALUES ('web', '2026-05-31', now(), 'running')"
+        ).fetchall()
+    with Sandbox(box) as sandbox:
         usernames = tmp_path / "names.txt"
         usernames.write_text("\n".join(n))
-        request = CrawlRequest(as_of=DAY, base_url=sandbox.url, scrapy_settings={
-            **FAST, "CONCURRENT_REQUESTS": "2", "CONCURRENT_REQUESTS_PER_DOMAIN": "2", "KIC_BATCH_SIZE": "4"})
+        request = CrawlRequest(
+            as_of=DAY,
+            base_url=sandbox.url,
+            scrapy_settings={
+                **FAST,
+                "CONCURRENT_REQUESTS": "2",
+                "CONCURRENT_REQUESTS_PER_DOMAIN": "2",
+                "KIC_BATCH_SIZE": "4",
+            },
+        )
         command = scrapy_command(settings, request, usernames, tmp_path / "crawl.log")
         env = subprocess_env(crawl_env(settings, "web"))
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
             for line in child.stdout:
-                if line.startswith(ProgressLines.PREFIX) and json.loads(line[len(ProgressLines.PREFIX):])["done"] >= 8:
+                if line.startswith(ProgressLines.PREFIX) and json.loads(line[len(ProgressLines.PREFIX) :])["done"] >= 8:
                     child.send_signal(signal.SIGINT)  # Ctrl-C: Scrapy shuts down gracefully
                     break
             child.stdout.read()
@@ -186,12 +226,13 @@ def test_an_interrupted_crawl_keeps_what_it_wrote_and_is_marked_so(tmp_path):
 
 def test_features_read_each_accounts_latest_readable_crawl(tmp_path):
     n = names(12)
-    settings = settings_for(tmp_path, n=12)
-    first = crawl(settings, n)
-    settings.sandbox.faults.malformed = [n[0]]
-    second = crawl(settings, n)
+    settings, box = settings_for(tmp_path), sandbox_for(n=12)
+    first = crawl(settings, n, sandbox=box)
+    second = crawl(settings, n, sandbox=sandbox_for(12, faults={"malformed": [n[0]]}))
     with connect(settings.warehouse) as con:
-        derive_features(con, DAY)
+        for crawled in (first, second):
+            mark_validated(con, crawled.crawl_id)
+        derive(con, DAY)
         source = dict(con.execute("SELECT username, crawl_id FROM features.influencer_features").fetchall())
     assert source[n[0]] == first.crawl_id  # its newest crawl failed: the one before stands
     assert {source[u] for u in n[1:]} == {second.crawl_id}
@@ -201,17 +242,36 @@ def test_scrapy_crawl_works_from_the_project_root(tmp_path):
     from conftest import REPO
 
     n = names(12)[:5]
-    settings = settings_for(tmp_path, n=12)
+    settings, box = settings_for(tmp_path), sandbox_for(n=12)
     env = subprocess_env()
     env.pop("SCRAPY_SETTINGS_MODULE", None)  # found through scrapy.cfg, as users run it
-    with Sandbox(settings) as sandbox:
+    with Sandbox(box) as sandbox:
         result = subprocess.run(
-            [sys.executable, "-m", "scrapy", "crawl", "instagram", "-a", f"usernames={','.join(n)}",
-             "-a", f"date={DAY}", "-s", f"KIC_WEB_BASE_URL={sandbox.url}",
-             "-s", f"KIC_WAREHOUSE={settings.warehouse}", "-s", "DOWNLOAD_DELAY=0"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "scrapy",
+                "crawl",
+                "instagram",
+                "-a",
+                f"usernames={','.join(n)}",
+                "-a",
+                f"date={DAY}",
+                "-s",
+                f"KIC_WEB_BASE_URL={sandbox.url}",
+                "-s",
+                f"KIC_WAREHOUSE={settings.warehouse}",
+                "-s",
+                "DOWNLOAD_DELAY=0",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Spider closed (finished)" in result.stderr
     assert rows(settings, "SELECT status, accounts_requested, profiles_written FROM raw.crawl_runs") == [
-        ("succeeded", 5, 5)]
+        ("succeeded", 5, 5)
+    ]

@@ -1,23 +1,43 @@
 from datetime import date, timedelta
 
 import pytest
-from conftest import add_crawl
 
-from transforms.features import derive_features, features_are_stale
+from conftest import add_crawl, derive, mark_validated
+from transforms.features import staleness
 
 DAY = date(2026, 11, 1)
 
 
 def post(username, n, kind, likes, comments, media_type="GraphImage", product_type="feed"):
-    return {"username": username, "post_id": f"{username}-{n}", "kind": kind, "likes": likes,
-            "comments": comments, "media_type": media_type, "product_type": product_type}
+    return {
+        "username": username,
+        "post_id": f"{username}-{n}",
+        "kind": kind,
+        "likes": likes,
+        "comments": comments,
+        "media_type": media_type,
+        "product_type": product_type,
+    }
 
 
 def features(con, on=DAY):
-    derive_features(con, on)
-    columns = ["username", "image_love", "image_comment", "video_love", "video_comment", "igtv_love",
-               "igtv_comment", "er", "active_rate", "posts_observed", "is_clusterable",
-               "not_clusterable_reason", "crawl_id", "follower"]
+    derive(con, on)
+    columns = [
+        "username",
+        "image_love",
+        "image_comment",
+        "video_love",
+        "video_comment",
+        "igtv_love",
+        "igtv_comment",
+        "er",
+        "active_rate",
+        "posts_observed",
+        "is_clusterable",
+        "not_clusterable_reason",
+        "crawl_id",
+        "follower",
+    ]
     rows = con.execute(
         f"SELECT {', '.join(columns)} FROM features.influencer_features WHERE feature_date = ?", [on]
     ).fetchall()
@@ -43,8 +63,12 @@ def test_means_per_media_kind_and_the_studys_formulas(con):
 
 
 def test_hidden_likes_are_left_out_not_counted_as_zero(con):
-    posts = [post("bo", 1, "image", 100, 10), post("bo", 2, "image", None, 30),
-             post("cy", 1, "image", None, 4), post("cy", 2, "video", 80, 2)]
+    posts = [
+        post("bo", 1, "image", 100, 10),
+        post("bo", 2, "image", None, 30),
+        post("cy", 1, "image", None, 4),
+        post("cy", 2, "video", 80, 2),
+    ]
     add_crawl(con, DAY, [{"username": "bo"}, {"username": "cy"}], posts)
     rows = features(con)
     assert rows["bo"]["image_love"] == 100  # the hidden count is not a zero
@@ -55,8 +79,12 @@ def test_hidden_likes_are_left_out_not_counted_as_zero(con):
 
 
 def test_unreadable_influencers_are_kept_with_the_reason(con):
-    profiles = [{"username": "priv", "is_private": True}, {"username": "empty"},
-                {"username": "nofans", "followers": 0}, {"username": "videos"}]
+    profiles = [
+        {"username": "priv", "is_private": True},
+        {"username": "empty"},
+        {"username": "nofans", "followers": 0},
+        {"username": "videos"},
+    ]
     posts = [post("nofans", 1, "image", 1, 1), post("videos", 1, "video", 10, 1)]
     add_crawl(con, DAY, profiles, posts)
     reasons = {u: (r["is_clusterable"], r["not_clusterable_reason"]) for u, r in features(con).items()}
@@ -71,10 +99,14 @@ def test_unreadable_influencers_are_kept_with_the_reason(con):
 def test_each_influencer_is_read_from_its_latest_readable_crawl_up_to_the_date(con):
     week = timedelta(days=7)
     old = add_crawl(con, DAY - week, [{"username": "dee", "followers": 100}], [post("dee", 1, "image", 1, 1)])
-    add_crawl(con, DAY, [{"username": "dee", "followers": 200}], [post("dee", 2, "image", 2, 2)],
-              outcomes={"dee": "rate_limited"})
-    add_crawl(con, DAY, [{"username": "dee", "followers": 300}], [post("dee", 3, "image", 3, 3)],
-              status="failed")
+    add_crawl(
+        con,
+        DAY,
+        [{"username": "dee", "followers": 200}],
+        [post("dee", 2, "image", 2, 2)],
+        outcomes={"dee": "rate_limited"},
+    )
+    add_crawl(con, DAY, [{"username": "dee", "followers": 300}], [post("dee", 3, "image", 3, 3)], status="failed")
     newer = add_crawl(con, DAY + week, [{"username": "dee", "followers": 400}], [post("dee", 4, "image", 4, 4)])
     assert features(con, DAY)["dee"]["crawl_id"] == old  # rate-limited and failed crawls skipped
     assert features(con, DAY)["dee"]["follower"] == 100
@@ -88,10 +120,21 @@ def test_rederiving_a_date_replaces_its_rows(con):
     assert con.execute("SELECT count(*) FROM features.influencer_features").fetchall() == [(1,)]
 
 
-def test_features_are_stale_after_a_new_crawl(con):
+def test_features_are_stale_after_a_new_validated_crawl_or_an_unvalidated_one(con):
     add_crawl(con, DAY, [{"username": "fay"}], [post("fay", 1, "image", 10, 1)])
-    assert features_are_stale(con)
-    derive_features(con)
-    assert not features_are_stale(con)
-    add_crawl(con, DAY, [{"username": "fay"}], [post("fay", 2, "image", 10, 1)])
-    assert features_are_stale(con)
+    assert "newer than the latest features" in staleness(con)
+    derive(con)
+    assert staleness(con) is None
+    add_crawl(con, DAY, [{"username": "fay"}], [post("fay", 2, "image", 10, 1)], validated=False)
+    assert staleness(con) == "1 crawl(s) or import(s) not validated yet"
+
+
+def test_staging_reads_only_validated_crawls_that_passed(con):
+    passed = add_crawl(con, DAY, [{"username": "gus", "followers": 100}], [post("gus", 1, "image", 1, 1)])
+    add_crawl(con, DAY, [{"username": "gus", "followers": 200}], [post("gus", 2, "image", 2, 2)], validated=False)
+    failed = add_crawl(
+        con, DAY, [{"username": "gus", "followers": 300}], [post("gus", 3, "image", 3, 3)], validated=False
+    )
+    mark_validated(con, failed, ok=False)  # e.g. a volume drop: on record, kept out of features
+    assert con.execute("SELECT crawl_id FROM staging.readable_crawls").fetchall() == [(passed,)]
+    assert features(con)["gus"]["crawl_id"] == passed

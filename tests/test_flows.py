@@ -11,34 +11,33 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
-from prefect.testing.utilities import prefect_test_harness
 
-from flows import nightly_refresh as nightly_module
-from flows import weekly_recluster as weekly_module
+from conftest import derive, synthetic_crawl
 from flows.nightly_refresh import nightly_refresh
+from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
-from kic.sandbox import Sandbox
-from kic.settings import ClusteringSettings, Settings
-from kic.synthetic import Population
+from pipeline import steps
+from pipeline.settings import ClusteringConfig, Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
+from sandbox.synthetic import Population
 from warehouse.db import connect
 
 SEED = 21
 NIGHT = date(2026, 6, 1)
-CLUSTERING = ClusteringSettings(kmeans_k=[3], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1, 2], publish="kmeans-k3")
+CLUSTERING = ClusteringConfig(
+    kmeans_k=[3], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1, 2], publish="kmeans-k3"
+)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+@pytest.fixture(autouse=True)
+def harness(prefect_harness):
+    """Every test here runs flows on the session's Prefect server."""
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KIC_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
-    monkeypatch.setenv("KIC_SYNTHETIC__SEED", str(SEED))
-    monkeypatch.setenv("KIC_SYNTHETIC__INFLUENCERS", "40")
-    return Settings()
+def env(tmp_path):
+    return Settings(warehouse=tmp_path / "warehouse.duckdb")
 
 
 def names(n=40):
@@ -46,11 +45,15 @@ def names(n=40):
 
 
 def night(settings, day=NIGHT, **faults):
-    settings = settings.model_copy(deep=True)
-    settings.sandbox.date = day
-    settings.sandbox.faults = settings.sandbox.faults.model_validate(faults)
-    with Sandbox(settings) as sandbox:
-        return nightly_refresh(accounts=names(), date=day, base_url=sandbox.url, return_state=True)
+    sandbox_settings = SandboxSettings(influencers=40, seed=SEED, date=day, faults=faults)
+    with Sandbox(sandbox_settings) as sandbox:
+        return nightly_refresh(
+            accounts=names(), date=day, base_url=sandbox.url, warehouse=str(settings.warehouse), return_state=True
+        )
+
+
+def weekly(settings, **parameters):
+    return weekly_recluster(warehouse=str(settings.warehouse), return_state=True, **parameters)
 
 
 def rows(settings, sql, params=None, copy=False):
@@ -63,7 +66,9 @@ def artifacts(state):
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
         )
-        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))[0]
+        run = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )[0]
     return {a.key: a for a in found}, run
 
 
@@ -76,6 +81,7 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog):
     state = night(env)
     assert state.is_completed(), state.message
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Scrapy stats of crawl 1")]
+    assert [r.name for r in caplog.records if r.getMessage().startswith("Scrapy stats")] == ["kic.pipeline"]
     assert logged and '"item_scraped_count": 40' in logged[0]  # the spider's stats, in the run's log
     result = state.result()
     assert result["features"] == 40 and result["quarantined"] == 0
@@ -84,7 +90,9 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog):
     assert [s for s, _, _ in suites] == ["features", "raw_posts", "raw_profiles", "volume", "volume"]
     assert all(ok and failed == 0 for _, ok, failed in suites)
     # The analysts' copy has the night's features, and Data Docs were built.
-    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT], copy=True) == [(40,)]
+    assert rows(
+        env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT], copy=True
+    ) == [(40,)]
     assert (env.data_docs_path / "index.html").is_file()
     found, run = artifacts(state)
     assert run.name == "nightly-refresh-2026-06-01-web"
@@ -108,65 +116,98 @@ def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
     assert state.result()["quarantined"] == 2
 
 
-def test_a_volume_drop_fails_the_night_before_features_change(env):
+def test_a_volume_drop_fails_the_night_before_features_change_and_the_weekly_run_ignores_it(env):
+    """The night's crawl fails validation on a volume drop: features stay as they were, and the
+    weekly run clusters the last validated features, deriving nothing from the failed night."""
     assert night(env).is_completed()
     later = date(2026, 6, 2)
     state = night(env, day=later, deleted=names()[10:])  # 30 of 40 accounts vanish
     assert state.is_failed()
     assert "table-level validation failed" in state.message and "rows>=min_rows" in state.message
     assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later]) == [(0,)]
-    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later], copy=True) == [(0,)]
-    volume = rows(env, "SELECT table_level_ok FROM quality.validation_runs v JOIN raw.crawl_runs r USING (crawl_id) "
-                       "WHERE suite = 'volume' AND r.as_of_date = ?", [later])
+    assert rows(
+        env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later], copy=True
+    ) == [(0,)]
+    volume = rows(
+        env,
+        "SELECT table_level_ok FROM quality.validation_runs v JOIN raw.crawl_runs r USING (crawl_id) "
+        "WHERE suite = 'volume' AND r.as_of_date = ?",
+        [later],
+    )
     assert volume == [(False,)]  # the failed check is on record
+    weekly_run = weekly(env, clustering=CLUSTERING)
+    assert weekly_run.is_completed(), weekly_run.message
+    assert rows(env, "SELECT version, feature_date FROM clusters.snapshots") == [(1, NIGHT)]
+    assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later]) == [(0,)]
 
 
 def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     assert night(env).is_completed()
-    first = weekly_recluster(clustering=CLUSTERING, return_state=True)
+    first = weekly(env, clustering=CLUSTERING)
     assert first.is_completed(), first.message
     assert night(env, day=date(2026, 6, 8)).is_completed()
-    second = weekly_recluster(clustering=CLUSTERING, return_state=True)
+    second = weekly(env, clustering=CLUSTERING)
     assert second.result()["version"] == 2
-    assert rows(env, "SELECT version, feature_date, published_candidate FROM clusters.snapshots ORDER BY 1", copy=True) == [
-        (1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
+    assert rows(
+        env, "SELECT version, feature_date, published_candidate FROM clusters.snapshots ORDER BY 1", copy=True
+    ) == [(1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
     found, run = artifacts(second)
-    assert run.name == "weekly-recluster-latest-kmeans-k3"
+    assert run.name == "weekly-recluster-2026-06-08-v2"  # renamed after what it made
     assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes"} <= set(found)
-    assert sum(r["size"] for r in table(found["weekly-clusters"])) == rows(
-        env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]
+    assert (
+        sum(r["size"] for r in table(found["weekly-clusters"]))
+        == rows(env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]
+    )
     assert [c["candidate"] for c in table(found["weekly-candidates"])] == ["kmeans-k3"]
     changed = rows(env, "SELECT count(*) FROM clusters.changes")[0][0]
     assert len([r for r in table(found["weekly-persona-changes"]) if r["change"] != "none"]) == changed
 
 
 def test_a_failing_task_fails_the_run_and_leaves_the_warehouse_as_it_was(env):
-    assert night(env).is_completed()
+    with connect(env.warehouse) as con:
+        synthetic_crawl(con, Population(40, SEED), NIGHT)
+        derive(con, NIGHT)
     before = rows(env, "SELECT count(*) FROM clusters.snapshots")
-    state = weekly_recluster(clustering=CLUSTERING.model_copy(update={"publish": "kmeans-k99"}), return_state=True)
+    state = weekly(env, clustering=CLUSTERING.model_copy(update={"publish": "kmeans-k99"}))
     assert state.is_failed() and "kmeans-k99" in state.message
     assert rows(env, "SELECT count(*) FROM clusters.snapshots") == before
 
 
-def test_only_io_tasks_retry():
-    io = {"crawl", "load-crawl-rows", "store-validation", "compute-features", "write-features",
-          "publish-analytics-copy", "load-features", "write-snapshot"}
-    tasks = {t.name: t for module in (nightly_module, weekly_module)
-             for t in vars(module).values() if hasattr(t, "retries") and hasattr(t, "fn")}
-    assert io < set(tasks)
-    for name, task in tasks.items():
-        assert (task.retries > 0) == (name in io), name
+def test_tasks_are_the_steps_by_name_and_only_io_steps_retry():
+    every_step = [f for f in vars(steps).values() if callable(f) and hasattr(f, "step_kind")]
+    assert {
+        "crawl",
+        "read_crawl_rows",
+        "store_validation",
+        "write_features",
+        "publish",
+        "read_features",
+        "write_snapshot",
+        "fit",
+        "validate_crawl_rows",
+        "require_table_checks",
+    } <= {f.__name__ for f in every_step}
+    for step in every_step:
+        task = as_task(step)
+        assert task.name == step.__name__
+        assert (task.retries > 0) == (step.step_kind == steps.IO), step.__name__
+        assert len(step.__doc__.strip().splitlines()) == 1, f"{step.__name__}: one-line docstring"
+    io_reads = [f for f in every_step if f.__name__.startswith(("read_", "find_", "compute_"))]
+    assert io_reads and all(steps.is_io(f) for f in io_reads)
 
 
 def test_the_graph_token_can_come_from_a_prefect_secret_block(monkeypatch):
     from prefect.blocks.system import Secret
 
-    from kic.errors import KicError
-    from kic.secrets import graph_access_token
+    from pipeline.secrets import graph_access_token
+    from warehouse.errors import KicError
 
     Secret(value="token-from-a-block").save("kic-graph-token", overwrite=True)
     monkeypatch.delenv("KIC_GRAPH_ACCESS_TOKEN", raising=False)
     assert graph_access_token(Settings(graph_access_token_block="kic-graph-token")) == "token-from-a-block"
-    assert graph_access_token(Settings(graph_access_token="from-env", graph_access_token_block="kic-graph-token")) == "from-env"
+    assert (
+        graph_access_token(Settings(graph_access_token="from-env", graph_access_token_block="kic-graph-token"))
+        == "from-env"
+    )
     with pytest.raises(KicError, match="no-such-block"):
         graph_access_token(Settings(graph_access_token_block="no-such-block"))

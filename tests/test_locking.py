@@ -1,4 +1,8 @@
-"""The scheduler and analysts share one machine: a second process holds a DuckDB file during a run."""
+"""The scheduler and analysts share one machine: a second process holds a DuckDB file during a run.
+
+Holders keep the file until the test tells them to let go (a line on their stdin): no
+sleeps, no races.
+"""
 
 import subprocess
 import sys
@@ -6,74 +10,98 @@ import textwrap
 from datetime import date
 
 import duckdb
-from conftest import kic, synthetic_crawl
+import pytest
 
-from kic import jobs
-from kic.settings import Settings
-from kic.synthetic import Population
+from conftest import subprocess_env, synthetic_crawl
+from pipeline import jobs
+from pipeline.settings import Settings
+from sandbox.synthetic import Population
 from warehouse.db import connect
 
 CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3"}
+KIC_ENV = {
+    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+    "KIC_CLUSTERING__KMEANS_K": "[3]",
+    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
+    "KIC_CLUSTERING__ELBOW_K": "[1]",
+}
 
 
-def hold(path, seconds, read_only=True):
-    """Another process (an analyst's session, say) holding `path` open."""
-    script = textwrap.dedent(f"""
-        import duckdb, sys, time
-        con = duckdb.connect({str(path)!r}, read_only={read_only})
-        print(con.execute("SELECT max(version) FROM clusters.snapshots").fetchall()[0][0], flush=True)
-        time.sleep({seconds})
-        # Still usable after the run: the session was not broken.
-        print(con.execute("SELECT max(version) FROM clusters.snapshots").fetchall()[0][0], flush=True)
-    """)
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    first = holder.stdout.readline().strip()  # the file is open once this is read
-    return holder, first
+class Holder:
+    """Another process (an analyst's session, say) holding `path` open until released."""
+
+    def __init__(self, path, read_only=True):
+        script = textwrap.dedent(f"""
+            import duckdb, sys
+            con = duckdb.connect({str(path)!r}, read_only={read_only})
+            print(con.execute("SELECT max(version) FROM clusters.snapshots").fetchall()[0][0], flush=True)
+            sys.stdin.readline()  # hold the file until told
+            # Still usable after the run: the session was not broken.
+            print(con.execute("SELECT max(version) FROM clusters.snapshots").fetchall()[0][0], flush=True)
+        """)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.first = self.process.stdout.readline().strip()  # the file is open once this is read
+
+    def release(self) -> str:
+        out, _ = self.process.communicate("go\n", timeout=30)
+        assert self.process.returncode == 0
+        return out.strip()
 
 
-def populated(tmp_path):
-    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", clustering=CLUSTERING)
+@pytest.fixture
+def settings(tmp_path):
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", clustering=CLUSTERING, lock_wait_seconds=60)
     with connect(settings.warehouse) as con:
         synthetic_crawl(con, Population(80, seed=3), date(2026, 6, 1))
-    jobs.recluster_latest(settings)
+    jobs.features(settings)
+    jobs.recluster(settings)
     return settings
 
 
-def test_an_analyst_session_on_the_copy_neither_blocks_a_run_nor_breaks(tmp_path):
-    settings = populated(tmp_path)
-    holder, seen = hold(settings.analytics_path, 4)
-    assert seen == "1"
-    result = jobs.recluster_latest(settings)  # writes the warehouse and republishes the copy meanwhile
+def test_an_analyst_session_on_the_copy_neither_blocks_a_run_nor_breaks(settings):
+    holder = Holder(settings.analytics_path)
+    assert holder.first == "1"
+    result = jobs.recluster(settings)  # writes the warehouse and republishes the copy meanwhile
     assert result.version == 2
-    out, _ = holder.communicate(timeout=30)
-    assert holder.returncode == 0 and out.strip() == "1"  # the open session kept its view, unbroken
+    assert holder.release() == "1"  # the open session kept its view, unbroken
     with duckdb.connect(str(settings.analytics_path), read_only=True) as con:
         assert con.execute("SELECT max(version) FROM clusters.snapshots").fetchall() == [(2,)]
 
 
-def test_a_run_waits_for_a_process_holding_the_warehouse_then_succeeds(tmp_path):
-    settings = populated(tmp_path)
-    holder, _ = hold(settings.warehouse, 3)
-    result = kic("recluster", "-w", str(settings.warehouse), env={
-        "KIC_LOCK_WAIT_SECONDS": "60", "KIC_CLUSTERING__PUBLISH": "kmeans-k3", "KIC_CLUSTERING__KMEANS_K": "[3]"})
-    holder.wait(timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "is held by another process" in result.stderr and "retrying" in result.stderr
-    assert "snapshot 2 (kmeans-k3)" in result.stdout
+def kic_recluster(settings, wait_seconds):
+    return subprocess.Popen(
+        [sys.executable, "-m", "kic", "recluster", "-w", str(settings.warehouse)],
+        env=subprocess_env({**KIC_ENV, "KIC_LOCK_WAIT_SECONDS": str(wait_seconds)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.e2e
+def test_a_run_waits_for_a_process_holding_the_warehouse_then_succeeds(settings):
+    holder = Holder(settings.warehouse)
+    run = kic_recluster(settings, 120)
+    waiting = run.stderr.readline()  # the run says it waits...
+    assert "is held by another process" in waiting and "retrying" in waiting
+    holder.release()  # ...and goes on once the holder lets go
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "snapshot 2 (kmeans-k3)" in out
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
 
 
-def test_a_run_that_cannot_get_the_warehouse_fails_clearly_and_loses_nothing(tmp_path):
-    settings = populated(tmp_path)
-    holder, _ = hold(settings.warehouse, 15)
+@pytest.mark.e2e
+def test_a_run_that_cannot_get_the_warehouse_fails_clearly_and_loses_nothing(settings):
+    holder = Holder(settings.warehouse)
     try:
-        result = kic("recluster", "-w", str(settings.warehouse), env={"KIC_LOCK_WAIT_SECONDS": "1"})
+        _, err = kic_recluster(settings, 1).communicate(timeout=120)
     finally:
-        holder.kill()
-        holder.wait()
-    assert result.returncode == 1
-    error = result.stderr.strip().splitlines()[-1]
+        holder.release()
+    error = err.strip().splitlines()[-1]
     assert error.startswith("Error: cannot open warehouse") and "lock" in error.lower() and "PID" in error
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(1,)]

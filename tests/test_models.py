@@ -5,8 +5,6 @@ from sklearn.base import clone
 from sklearn.metrics import silhouette_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from kic.errors import KicError
-from kic.settings import ClusteringSettings
 from models.candidates import (
     candidate_grid,
     choose,
@@ -14,8 +12,10 @@ from models.candidates import (
     mean_silhouette,
     within_cluster_sse,
 )
+from models.config import ClusteringConfig
 from models.hierarchical import HierarchicalClustering
 from models.recluster import fit_candidates
+from warehouse.errors import KicError
 
 
 def blobs(seed=0, n=60):
@@ -50,12 +50,17 @@ def test_within_cluster_sse_matches_kmeans_inertia():
 
 def test_candidates_are_seeded_and_repeatable():
     X = blobs(1)
-    cfg = ClusteringSettings(kmeans_k=[3, 5], kmedoids_k=[3, 4], hierarchical_k=[3])
+    cfg = ClusteringConfig(kmeans_k=[3, 5], kmedoids_k=[3, 4], hierarchical_k=[3])
     first = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
     again = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
     assert [r.name for r in first] == [
-        "kmeans-k3", "kmeans-k5", "kmedoids-k3", "kmedoids-k4",
-        "hierarchical-complete-t20", "hierarchical-complete-t25", "hierarchical-complete-t30",
+        "kmeans-k3",
+        "kmeans-k5",
+        "kmedoids-k3",
+        "kmedoids-k4",
+        "hierarchical-complete-t20",
+        "hierarchical-complete-t25",
+        "hierarchical-complete-t30",
         "hierarchical-complete-k3",
     ]
     for a, b in zip(first, again, strict=True):
@@ -64,7 +69,7 @@ def test_candidates_are_seeded_and_repeatable():
 
 
 def test_grid_estimators_are_unfitted_templates():
-    for candidate in candidate_grid(ClusteringSettings()):
+    for candidate in candidate_grid(ClusteringConfig()):
         assert not hasattr(candidate.estimator, "labels_")
         assert clone(candidate.estimator).get_params() == candidate.estimator.get_params()
 
@@ -81,7 +86,7 @@ def test_silhouette_is_exact_up_to_the_sample_size_and_sampled_beyond():
 
 def test_choose_by_name_or_best_silhouette():
     X = blobs(3)
-    cfg = ClusteringSettings(kmeans_k=[2, 3, 4], kmedoids_k=[], hierarchical_thresholds=[10])
+    cfg = ClusteringConfig(kmeans_k=[2, 3, 4], kmedoids_k=[], hierarchical_thresholds=[10])
     results = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
     best = choose(results, "best-silhouette")
     assert best.silhouette == max(r.silhouette for r in results)
@@ -90,7 +95,7 @@ def test_choose_by_name_or_best_silhouette():
 
 
 def test_an_unknown_published_candidate_fails_before_fitting():
-    cfg = ClusteringSettings(publish="kmeans-k99")
+    cfg = ClusteringConfig(publish="kmeans-k99")
     with pytest.raises(KicError, match="kmeans-k99"):
         fit_candidates(None, cfg)
 
@@ -106,7 +111,7 @@ def test_scaling_changes_the_space_clustered():
     truth = np.r_[np.zeros(100), np.ones(100)]
 
     def agreement(scaling):
-        (result,), _ = fit_candidates(frame, ClusteringSettings(scaling=scaling, **cfg))
+        (result,), _ = fit_candidates(frame, ClusteringConfig(scaling=scaling, **cfg))
         same = (result.labels == truth).mean()
         return max(same, 1 - same)
 

@@ -32,13 +32,25 @@ def test_web_profile_kinds_carousels_reels_igtv_pinned_and_hidden_likes():
     outcome = parse_web_profile(saved("web_profile_mixed.json"))
     assert outcome.status == "ok"
     assert outcome.profile == {
-        "user_id": "1790563412", "followers": 48213, "follows": 612, "media_count": 734,
-        "is_private": False, "is_verified": False, "is_business": True, "hide_like_counts": False,
+        "user_id": "1790563412",
+        "followers": 48213,
+        "follows": 612,
+        "media_count": 734,
+        "is_private": False,
+        "is_verified": False,
+        "is_business": True,
+        "hide_like_counts": False,
     }
     posts = {p["post_id"]: p for p in outcome.posts}
     assert len(outcome.posts) == 6  # the pinned post listed twice is kept once
     assert [posts[i]["kind"] for i in ("3101", "3102", "3103", "3104", "3105", "3106")] == [
-        "image", "image", "video", "igtv", "image", "video"]
+        "image",
+        "image",
+        "video",
+        "igtv",
+        "image",
+        "video",
+    ]
     assert posts["3101"]["is_pinned"] and not posts["3102"]["is_pinned"]
     assert posts["3103"]["media_type"] == "XDTGraphVideo" and posts["3103"]["product_type"] == "clips"
     assert posts["3104"]["likes"] == 410  # edge_liked_by when there is no preview count
@@ -58,7 +70,10 @@ def test_web_private_null_user_and_login_walls():
     private = parse_web_profile(saved("web_profile_private.json"))
     assert (private.status, private.posts, private.profile["followers"]) == ("private", [], 2300)
     assert parse_web_profile(saved("web_profile_null_user.json")).status == "not_found"
-    for name, message in (("web_checkpoint.json", "checkpoint_required"), ("web_login_required.json", "login_required")):
+    for name, message in (
+        ("web_checkpoint.json", "checkpoint_required"),
+        ("web_login_required.json", "login_required"),
+    ):
         blocked = parse_web_profile(saved(name), 400)
         assert (blocked.status, blocked.reason, blocked.http_status) == ("blocked", message, 400)
 
@@ -81,10 +96,18 @@ def test_graph_pages_carousel_reels_igtv_and_hidden_likes():
     assert [p["kind"] for p in second.posts] == ["igtv", "video"]
 
 
-@pytest.mark.parametrize("code,status", [
-    (4, "rate_limited"), (17, "rate_limited"), (32, "rate_limited"), (613, "rate_limited"),
-    (110, "not_found"), (190, "blocked"), (100, "error"),
-])
+@pytest.mark.parametrize(
+    "code,status",
+    [
+        (4, "rate_limited"),
+        (17, "rate_limited"),
+        (32, "rate_limited"),
+        (613, "rate_limited"),
+        (110, "not_found"),
+        (190, "blocked"),
+        (100, "error"),
+    ],
+)
 def test_graph_errors_are_keyed_on_the_error_code(code, status):
     # Whatever the HTTP status: Graph API limits come back as 400 or 403, not 429.
     outcome, after = parse_graph_page(saved(f"graph_error_{code}.json"), 400)
@@ -102,27 +125,41 @@ def test_json_or_not():
 def test_retry_after_in_seconds_or_as_a_date():
     assert retry_after_seconds(b"7") == 7.0
     assert retry_after_seconds(b"Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert 3500 < retry_after_seconds(
-        datetime.fromtimestamp(datetime.now(UTC).timestamp() + 3600, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT").encode()
-    ) <= 3600
+    assert (
+        3500
+        < retry_after_seconds(
+            datetime.fromtimestamp(datetime.now(UTC).timestamp() + 3600, UTC)
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .encode()
+        )
+        <= 3600
+    )
     assert retry_after_seconds(b"soon") is None and retry_after_seconds(None) is None
 
 
 # --- the spider's callbacks on whole responses ------------------------------------------
 
+
 @pytest.fixture
 def spider(tmp_path):
-    crawler = get_crawler(InstagramSpider, {
-        "KIC_WAREHOUSE": str(tmp_path / "w.duckdb"), "KIC_WEB_BASE_URL": "http://ig.test",
-        "KIC_GRAPH_BASE_URL": "http://graph.test", "KIC_TIMEZONE": "Asia/Seoul", "KIC_POSTS_PER_ACCOUNT": 12,
-        "KIC_WEB_APP_ID": "936619743392459", "KIC_GRAPH_API_VERSION": "v21.0", "KIC_TAG_MAX_PAGES": 2,
-    })
+    crawler = get_crawler(
+        InstagramSpider,
+        {
+            "KIC_WAREHOUSE": str(tmp_path / "w.duckdb"),
+            "KIC_WEB_BASE_URL": "http://ig.test",
+            "KIC_GRAPH_BASE_URL": "http://graph.test",
+            "KIC_TIMEZONE": "Asia/Seoul",
+            "KIC_POSTS_PER_ACCOUNT": 12,
+            "KIC_WEB_APP_ID": "936619743392459",
+            "KIC_GRAPH_API_VERSION": "v21.0",
+            "KIC_TAG_MAX_PAGES": 2,
+        },
+    )
     return InstagramSpider.from_crawler(crawler, usernames="jiwoo.glow,other", date="2026-11-01")
 
 
 def response(url, status=200, body=b"", headers=None):
-    return TextResponse(url, status=status, body=body, headers=headers or {}, encoding="utf-8",
-                        request=Request(url))
+    return TextResponse(url, status=status, body=body, headers=headers or {}, encoding="utf-8", request=Request(url))
 
 
 def run(callback, resp, **kwargs):
@@ -143,17 +180,22 @@ def test_spider_reads_a_profile_into_one_item(spider):
     assert spider.as_of.isoformat() == "2026-11-01"
 
 
-@pytest.mark.parametrize("status,headers,body,outcome", [
-    (302, {"Location": "http://ig.test/accounts/login/?next=/x/"}, b"", "blocked"),
-    (400, {}, (SAVED / "web_checkpoint.json").read_bytes(), "blocked"),
-    (404, {}, b"<html>Sorry, this page isn't available.</html>", "not_found"),
-    (200, {}, (SAVED / "web_profile_null_user.json").read_bytes(), "not_found"),
-    (429, {"Retry-After": "60"}, b'{"message": "Please wait", "status": "fail"}', "rate_limited"),
-    (503, {}, b"", "error"),
-    (200, {}, b'{"data": {"user": {"id": "1", "edge_followed', "error"),
-])
+@pytest.mark.parametrize(
+    "status,headers,body,outcome",
+    [
+        (302, {"Location": "http://ig.test/accounts/login/?next=/x/"}, b"", "blocked"),
+        (400, {}, (SAVED / "web_checkpoint.json").read_bytes(), "blocked"),
+        (404, {}, b"<html>Sorry, this page isn't available.</html>", "not_found"),
+        (200, {}, (SAVED / "web_profile_null_user.json").read_bytes(), "not_found"),
+        (429, {"Retry-After": "60"}, b'{"message": "Please wait", "status": "fail"}', "rate_limited"),
+        (503, {}, b"", "error"),
+        (200, {}, b'{"data": {"user": {"id": "1", "edge_followed', "error"),
+    ],
+)
 def test_spider_gives_every_answer_an_outcome(spider, status, headers, body, outcome):
-    items, stopped = run(spider.parse_web_profile, response("http://ig.test/p", status, body, headers), username="other")
+    items, stopped = run(
+        spider.parse_web_profile, response("http://ig.test/p", status, body, headers), username="other"
+    )
     assert [i["status"] for i in items] == [outcome]
     assert (stopped is not None) == (outcome == "blocked")  # a login wall stops the crawl
     if outcome == "error" and status == 200:

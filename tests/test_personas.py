@@ -4,8 +4,14 @@ import pandas as pd
 
 from models.personas import LEVELS, PERSONAS, level, name_personas
 
-STUDY_RANKING = ["Highest benefit", "Low Cost High benefit", "High Interactive",
-                 "Middle benefit", "Middle Interactive", "Lowest benefit"]
+STUDY_RANKING = [
+    "Highest benefit",
+    "Low Cost High benefit",
+    "High Interactive",
+    "Middle benefit",
+    "Middle Interactive",
+    "Lowest benefit",
+]
 
 
 def test_levels_are_cohort_standard_deviations_above_the_mean():
@@ -25,8 +31,10 @@ def test_rank_follows_the_studys_order_and_places_the_other_three():
     cohort = pd.DataFrame({"er": [0.0, 1.0] * 50, "active_rate": [0.0, 1.0] * 50})  # mean .5, sd ~.5
     value = {"low": 0.5, "middle": 0.5 + 3 * 0.5025, "high": 0.5 + 6 * 0.5025}
     profiles = pd.DataFrame(
-        [{"cluster": i, "mean_er": value[e], "mean_active_rate": value[a]}
-         for i, (e, a) in enumerate(itertools.product(LEVELS, LEVELS))]
+        [
+            {"cluster": i, "mean_er": value[e], "mean_active_rate": value[a]}
+            for i, (e, a) in enumerate(itertools.product(LEVELS, LEVELS))
+        ]
     )
     named = name_personas(profiles, cohort).sort_values("rank")
     order = named["persona"].tolist()

@@ -1,6 +1,8 @@
-"""The whole schedule on a real Prefect server: deploy prefect.yaml, trigger both deployments,
-let a worker run them against the sandbox, check through the API, the UI and the warehouse."""
+"""The whole schedule on a real Prefect server: `kic serve` deploys prefect.yaml, both deployments
+are triggered and run by its worker against the sandbox, checked through the API, the UI and
+the warehouse; and `kic serve` stops on SIGTERM and SIGINT, in the background too."""
 
+import re
 import shutil
 import signal
 import socket
@@ -14,24 +16,28 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO, kic, subprocess_env
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from kic.sandbox import Sandbox
-from kic.serve import PrefectStack
-from kic.settings import Settings
-from warehouse import watchlist
-from warehouse.db import connect
+from conftest import REPO, kic, subprocess_env
+from pipeline.settings import Settings
 
-MAIN_JOB_DAY, NIGHT = date(2026, 6, 1), date(2026, 6, 2)
-SCREENSHOT = REPO / "artifacts" / "prefect-ui-runs.png"
+pytestmark = pytest.mark.e2e
+MAIN_JOB_DAY = date(2026, 6, 1)
+README = (REPO / "README.md").read_text(encoding="utf-8")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-    "--run-all-compositor-stages-before-draw", "--virtual-time-budget=30000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,900",
+    "--run-all-compositor-stages-before-draw",
+    "--virtual-time-budget=30000",
 ]
 
 
@@ -55,65 +61,15 @@ def chromium(*args):
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [shutil.which("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
 
-def test_deployments_run_on_a_real_server_and_show_in_its_ui(tmp_path):
-    prefect_home = tmp_path / "prefect-home"
-    warehouse = tmp_path / "warehouse.duckdb"
-    env = subprocess_env({
-        "PREFECT_HOME": str(prefect_home),
-        "KIC_WAREHOUSE": str(warehouse),
-        "KIC_SYNTHETIC__INFLUENCERS": "60",
-        "KIC_CLUSTERING__KMEDOIDS_K": "[3]",
-    })
-    # The README's main job first: its flow runs must be in the history the UI shows later.
-    main_job = kic("run", "--date", MAIN_JOB_DAY.isoformat(), env=env)
-    assert main_job.returncode == 0, main_job.stderr
-
-    settings = Settings(warehouse=warehouse, synthetic={"influencers": 60}, sandbox={"date": NIGHT})
-    with Sandbox(settings) as sandbox:
-        with connect(warehouse) as con:
-            watchlist.add(con, [a.username for a in sandbox.population.accounts], "sandbox")
-        stack = PrefectStack(port=free_port(), env={**env, "KIC_WEB_BASE_URL": sandbox.url},
-                             log_dir=tmp_path / "logs", worker_poll_seconds=2)
-        with stack, temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-            deployments = {d.name: d for d in client.read_deployments()}
-            assert set(deployments) == {"nightly-refresh", "weekly-recluster"}
-            schedules = {name: [(s.schedule.cron, s.schedule.timezone) for s in d.schedules]
-                         for name, d in deployments.items()}
-            assert schedules == {"nightly-refresh": [("0 3 * * *", "Asia/Seoul")],
-                                 "weekly-recluster": [("0 5 * * 1", "Asia/Seoul")]}
-
-            nightly = run_deployment("nightly-refresh/nightly-refresh", parameters={"date": NIGHT.isoformat()}, timeout=0)
-            nightly = wait_final(client, nightly.id)
-            assert nightly.state.is_completed(), (nightly.state.message, (tmp_path / "logs" / "worker.log").read_text()[-3000:])
-            weekly = wait_final(client, run_deployment("weekly-recluster/weekly-recluster", timeout=0).id)
-            assert weekly.state.is_completed(), weekly.state.message
-
-            keys = {run.name: {a.key for a in client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
-                for run in (nightly, weekly)}
-            assert keys[nightly.name] == {"nightly-crawl-outcomes", "nightly-validation"}
-            assert keys[weekly.name] == {"weekly-clusters", "weekly-candidates", "weekly-persona-changes"}
-            history = {run.name for run in client.read_flow_runs()}
-            assert {f"nightly-refresh-{MAIN_JOB_DAY}-web", f"nightly-refresh-{NIGHT}-web", weekly.name} <= history
-
-            if shutil.which("chromium") is None:
-                pytest.skip("Debian's chromium is not installed (apt-get install chromium): UI not checked")
-            dom = chromium("--dump-dom", f"{stack.url}/runs").stdout
-            for name in (f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name):
-                assert name in dom, f"{name} not in the UI's run history"
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            chromium(f"--screenshot={SCREENSHOT}", f"{stack.url}/runs")
-            assert SCREENSHOT.stat().st_size > 10_000
-
-    with duckdb.connect(str(settings.analytics_path), read_only=True) as con:
-        snapshots = con.execute("SELECT version, feature_date FROM clusters.snapshots ORDER BY 1").fetchall()
-        nightly_rows = con.execute("SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT]).fetchall()
-    assert snapshots == [(1, MAIN_JOB_DAY), (2, NIGHT)]
-    assert nightly_rows == [(60,)]
+def descendants_of(pid: int) -> list[int]:
+    children = children_of(pid)
+    return children + [d for child in children for d in descendants_of(child)]
 
 
 def children_of(pid: int) -> list[int]:
@@ -128,33 +84,164 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_kic_serve_brings_it_all_up_and_ctrl_c_stops_everything(tmp_path):
+class Serve:
+    """`kic serve` as `kic serve > log 2>&1 &` starts it: a shell leaves SIGINT ignored in a background job."""
+
+    def __init__(self, port, home, env=None):
+        self.port = port
+        env = subprocess_env(
+            {
+                "PREFECT_HOME": str(home / "prefect-home"),
+                "KIC_WAREHOUSE": str(home / "warehouse.duckdb"),
+                "KIC_SANDBOX__INFLUENCERS": "60",
+                "PYTHONUNBUFFERED": "1",
+                "PREFECT_WORKER_QUERY_SECONDS": "2",
+                **(env or {}),
+            }
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kic", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(timeout=240):
+            self.process.kill()
+            raise AssertionError("kic serve did not come up: " + "".join(self.lines))
+
+    def read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "stops the worker" in line:
+                self.ready.set()
+        self.ready.set()  # it ended: stop waiting
+
+    @property
+    def said(self) -> str:
+        return "".join(self.lines)
+
+    def stop_and_check(self, signum):
+        """Send `signum`: kic serve stops, every process it started goes with it, the port is free."""
+        started = descendants_of(self.process.pid)
+        assert len(started) >= 2  # the Prefect server and the worker, and whatever they started
+        self.process.send_signal(signum)
+        assert self.process.wait(timeout=90) == 0
+        self.reader.join(timeout=30)
+        assert "stopping" in self.said
+        deadline = time.monotonic() + 30
+        while [pid for pid in started if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in started if Path(f"/proc/{pid}").exists()]
+        assert not left, f"processes {left} outlived kic serve"
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind (TIME_WAIT is no holder)
+            s.bind(("127.0.0.1", self.port))  # the port is free again
+
+
+def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it(tmp_path):
+    """The README's main job, then `kic serve` in the background: deployments, a run triggered
+    as the README says, artifacts and history through the API and the UI, a second
+    `kic serve` refused, then SIGTERM stops it all."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    env = {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "KIC_WAREHOUSE": str(warehouse),
+        "KIC_SANDBOX__INFLUENCERS": "60",
+        "KIC_CLUSTERING__KMEDOIDS_K": "[3]",
+    }
+    # The main job first, on a temporary server: its runs must be in the history `kic serve` shows.
+    main_job = kic("run", "--date", MAIN_JOB_DAY.isoformat(), env=env)
+    assert main_job.returncode == 0, main_job.stderr
+    today = Settings().today()
+
     port = free_port()
-    env = subprocess_env({"PREFECT_HOME": str(tmp_path / "prefect-home"), "KIC_WAREHOUSE": str(tmp_path / "w.duckdb"),
-                          "KIC_SYNTHETIC__INFLUENCERS": "20", "PYTHONUNBUFFERED": "1"})
-    serve = subprocess.Popen([sys.executable, "-m", "kic", "serve", "--port", str(port)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    said, deadline = [], time.monotonic() + 240
-    reader = threading.Thread(target=lambda: said.extend(serve.stdout), daemon=True)
-    reader.start()
+    serve = Serve(port, tmp_path, env)
     try:
-        while not any("Ctrl-C stops" in line for line in said):
-            assert time.monotonic() < deadline and serve.poll() is None, "".join(said)
-            time.sleep(0.5)
-        text = "".join(said)
-        assert f"Prefect UI: http://127.0.0.1:{port}" in text
-        assert "watchlist was empty: added the sandbox's 20 accounts" in text
-        started = children_of(serve.pid)
-        assert len(started) >= 2  # the Prefect server and the worker
-        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}), get_client(sync_client=True) as client:
-            assert {d.name for d in client.read_deployments()} == {"nightly-refresh", "weekly-recluster"}
+        api = f"http://127.0.0.1:{port}/api"
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            deployments = {d.name: d for d in client.read_deployments()}
+            assert set(deployments) == {"nightly-refresh", "weekly-recluster"}
+            schedules = {
+                name: [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] for name, d in deployments.items()
+            }
+            assert schedules == {
+                "nightly-refresh": [("0 3 * * *", "Asia/Seoul")],
+                "weekly-recluster": [("0 5 * * 1", "Asia/Seoul")],
+            }
             assert [p.name for p in client.read_work_pools()] == ["kic-process"]
+
+            # The README's command, as written (but for the port), starts a run of the deployment.
+            (trigger,) = [line for line in README.splitlines() if "prefect deployment run nightly-refresh" in line]
+            command = trigger.replace(":4200", f":{port}").replace(
+                "uv run prefect", str(Path(sys.executable).parent / "prefect")
+            )
+            ran = subprocess.run(
+                command,
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=subprocess_env({"PREFECT_API_URL": ""}),
+                cwd=REPO,
+            )
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            (started,) = set(re.findall(r"UUID: ([0-9a-f-]{36})", ran.stdout))  # the run it created
+            nightly = wait_final(client, started)
+            assert nightly.deployment_id == deployments["nightly-refresh"].id
+            assert nightly.state.is_completed(), (nightly.state.message, (tmp_path / "logs" / "worker.log"))
+            weekly = wait_final(client, run_deployment("weekly-recluster/weekly-recluster", timeout=0).id)
+            assert weekly.state.is_completed(), weekly.state.message
+            assert nightly.name == f"nightly-refresh-{today}-web"
+            assert weekly.name == f"weekly-recluster-{today}-v2"  # the feature date and the snapshot it made
+
+            keys = {
+                run.name: {
+                    a.key
+                    for a in client.read_artifacts(
+                        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+                    )
+                }
+                for run in (nightly, weekly)
+            }
+            assert keys[nightly.name] == {"nightly-crawl-outcomes", "nightly-validation"}
+            assert keys[weekly.name] == {"weekly-clusters", "weekly-candidates", "weekly-persona-changes"}
+            history = {run.name for run in client.read_flow_runs()}
+            assert {f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name} <= history
+
+        second = kic("serve", "--port", str(port), env={"KIC_WAREHOUSE": str(tmp_path / "other.duckdb")})
+        assert second.returncode == 1
+        assert f"port {port} on 127.0.0.1 is taken (by PID " in second.stderr and "--port" in second.stderr
+
+        if shutil.which("chromium") is not None:
+            url = f"http://127.0.0.1:{port}"
+            dom = chromium("--dump-dom", f"{url}/runs").stdout
+            for name in (f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name):
+                assert name in dom, f"{name} not in the UI's run history"
+            screenshot = tmp_path / "prefect-ui-runs.png"
+            chromium(f"--screenshot={screenshot}", f"{url}/runs")
+            assert screenshot.stat().st_size > 10_000
     finally:
-        serve.send_signal(signal.SIGINT)  # Ctrl-C
-        serve.wait(timeout=90)
-        reader.join(timeout=10)
-    assert "stopping" in "".join(said)
-    for pid in started:
-        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived kic serve"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # the port is free again
+        serve.stop_and_check(signal.SIGTERM)
+
+    with duckdb.connect(str(warehouse.with_name("analytics.duckdb")), read_only=True) as con:
+        snapshots = con.execute("SELECT version, feature_date FROM clusters.snapshots ORDER BY 1").fetchall()
+        nightly_rows = con.execute(
+            "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [today]
+        ).fetchall()
+    assert snapshots == [(1, MAIN_JOB_DAY), (2, today)]
+    assert nightly_rows == [(60,)]
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): UI not checked")
+
+
+def test_kic_serve_in_the_background_stops_everything_on_sigint(tmp_path):
+    port = free_port()
+    serve = Serve(port, tmp_path)
+    assert "watchlist was empty: added the sandbox's 60 accounts" in serve.said
+    serve.stop_and_check(signal.SIGINT)

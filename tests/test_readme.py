@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, kic
+
+from conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
@@ -26,11 +27,10 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory):
-    path = tmp_path_factory.mktemp("readme") / "warehouse.duckdb"
-    for day in ("2026-05-04", "2026-05-11"):
-        assert kic("run", "--influencers", "300", "--date", day, "-w", str(path)).returncode == 0
-    return path
+def warehouse(main_job):
+    """The analysts' copy the main job published, after two weekly snapshots."""
+    path, _ = main_job
+    return path.with_name("analytics.duckdb")
 
 
 QUERIES = [q.strip() for block in code_blocks("sql") for q in block.split(";") if q.strip()]
@@ -40,7 +40,10 @@ QUERIES = [q.strip() for block in code_blocks("sql") for q in block.split(";") i
 def test_readme_queries_run_in_the_duckdb_cli(warehouse, query):
     result = subprocess.run(
         [str(DUCKDB_CLI), "-readonly", "-csv", str(warehouse)],
-        input=query + ";\n", capture_output=True, text=True, timeout=60,
+        input=query + ";\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "Error" not in result.stderr
@@ -49,7 +52,7 @@ def test_readme_queries_run_in_the_duckdb_cli(warehouse, query):
 
 
 def test_readme_settings_are_valid_and_are_the_defaults(tmp_path, monkeypatch):
-    from kic.settings import load_settings
+    from pipeline.settings import load_settings
 
     (toml,) = code_blocks("toml")
     config = tmp_path / "readme.toml"

@@ -7,13 +7,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from kic.sandbox import Sandbox
-from kic.settings import ClusteringSettings, Settings
+from conftest import derive, mark_validated
+from models.config import ClusteringConfig
 from models.recluster import recluster
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
 from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
-from transforms.features import derive_features, load_clusterable
+from transforms.features import load_clusterable
 from warehouse import raw
 from warehouse.db import connect, transaction
 from warehouse.snapshots import write_snapshot
@@ -37,7 +39,7 @@ def profile(sandbox, username):
 
 @pytest.fixture
 def sandbox():
-    with Sandbox(Settings(synthetic={"influencers": 60, "seed": 5}, sandbox={"date": START})) as server:
+    with Sandbox(SandboxSettings(influencers=60, seed=5, date=START)) as server:
         yield server
 
 
@@ -49,12 +51,14 @@ def test_binds_to_loopback_on_a_free_port(sandbox):
 def test_same_seed_and_date_same_answer_next_day_another(sandbox):
     name = sandbox.population.accounts[1].username
     assert profile(sandbox, name) == profile(sandbox, name)
-    with Sandbox(Settings(synthetic={"influencers": 60, "seed": 5}, sandbox={"date": START})) as twin:
+    with Sandbox(SandboxSettings(influencers=60, seed=5, date=START)) as twin:
         assert profile(twin, name)[1] == profile(sandbox, name)[1]
     before = json.loads(profile(sandbox, name)[1])
     get(f"{sandbox.url}/_sandbox/date?date={START + timedelta(days=1)}")  # GET does not change it
     assert json.loads(profile(sandbox, name)[1]) == before
-    urllib.request.urlopen(urllib.request.Request(f"{sandbox.url}/_sandbox/date?date={START + timedelta(days=1)}", method="POST"))
+    urllib.request.urlopen(
+        urllib.request.Request(f"{sandbox.url}/_sandbox/date?date={START + timedelta(days=1)}", method="POST")
+    )
     after = json.loads(profile(sandbox, name)[1])
     assert after["data"]["user"]["edge_followed_by"] != before["data"]["user"]["edge_followed_by"]
 
@@ -68,12 +72,12 @@ def test_web_client_header_is_required_and_unknown_pages_are_html(sandbox):
 
 
 def test_rate_limit_bursts_come_with_retry_after():
-    settings = Settings(synthetic={"influencers": 20, "seed": 5},
-                        sandbox={"faults": {"rate_limit_rate": 1.0, "retry_after_seconds": 7}})
+    settings = SandboxSettings(influencers=20, seed=5, faults={"rate_limit_rate": 1.0, "retry_after_seconds": 7})
     with Sandbox(settings) as server:
         request = urllib.request.Request(
             f"{server.url}/api/v1/users/web_profile_info/?username={server.population.accounts[0].username}",
-            headers={"X-IG-App-ID": "1"})
+            headers={"X-IG-App-ID": "1"},
+        )
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request)
     assert error.value.code == 429 and error.value.headers["Retry-After"] == "7"
@@ -82,7 +86,7 @@ def test_rate_limit_bursts_come_with_retry_after():
 def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path, sandbox):
     """28 nightly refreshes (answers fetched and parsed as the spider does) and 4 weekly reclusters."""
     usernames = [a.username for a in sandbox.population.accounts]
-    cfg = ClusteringSettings(kmeans_k=[3], kmedoids_k=[], elbow_k=[1], hierarchical_thresholds=[5], publish="kmeans-k3")
+    cfg = ClusteringConfig(kmeans_k=[3], kmedoids_k=[], elbow_k=[1], hierarchical_thresholds=[5], publish="kmeans-k3")
     nightly_er = []
     with connect(tmp_path / "w.duckdb") as con, ThreadPoolExecutor(8) as pool:
         for night in range(28):
@@ -94,22 +98,39 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                 items = []
                 for username, (status, body) in answers:
                     outcome = parse_web_profile(json.loads(body), status)
-                    items.append(AccountItem(username=username, status=outcome.status, profile=outcome.profile,
-                                             posts=outcome.posts, fetched_at=raw.utcnow()))
+                    items.append(
+                        AccountItem(
+                            username=username,
+                            status=outcome.status,
+                            profile=outcome.profile,
+                            posts=outcome.posts,
+                            fetched_at=raw.utcnow(),
+                        )
+                    )
                 for table, frame in rows_of(items, crawl_id).items():
                     raw.append(con, table, frame)
                 raw.close_run(con, crawl_id, "succeeded")
-            derive_features(con, day)
-            nightly_er.append(dict(con.execute(
-                "SELECT username, er FROM features.influencer_features WHERE feature_date = ? AND is_clusterable",
-                [day]).fetchall()))
+                mark_validated(con, crawl_id)
+            derive(con, day)
+            nightly_er.append(
+                dict(
+                    con.execute(
+                        "SELECT username, er FROM features.influencer_features "
+                        "WHERE feature_date = ? AND is_clusterable",
+                        [day],
+                    ).fetchall()
+                )
+            )
             if day.weekday() == 6:  # Sunday night: the weekly recluster
                 write_snapshot(con, recluster(load_clusterable(con, day), cfg, day))
-        fingerprints = [f for (f,) in con.execute("SELECT data_fingerprint FROM clusters.snapshots ORDER BY version").fetchall()]
+        fingerprints = [
+            f for (f,) in con.execute("SELECT data_fingerprint FROM clusters.snapshots ORDER BY version").fetchall()
+        ]
         changed = con.execute(
             "SELECT count(*) FROM clusters.assignments a JOIN clusters.assignments b "
             "ON a.username = b.username AND b.version = a.version + 1 WHERE a.cluster != b.cluster "
-            "OR a.persona != b.persona").fetchall()[0][0]
+            "OR a.persona != b.persona"
+        ).fetchall()[0][0]
     assert all(nightly_er[i] != nightly_er[i + 1] for i in range(27))  # every night differs
     assert len(fingerprints) == 4 and len(set(fingerprints)) == 4
     assert changed > 0  # some influencers move between weekly clusters

@@ -4,16 +4,15 @@ from datetime import date
 import duckdb
 import pandas as pd
 import pytest
-from conftest import synthetic_crawl
 
-from kic.settings import ClusteringSettings
-from kic.synthetic import Population
+from conftest import derive, synthetic_crawl
+from models.config import ClusteringConfig
 from models.recluster import recluster
-from transforms.features import derive_features, load_clusterable
-from warehouse.db import connect
+from sandbox.synthetic import Population
+from transforms.features import load_clusterable
 from warehouse.snapshots import write_snapshot
 
-CFG = ClusteringSettings(kmeans_k=[3, 4], kmedoids_k=[3], elbow_k=[1, 2, 3])
+CFG = ClusteringConfig(kmeans_k=[3, 4], kmedoids_k=[3], elbow_k=[1, 2, 3])
 SNAPSHOT_TABLES = ["snapshots", "candidates", "kmeans_elbow", "assignments", "profiles"]
 
 
@@ -32,7 +31,7 @@ def counts(con):
 def clustering(con):
     day = date(2026, 5, 1)
     synthetic_crawl(con, Population(200, seed=11), day)
-    derive_features(con, day)
+    derive(con, day)
     return recluster(load_clusterable(con, day), CFG, day)
 
 
@@ -41,12 +40,14 @@ def test_reclustering_twice_gives_two_snapshots_and_leaves_the_first_unchanged(c
     before = dump(con, first)
     later = date(2026, 5, 8)
     synthetic_crawl(con, Population(200, seed=11), later)
-    derive_features(con, later)
+    derive(con, later)
     second = write_snapshot(con, recluster(load_clusterable(con, later), CFG, later))
     assert (first, second) == (1, 2)
     assert dump(con, first) == before
     assert len(before["assignments"]) == clustering.n_influencers
-    snapshots = con.execute("SELECT version, feature_date, data_fingerprint FROM clusters.snapshots ORDER BY 1").fetchall()
+    snapshots = con.execute(
+        "SELECT version, feature_date, data_fingerprint FROM clusters.snapshots ORDER BY 1"
+    ).fetchall()
     assert [s[1] for s in snapshots] == [date(2026, 5, 1), later]
     assert snapshots[0][2] != snapshots[1][2]  # the data moved between the two dates
     latest = con.execute("SELECT DISTINCT version FROM clusters.latest_assignments").fetchall()
@@ -61,8 +62,12 @@ def test_snapshot_records_candidates_elbow_and_parameters(con, clustering):
         [version],
     ).fetchall()
     assert {c[0] for c in candidates} == {
-        "kmeans-k3", "kmeans-k4", "kmedoids-k3",
-        "hierarchical-complete-t20", "hierarchical-complete-t25", "hierarchical-complete-t30",
+        "kmeans-k3",
+        "kmeans-k4",
+        "kmedoids-k3",
+        "hierarchical-complete-t20",
+        "hierarchical-complete-t25",
+        "hierarchical-complete-t30",
     }
     assert [c[0] for c in candidates if c[1]] == ["hierarchical-complete-t20"]
     assert all(c[2] == clustering.n_influencers for c in candidates)
@@ -83,10 +88,22 @@ def test_changes_lists_influencers_whose_persona_differs_between_the_two_latest(
 
     snapshot([("ann", 1, "Lowest benefit"), ("bob", 1, "Lowest benefit")])  # too old to matter
     assert con.execute("SELECT count(*) FROM clusters.changes").fetchall() == [(0,)]
-    snapshot([("ann", 1, "Lowest benefit"), ("bob", 1, "Lowest benefit"), ("cat", 2, "Middle benefit"),
-              ("dan", 3, "High Interactive")])
-    snapshot([("ann", 1, "Lowest benefit"), ("bob", 2, "Middle benefit"), ("cat", 1, "Middle benefit"),
-              ("eve", 1, "Lowest benefit")])
+    snapshot(
+        [
+            ("ann", 1, "Lowest benefit"),
+            ("bob", 1, "Lowest benefit"),
+            ("cat", 2, "Middle benefit"),
+            ("dan", 3, "High Interactive"),
+        ]
+    )
+    snapshot(
+        [
+            ("ann", 1, "Lowest benefit"),
+            ("bob", 2, "Middle benefit"),
+            ("cat", 1, "Middle benefit"),
+            ("eve", 1, "Lowest benefit"),
+        ]
+    )
     changes = con.execute(
         "SELECT username, previous_version, previous_persona, current_version, current_persona, change "
         "FROM clusters.changes ORDER BY username"
@@ -108,17 +125,3 @@ def test_a_failure_in_the_middle_of_a_snapshot_write_leaves_no_partial_snapshot(
         write_snapshot(con, broken)
     assert counts(con) == before
     assert write_snapshot(con, clustering) == 2  # the version number was not burnt either
-
-
-def test_recluster_derives_features_first_when_raw_data_is_newer(warehouse_path):
-    from kic import jobs
-    from kic.settings import Settings
-
-    settings = Settings(warehouse=warehouse_path, clustering=CFG)
-    with connect(settings.warehouse) as con:
-        synthetic_crawl(con, Population(120, seed=11), date(2026, 5, 1))
-    first = jobs.recluster_latest(settings)
-    assert first.features is not None and first.features.feature_date == date(2026, 5, 1)
-    again = jobs.recluster_latest(settings)
-    assert again.features is None  # nothing new: the features were reused
-    assert again.version == first.version + 1

@@ -4,10 +4,10 @@ from datetime import date
 
 import pytest
 
-from kic.ingest import import_study_csv
-from kic.settings import ClusteringSettings
-from models.recluster import recluster
-from transforms.features import derive_features, load_clusterable
+from conftest import study_path
+from models.config import ClusteringConfig
+from pipeline import jobs
+from pipeline.settings import Settings
 
 # STUDY.md, "Reference result: complete linkage, t = 20": size, mean ER, mean active_rate, persona.
 STUDY_TABLE = [
@@ -18,25 +18,25 @@ STUDY_TABLE = [
     (38, 13.4935, 2.1477, "Middle Interactive"),
     (856, 2.0270, 2.6828, "Lowest benefit"),
 ]
-STUDY_RANKING = ["Highest benefit", "Low Cost High benefit", "High Interactive",
-                 "Middle benefit", "Middle Interactive", "Lowest benefit"]
+STUDY_RANKING = [
+    "Highest benefit",
+    "Low Cost High benefit",
+    "High Interactive",
+    "Middle benefit",
+    "Middle Interactive",
+    "Lowest benefit",
+]
 DAY = date(2020, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def clustering(tmp_path_factory, request):
-    from conftest import STUDY_DATA
-
-    from warehouse.db import connect
-
-    path = STUDY_DATA / "beauty_data_extend.csv"
-    if not path.is_file():
-        pytest.skip(f"study data not available ({path})")
-    with connect(tmp_path_factory.mktemp("study") / "w.duckdb") as con:
-        import_study_csv(con, path, DAY)
-        summary = derive_features(con, DAY)
-        features = load_clusterable(con, DAY)
-    return summary, recluster(features, ClusteringSettings(), DAY)
+def clustering(tmp_path_factory):
+    """The study's cleaned cohort through the real pipeline: import, validate, features, recluster."""
+    path = study_path("beauty_data_extend.csv")
+    settings = Settings(warehouse=tmp_path_factory.mktemp("study") / "w.duckdb")
+    imported = jobs.import_csv(settings, path, DAY)
+    assert imported.validation.quarantined == 0 and not imported.validation.table_failures()
+    return imported.features.summary, jobs.recluster(settings, ClusteringConfig()).clustering
 
 
 def test_all_929_rows_are_clustered(clustering):
@@ -49,7 +49,9 @@ def test_defaults_reproduce_the_studys_table(clustering):
     _, result = clustering
     assert result.published == "hierarchical-complete-t20"
     profiles = result.profiles.sort_values("size")
-    got = list(zip(profiles["size"], profiles["mean_er"], profiles["mean_active_rate"], profiles["persona"], strict=True))
+    got = list(
+        zip(profiles["size"], profiles["mean_er"], profiles["mean_active_rate"], profiles["persona"], strict=True)
+    )
     assert [g[0] for g in got] == [s[0] for s in STUDY_TABLE]
     for (size, er, ar, persona), (_, want_er, want_ar, want_persona) in zip(got, STUDY_TABLE, strict=True):
         assert er == pytest.approx(want_er, abs=1e-4), size
@@ -64,6 +66,10 @@ def test_other_thresholds_and_kmeans_match_the_study(clustering):
     assert candidates.loc["hierarchical-complete-t25", "n_clusters"] == 4
     assert candidates.loc["hierarchical-complete-t30", "n_clusters"] == 3
     assert candidates.loc["kmeans-k4", "silhouette"] == pytest.approx(0.586, abs=0.01)
-    assert set(candidates.index) >= {f"kmeans-k{k}" for k in range(3, 9)} | {"kmedoids-k3", "kmedoids-k4", "kmedoids-k5"}
+    assert set(candidates.index) >= {f"kmeans-k{k}" for k in range(3, 9)} | {
+        "kmedoids-k3",
+        "kmedoids-k4",
+        "kmedoids-k5",
+    }
     assert result.elbow["k"].tolist() == list(range(1, 10))
     assert result.elbow["sse"].is_monotonic_decreasing

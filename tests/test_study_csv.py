@@ -2,12 +2,15 @@ from datetime import date
 
 import pytest
 
-from kic.errors import KicError
-from kic.ingest import import_study_csv
-from kic.study_csv import normalize_account, read_study_csv
-from transforms.features import derive_features
+from conftest import derive, import_study
+from pipeline.study_csv import read_study_csv
+from scrapers.usernames import normalize_account
+from warehouse.errors import KicError
 
-HEADER = ",account,post,follower,follow,open_account,official_account,image_love,image_comment,video_love,video_comment,igtv_love,igtv_comment,ER,active_rate"
+HEADER = (
+    ",account,post,follower,follow,open_account,official_account"
+    ",image_love,image_comment,video_love,video_comment,igtv_love,igtv_comment,ER,active_rate"
+)
 GOOD = [
     "0,https://instagram.com/alpha_one,535,10000,10,1,1,900,100,0,0,0,0,99,99",
     "1,https://www.instagram.com/Beta.Two/,791,2000,243,1,0,150,50,300,5,0,0,1,1",
@@ -34,20 +37,23 @@ def test_accounts_are_normalized_from_urls_and_handles():
 
 
 def test_import_stores_means_not_posts_and_recomputes_er(con, tmp_path):
-    result = import_study_csv(con, write(tmp_path, [HEADER, *GOOD]), date(2020, 6, 1))
+    result = import_study(con, write(tmp_path, [HEADER, *GOOD]), date(2020, 6, 1))
     assert (result.accounts, result.rejected) == (3, 0)
     assert count(con, "raw.posts") == 0
     assert count(con, "raw.imported_media_means") == 3
     run = con.execute(
-        "SELECT source, status, accounts_requested, accounts_ok, accounts_failed, profiles_written "
-        "FROM raw.crawl_runs"
+        "SELECT source, status, accounts_requested, accounts_ok, accounts_failed, profiles_written FROM raw.crawl_runs"
     ).fetchall()
     assert run == [("csv", "succeeded", 3, 3, 0, 3)]
 
-    derive_features(con, date(2020, 6, 1))
-    rows = {r[0]: r[1:] for r in con.execute(
-        "SELECT username, er, active_rate, is_clusterable, not_clusterable_reason, posts_observed "
-        "FROM features.influencer_features").fetchall()}
+    derive(con, date(2020, 6, 1))
+    rows = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT username, er, active_rate, is_clusterable, not_clusterable_reason, posts_observed "
+            "FROM features.influencer_features"
+        ).fetchall()
+    }
     # The file's ER / active_rate columns (99) are ignored: recomputed from the base columns.
     assert rows["alpha_one"][:2] == pytest.approx(((900 + 100) / 10000 * 100, 100 / 901 * 100))
     assert rows["beta.two"][:2] == pytest.approx((200 / 2000 * 100, 50 / 151 * 100))
@@ -58,7 +64,7 @@ def test_import_stores_means_not_posts_and_recomputes_er(con, tmp_path):
 def test_wrong_columns_fail_naming_them_and_write_nothing(con, tmp_path):
     path = write(tmp_path, ["account,post,followers,follow", "a,1,2,3"])
     with pytest.raises(KicError) as error:
-        import_study_csv(con, path, date(2020, 6, 1))
+        import_study(con, path, date(2020, 6, 1))
     message = str(error.value)
     assert str(path) in message
     for column in ("follower", "open_account", "image_love", "igtv_comment"):
@@ -75,7 +81,7 @@ def test_crawler_markers_and_negative_values_are_rejected_with_reasons(con, tmp_
         "4,https://instagram.com/negative,10,100,1,1,0,-5,1,0,0,0,0,0,0",
         "5,https://instagram.com/missing,10,,1,1,0,5,1,0,0,0,0,0,0",
     ]
-    result = import_study_csv(con, write(tmp_path, lines), date(2020, 6, 1))
+    result = import_study(con, write(tmp_path, lines), date(2020, 6, 1))
     assert (result.accounts, result.rejected) == (3, 3)
     rejected = dict(con.execute("SELECT username, reason FROM raw.rejected_rows").fetchall())
     assert "post is -1" in rejected["minus_one"]
@@ -89,7 +95,7 @@ def test_crawler_markers_and_negative_values_are_rejected_with_reasons(con, tmp_
 
 def test_text_in_numeric_columns_is_rejected_naming_the_column(con, tmp_path):
     lines = [HEADER, GOOD[0], "1,https://instagram.com/texty,10,lots,1,1,0,5,one,0,0,0,0,0,0"]
-    result = import_study_csv(con, write(tmp_path, lines), date(2020, 6, 1))
+    result = import_study(con, write(tmp_path, lines), date(2020, 6, 1))
     assert (result.accounts, result.rejected) == (1, 1)
     reason = con.execute("SELECT reason FROM raw.rejected_rows").fetchall()[0][0]
     assert "follower is not a number" in reason and "image_comment is not a number" in reason
@@ -97,7 +103,7 @@ def test_text_in_numeric_columns_is_rejected_naming_the_column(con, tmp_path):
 
 def test_duplicate_accounts_keep_the_first(con, tmp_path):
     lines = [HEADER, GOOD[0], GOOD[0].replace("0,", "9,", 1).replace(",10000,", ",20000,")]
-    result = import_study_csv(con, write(tmp_path, lines), date(2020, 6, 1))
+    result = import_study(con, write(tmp_path, lines), date(2020, 6, 1))
     assert (result.accounts, result.rejected) == (1, 1)
     assert con.execute("SELECT followers FROM raw.profiles").fetchall() == [(10000,)]
 
@@ -105,8 +111,8 @@ def test_duplicate_accounts_keep_the_first(con, tmp_path):
 @pytest.mark.parametrize("lines", [[], [HEADER]], ids=["empty", "header-only"])
 def test_empty_files_fail_and_write_nothing(con, tmp_path, lines):
     path = write(tmp_path, lines)
-    with pytest.raises(KicError, match="in.csv"):
-        import_study_csv(con, path, date(2020, 6, 1))
+    with pytest.raises(KicError, match=r"in\.csv"):
+        import_study(con, path, date(2020, 6, 1))
     assert count(con, "raw.crawl_runs") == 0
 
 
@@ -122,7 +128,7 @@ def test_a_failure_while_writing_leaves_nothing_behind(con, tmp_path, monkeypatc
 
     monkeypatch.setattr(warehouse.raw, "append", failing_append)
     with pytest.raises(RuntimeError):
-        import_study_csv(con, write(tmp_path, [HEADER, *GOOD]), date(2020, 6, 1))
+        import_study(con, write(tmp_path, [HEADER, *GOOD]), date(2020, 6, 1))
     for table in ("raw.crawl_runs", "raw.profiles", "raw.imported_media_means"):
         assert count(con, table) == 0
 
@@ -130,8 +136,8 @@ def test_a_failure_while_writing_leaves_nothing_behind(con, tmp_path, monkeypatc
 def test_final_dataset_of_the_study_imports_with_private_accounts_not_clusterable(con, study_file):
     parsed = read_study_csv(study_file("final_beauty_dataset.csv"))
     assert parsed.rows == 940
-    import_study_csv(con, study_file("final_beauty_dataset.csv"), date(2020, 6, 1))
-    summary = derive_features(con, date(2020, 6, 1))
+    import_study(con, study_file("final_beauty_dataset.csv"), date(2020, 6, 1))
+    summary = derive(con, date(2020, 6, 1))
     private = int(parsed.accepted["open_account"].eq(0).sum())
     assert summary.not_clusterable.get("private") == private > 0
     assert summary.clusterable == 940 - private

@@ -2,7 +2,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from kic.synthetic import GRID_POSTS, Population
+from sandbox.synthetic import GRID_POSTS, Population
 
 DAY = date(2026, 6, 1)
 

@@ -1,4 +1,4 @@
-"""Deriving features.influencer_features from the raw layer (the SQL is in sql/)."""
+"""Deriving features.influencer_features from the staging layer (the SQL is in sql/)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from kic.errors import KicError
 from warehouse.db import insert_frame, scalar, transaction
+from warehouse.errors import KicError
 
 SQL_DIR = Path(__file__).parent / "sql"
 
-# The newest day any readable crawl describes: the default feature date.
+# The newest day any readable (finished and validated) crawl describes: the default feature date.
 LATEST_DATA_DATE = "SELECT max(as_of_date) FROM staging.account_crawls"
 
-# Raw data is newer than the features when a run closed after the last derivation.
-FEATURES_ARE_STALE = """
-SELECT coalesce(
-    (SELECT max(finished_at) FROM raw.crawl_runs WHERE status IN ('succeeded', 'interrupted'))
-        > (SELECT max(computed_at) FROM features.influencer_features),
-    (SELECT count(*) FROM raw.crawl_runs WHERE status IN ('succeeded', 'interrupted')) > 0
-)
+# What makes the latest features out of date: crawls not validated yet, or validated
+# crawls that finished after the features were last derived.
+STALENESS = """
+SELECT
+    (SELECT count(*) FROM staging.unvalidated_crawls) AS unvalidated,
+    (SELECT count(*) FROM staging.readable_crawls
+     WHERE finished_at > (SELECT coalesce(max(computed_at), '-infinity'::TIMESTAMPTZ)
+                          FROM features.influencer_features)) AS newer
 """
 
 LATEST_FEATURE_DATE = "SELECT max(feature_date) FROM features.influencer_features"
@@ -44,6 +45,8 @@ GROUP BY ALL
 ORDER BY influencers DESC
 """
 
+HOW_TO_REFRESH = "run the nightly-refresh deployment or `kic features`"
+
 
 @cache
 def sql(name: str) -> str:
@@ -62,14 +65,20 @@ def latest_data_date(con: duckdb.DuckDBPyConnection) -> date | None:
     return scalar(con, LATEST_DATA_DATE)
 
 
-def features_are_stale(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(scalar(con, FEATURES_ARE_STALE))
+def staleness(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the latest features are out of date, or None when they are not."""
+    unvalidated, newer = con.execute(STALENESS).fetchall()[0]
+    if unvalidated:
+        return f"{unvalidated} crawl(s) or import(s) not validated yet"
+    if newer:
+        return f"{newer} validated crawl(s) or import(s) newer than the latest features"
+    return None
 
 
 def feature_date_or_latest(con: duckdb.DuckDBPyConnection, feature_date: date | None) -> date:
     feature_date = feature_date or latest_data_date(con)
     if feature_date is None:
-        raise KicError("no crawl or import in the warehouse yet: nothing to derive features from")
+        raise KicError("no validated crawl or import in the warehouse yet: nothing to derive features from")
     return feature_date
 
 
@@ -85,13 +94,6 @@ def write_features(con: duckdb.DuckDBPyConnection, feature_date: date, rows: pd.
         insert_frame(con, "features.influencer_features", rows)
 
 
-def derive_features(con: duckdb.DuckDBPyConnection, feature_date: date | None = None) -> FeatureSummary:
-    """(Re)compute and store the features of one date; default: the latest data date."""
-    feature_date = feature_date_or_latest(con, feature_date)
-    write_features(con, feature_date, compute_features(con, feature_date))
-    return summarize_features(con, feature_date)
-
-
 def summarize_features(con: duckdb.DuckDBPyConnection, feature_date: date) -> FeatureSummary:
     counts = dict(con.execute(FEATURE_SUMMARY, [feature_date]).fetchall())
     clusterable = counts.pop("clusterable", 0)
@@ -102,18 +104,24 @@ def latest_feature_date(con: duckdb.DuckDBPyConnection) -> date | None:
     return scalar(con, LATEST_FEATURE_DATE)
 
 
-def features_to_cluster(
-    con: duckdb.DuckDBPyConnection, feature_date: date | None = None
-) -> tuple[pd.DataFrame, date, FeatureSummary | None]:
-    """The clusterable influencers of `feature_date`, by default of the latest features,
-    derived first when raw data is newer than them (that derivation's summary is returned)."""
-    derived = None
-    if feature_date is None and features_are_stale(con):
-        derived = derive_features(con)
-    feature_date = feature_date or latest_feature_date(con)
-    if feature_date is None:
-        raise KicError("no data in the warehouse yet: run `kic run` or `kic import-csv` first")
-    return load_clusterable(con, feature_date), feature_date, derived
+def feature_date_to_cluster(con: duckdb.DuckDBPyConnection, feature_date: date | None) -> date:
+    """The feature date to cluster: the one asked for, else the latest, refusing stale features.
+
+    Reading never derives: stale features are an error that says what to run.
+    """
+    if feature_date is not None:
+        if not scalar(con, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [feature_date]):
+            raise KicError(f"no features for {feature_date}: {HOW_TO_REFRESH} for that date")
+        return feature_date
+    latest = latest_feature_date(con)
+    why = staleness(con)
+    if latest is None and why:
+        raise KicError(f"no features yet ({why}): {HOW_TO_REFRESH}")
+    if latest is None:
+        raise KicError("no data in the warehouse yet: run `kic run`, `kic crawl` or `kic import-csv` first")
+    if why:
+        raise KicError(f"features are stale ({why}; latest features are of {latest}): {HOW_TO_REFRESH}")
+    return latest
 
 
 def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:

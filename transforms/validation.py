@@ -24,7 +24,6 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"great_ex
 
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import (  # noqa: E402
     DataContextConfig,
@@ -41,89 +40,112 @@ CHUNK_ROWS = 250_000  # rows per validation batch: memory stays bounded on big n
 USERNAME_PATTERN = r"^[a-z0-9._]{1,30}$"
 MEDIA_KINDS = ["image", "video", "igtv"]
 NOT_CLUSTERABLE_REASONS = [
-    "private", "no_followers", "no_readable_posts", "no_image_posts", "likes_hidden", "comments_hidden",
+    "private",
+    "no_followers",
+    "no_readable_posts",
+    "no_image_posts",
+    "likes_hidden",
+    "comments_hidden",
 ]
 # Percentages: the study's cohort tops out near 34 % ER and 43 % active_rate.
 MAX_PLAUSIBLE_ER = 100.0
 MAX_PLAUSIBLE_ACTIVE_RATE = 100.0
 VOLUME_DROP_LIMIT = 0.5  # fewer than half the previous rows fails the run
 
-PROFILE_COLUMNS = [
-    "crawl_id", "username", "user_id", "followers", "follows", "media_count", "is_private",
-    "is_verified", "is_business", "hide_like_counts", "fetched_at",
-]
-POST_COLUMNS = [
-    "crawl_id", "post_id", "username", "shortcode", "kind", "media_type", "product_type", "likes",
-    "comments", "views", "taken_at", "is_pinned", "fetched_at",
-]
-FEATURE_COLUMNS = [
-    "username", "feature_date", "crawl_id", "source", "post", "follower", "follow", "open_account",
-    "official_account", "image_love", "image_comment", "video_love", "video_comment", "igtv_love",
-    "igtv_comment", "er", "active_rate", "posts_observed", "is_clusterable", "not_clusterable_reason",
-    "computed_at",
-]
 # Expectations whose failure is about the table, not a row: they stop the run.
 TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"}
+
+
+def mean_columns(columns: list[str]) -> list[str]:
+    """The per-media-kind means among a table's columns (image_love, image_comment, ...)."""
+    return [c for c in columns if c.endswith(("_love", "_comment"))]
 
 
 def non_negative(*columns: str) -> list:
     return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
 
 
-def raw_profiles_suite() -> gx.ExpectationSuite:
+# Suites take the table's columns as the warehouse declares them (its DDL is the one
+# definition of a table's shape); a frame with other columns fails the schema check.
+
+
+def raw_profiles_suite(columns: list[str]) -> gx.ExpectationSuite:
     """raw.profiles of one crawl: one row per account."""
-    return suite("raw_profiles", [
-        gxe.ExpectTableColumnsToMatchSet(column_set=PROFILE_COLUMNS, exact_match=True),
-        gxe.ExpectColumnValuesToNotBeNull(column="username"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
-        gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
-        gxe.ExpectColumnValuesToNotBeNull(column="followers"),
-        *non_negative("followers", "follows", "media_count"),
-        gxe.ExpectColumnValuesToNotBeNull(column="fetched_at"),
-    ])
+    return suite(
+        "raw_profiles",
+        [
+            gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            gxe.ExpectColumnValuesToNotBeNull(column="username"),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
+            gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
+            gxe.ExpectColumnValuesToNotBeNull(column="followers"),
+            *non_negative("followers", "follows", "media_count"),
+            gxe.ExpectColumnValuesToNotBeNull(column="fetched_at"),
+        ],
+    )
 
 
-def raw_posts_suite() -> gx.ExpectationSuite:
+def raw_posts_suite(columns: list[str]) -> gx.ExpectationSuite:
     """raw.posts of one crawl: one row per post. Hidden likes are NULL, which is allowed."""
-    return suite("raw_posts", [
-        gxe.ExpectTableColumnsToMatchSet(column_set=POST_COLUMNS, exact_match=True),
-        gxe.ExpectColumnValuesToNotBeNull(column="post_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="username"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "post_id"]),
-        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=MEDIA_KINDS),
-        *non_negative("likes", "comments", "views"),
-        gxe.ExpectColumnValuesToNotBeNull(column="taken_at"),
-        # A post cannot be published after it was fetched.
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="fetched_at", column_B="taken_at", or_equal=True),
-    ])
+    return suite(
+        "raw_posts",
+        [
+            gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            gxe.ExpectColumnValuesToNotBeNull(column="post_id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="username"),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "post_id"]),
+            gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=MEDIA_KINDS),
+            *non_negative("likes", "comments", "views"),
+            gxe.ExpectColumnValuesToNotBeNull(column="taken_at"),
+            # A post cannot be published after it was fetched.
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="fetched_at", column_B="taken_at", or_equal=True),
+        ],
+    )
 
 
-def features_suite() -> gx.ExpectationSuite:
+def raw_imported_means_suite(columns: list[str]) -> gx.ExpectationSuite:
+    """raw.imported_media_means of one import: one row per account, means never negative."""
+    return suite(
+        "raw_imported_media_means",
+        [
+            gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
+            gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
+            *non_negative(*mean_columns(columns)),
+        ],
+    )
+
+
+def features_suite(columns: list[str]) -> gx.ExpectationSuite:
     """features.influencer_features of one date, before they are written."""
     clusterable = Column("is_clusterable") == True  # noqa: E712 (GX's condition syntax)
-    return suite("features", [
-        gxe.ExpectTableColumnsToMatchSet(column_set=FEATURE_COLUMNS, exact_match=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
-        gxe.ExpectColumnValuesToNotBeNull(column="username"),
-        gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
-        gxe.ExpectColumnValuesToBeBetween(column="follower", min_value=1, row_condition=clusterable),
-        gxe.ExpectColumnValuesToNotBeNull(column="er", row_condition=clusterable),
-        gxe.ExpectColumnValuesToNotBeNull(column="active_rate", row_condition=clusterable),
-        gxe.ExpectColumnValuesToBeBetween(column="er", min_value=0, max_value=MAX_PLAUSIBLE_ER),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="active_rate", min_value=0, max_value=MAX_PLAUSIBLE_ACTIVE_RATE
-        ),
-        *non_negative("image_love", "image_comment", "video_love", "video_comment", "igtv_love", "igtv_comment"),
-    ])
+    return suite(
+        "features",
+        [
+            gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
+            gxe.ExpectColumnValuesToNotBeNull(column="username"),
+            gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
+            gxe.ExpectColumnValuesToBeBetween(column="follower", min_value=1, row_condition=clusterable),
+            gxe.ExpectColumnValuesToNotBeNull(column="er", row_condition=clusterable),
+            gxe.ExpectColumnValuesToNotBeNull(column="active_rate", row_condition=clusterable),
+            gxe.ExpectColumnValuesToBeBetween(column="er", min_value=0, max_value=MAX_PLAUSIBLE_ER),
+            gxe.ExpectColumnValuesToBeBetween(column="active_rate", min_value=0, max_value=MAX_PLAUSIBLE_ACTIVE_RATE),
+            *non_negative(*mean_columns(columns)),
+        ],
+    )
 
 
 def volume_suite() -> gx.ExpectationSuite:
     """One row per table: this run's rows against half the previous run's."""
-    return suite("volume", [
-        gxe.ExpectTableColumnsToMatchSet(column_set=["table_name", "rows", "min_rows"], exact_match=True),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="rows", column_B="min_rows", or_equal=True),
-    ])
+    return suite(
+        "volume",
+        [
+            gxe.ExpectTableColumnsToMatchSet(column_set=["table_name", "rows", "min_rows"], exact_match=True),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="rows", column_B="min_rows", or_equal=True),
+        ],
+    )
 
 
 def suite(name: str, expectations: list) -> gx.ExpectationSuite:
@@ -144,6 +166,7 @@ def volume_frame(counts: dict[str, tuple[int, int | None]]) -> pd.DataFrame:
 
 
 # --- running suites -----------------------------------------------------------------------
+
 
 @dataclass
 class ExpectationOutcome:
@@ -182,16 +205,27 @@ class SuiteValidation:
 
 
 class Validator:
-    """One GX context per process (Data Docs index lists what this context validated)."""
+    """One GX context per process (Data Docs index lists what this context validated).
+
+    Data Docs are rendered once per batch of suites (`render_docs`), not after every suite:
+    rendering is most of a small validation's cost.
+    """
 
     def __init__(self, docs_dir: Path, results_dir: Path):
         self.docs_dir = Path(docs_dir).resolve()
         self.context = gx_context(self.docs_dir, Path(results_dir).resolve())
+        self.unrendered: list = []  # validation result ids not in the Data Docs yet
+
+    def render_docs(self) -> None:
+        """Render the Data Docs pages of what was validated since the last call, and the index."""
+        if self.unrendered:
+            self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=self.unrendered)
+            self.unrendered = []
 
     def validate(
         self, frame: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str, table_level: bool = False
     ) -> SuiteValidation:
-        """Validate `frame` chunk by chunk; merge what each chunk found; render Data Docs.
+        """Validate `frame` chunk by chunk; merge what each chunk found.
 
         With `table_level`, every expectation counts as one about the table (the volume
         suite's rows are tables).
@@ -225,11 +259,12 @@ class Validator:
             gx.Checkpoint(
                 name=expectation_suite.name,
                 validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+                actions=[],
                 result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
             )
         )
         result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
+        self.unrendered.extend(result.run_results)
         return next(iter(result.run_results.values()))
 
 
@@ -279,8 +314,10 @@ def outcomes(suite_result, table_level: bool = False) -> list[ExpectationOutcome
     for result in suite_result.results:
         config = result.expectation_config
         kwargs = config.kwargs
-        target = kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or (
-            f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else "table"
+        target = (
+            kwargs.get("column")
+            or ",".join(kwargs.get("column_list") or [])
+            or (f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else "table")
         )
         details = result.result or {}
         observed = details.get("observed_value")
@@ -295,3 +332,143 @@ def outcomes(suite_result, table_level: bool = False) -> list[ExpectationOutcome
             )
         )
     return found
+
+
+# --- what a validation leaves behind ----------------------------------------------------
+
+QUARANTINE_KEYS = ("crawl_id", "username", "post_id", "feature_date")
+
+
+@dataclass
+class Validation:
+    """Every suite run on one crawl's rows (or one feature date's), and the rows they quarantine."""
+
+    suites: list[SuiteValidation]
+    quarantine: pd.DataFrame  # one row per (failing row, expectation)
+    crawl_id: int | None = None
+    feature_date: object = None
+
+    def table_failures(self) -> list[str]:
+        """The failed table-level checks, readable: they stop a run."""
+        return [
+            f"{v.suite}: {e.expectation} (observed {e.observed_value})"
+            for v in self.suites
+            for e in v.failed
+            if e.level == "table"
+        ]
+
+    @property
+    def quarantined(self) -> int:
+        """How many distinct rows were quarantined."""
+        return len(self.quarantine.drop_duplicates(["table_name", "row_key"])) if len(self.quarantine) else 0
+
+    def frames(self, run_at) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The quality.validation_runs, quality.expectation_results and quality.quarantined_rows rows."""
+        per_suite = self.quarantine["validation_id"].value_counts() if len(self.quarantine) else {}
+        runs = pd.DataFrame(
+            [
+                {
+                    "validation_id": v.validation_id,
+                    "run_at": run_at,
+                    "suite": v.suite,
+                    "crawl_id": self.crawl_id,
+                    "feature_date": self.feature_date,
+                    "rows_validated": v.rows_validated,
+                    "expectations": len(v.expectations),
+                    "passed": len(v.expectations) - len(v.failed),
+                    "failed": len(v.failed),
+                    "rows_quarantined": int(per_suite.get(v.validation_id, 0)),
+                    "table_level_ok": v.table_level_ok,
+                    "data_docs": v.data_docs,
+                }
+                for v in self.suites
+            ]
+        ).astype({"crawl_id": "Int64"})
+        results = pd.DataFrame(
+            [
+                {
+                    "validation_id": v.validation_id,
+                    "expectation": e.expectation,
+                    "level": e.level,
+                    "success": e.success,
+                    "unexpected_count": e.unexpected_count,
+                    "observed_value": e.observed_value,
+                }
+                for v in self.suites
+                for e in v.expectations
+            ]
+        ).astype({"unexpected_count": "Int64"})
+        return runs, results, self.quarantine
+
+
+def quarantine_frame(validation: SuiteValidation, rows: pd.DataFrame, table_name: str, key: list[str]) -> pd.DataFrame:
+    """One row per (failing row, expectation) of `rows` (positions as validated)."""
+    records = []
+    for position, expectations in validation.failing_rows().items():
+        row = rows.iloc[position]
+        for expectation in expectations:
+            records.append(
+                {
+                    "validation_id": validation.validation_id,
+                    "table_name": table_name,
+                    **{column: row.get(column) for column in QUARANTINE_KEYS},
+                    "row_key": ", ".join(f"{k}={row[k]}" for k in key),
+                    "expectation": expectation,
+                }
+            )
+    columns = ["validation_id", "table_name", *QUARANTINE_KEYS, "row_key", "expectation"]
+    frame = pd.DataFrame(records, columns=columns)
+    return frame.astype({"crawl_id": "Int64"}).drop_duplicates(
+        subset=["validation_id", "table_name", "row_key", "expectation"]
+    )
+
+
+# --- the two validations a run makes ------------------------------------------------------
+
+# The raw tables of one crawl or import: suite and key of each.
+RAW_SUITES = {
+    "raw.profiles": (raw_profiles_suite, ["crawl_id", "username"]),
+    "raw.posts": (raw_posts_suite, ["crawl_id", "post_id"]),
+    "raw.imported_media_means": (raw_imported_means_suite, ["crawl_id", "username"]),
+}
+FEATURES_TABLE = "features.influencer_features"
+
+
+def validate_crawl(
+    validator: Validator,
+    crawl_id: int,
+    rows: dict[str, pd.DataFrame],
+    columns: dict[str, list[str]],
+    previous: dict[str, int] | None,
+) -> Validation:
+    """Validate one crawl's raw rows (tables that have rows) and, given the previous crawl's
+    counts, their volume; find the rows to quarantine."""
+    run = f"crawl-{crawl_id}"
+    suites, quarantines = [], []
+    for table, frame in rows.items():
+        if frame.empty and table != "raw.profiles":  # a crawl stores profiles, maybe no posts
+            continue
+        make_suite, key = RAW_SUITES[table]
+        result = validator.validate(frame, make_suite(columns[table]), run)
+        suites.append(result)
+        quarantines.append(quarantine_frame(result, frame, table, key))
+    if previous is not None:
+        counts = {table: (len(rows[table]), previous.get(table)) for table in previous}
+        suites.append(validator.validate(volume_frame(counts), volume_suite(), run, table_level=True))
+    validator.render_docs()
+    return Validation(suites, pd.concat(quarantines), crawl_id=crawl_id)
+
+
+def validate_features(
+    validator: Validator, features: pd.DataFrame, columns: list[str], previous: int | None, feature_date
+) -> tuple[Validation, pd.DataFrame]:
+    """Validate one date's feature rows and their volume; return the rows that passed."""
+    run = f"features-{feature_date}"
+    result = validator.validate(features, features_suite(columns), run)
+    volume = validator.validate(
+        volume_frame({FEATURES_TABLE: (len(features), previous)}), volume_suite(), run, table_level=True
+    )
+    validator.render_docs()
+    quarantine = quarantine_frame(result, features, FEATURES_TABLE, ["username", "feature_date"])
+    keep = features.drop(index=features.index[list(result.failing_rows())])
+    return Validation([result, volume], quarantine, feature_date=feature_date), keep

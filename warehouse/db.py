@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -12,13 +13,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from kic.errors import KicError
-from kic.settings import load_settings
+from warehouse.errors import KicError
 
 log = logging.getLogger("kic.warehouse")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+VIEWS_DIR = Path(__file__).parent / "views"
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# How long a writer waits, by default, for another process holding the warehouse.
+DEFAULT_LOCK_WAIT_SECONDS = 120.0
 
 # Files are written in the storage format of DuckDB 1.4 (LTS), so that any DuckDB CLI from
 # 1.4 on (including the 1.5 one on PyPI) opens the warehouse, not only DuckDB 2.
@@ -35,15 +38,29 @@ CREATE TABLE IF NOT EXISTS meta.schema_migrations (
 """
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every migration shipped with the code, in order."""
+def numbered_sql(directory: Path) -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every NNN_name.sql file in `directory`, in order."""
     found = []
-    for entry in MIGRATIONS_DIR.iterdir():
+    for entry in directory.iterdir():
         match = MIGRATION_FILE.match(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     found.sort()
     return found
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every table migration shipped with the code, in order."""
+    return numbered_sql(MIGRATIONS_DIR)
+
+
+def views() -> list[tuple[int, str, str]]:
+    """(order, name, sql) of every view definition shipped with the code (CREATE OR REPLACE VIEW)."""
+    return numbered_sql(VIEWS_DIR)
+
+
+def views_fingerprint() -> str:
+    return hashlib.sha256("\n".join(sql for _, _, sql in views()).encode()).hexdigest()
 
 
 def latest_version() -> int:
@@ -67,10 +84,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
     current = schema_version(con)
     newest = latest_version()
     if current > newest:
-        raise KicError(
-            f"warehouse schema version {current} is newer than this kic knows ({newest}); "
-            "upgrade kic"
-        )
+        raise KicError(f"warehouse schema version {current} is newer than this kic knows ({newest}); upgrade kic")
     applied = []
     for version, name, sql in migrations():
         if version <= current or (target is not None and version > target):
@@ -79,9 +93,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
         try:
             con.execute(SCHEMA_VERSION_DDL)
             con.execute(sql)
-            con.execute(
-                "INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name]
-            )
+            con.execute("INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -90,15 +102,32 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
     return applied
 
 
+def apply_views(con: duckdb.DuckDBPyConnection) -> bool:
+    """(Re)create every view when the shipped definitions differ from the ones applied.
+
+    Views live apart from table migrations (like dbt models): changing one is an edit of
+    its file, applied by the next writer, not a new migration.
+    """
+    fingerprint = views_fingerprint()
+    if scalar(con, "SELECT max(fingerprint) FROM meta.applied_views") == fingerprint:
+        return False
+    with transaction(con):
+        for _, _, sql in views():
+            con.execute(sql)
+        con.execute("DELETE FROM meta.applied_views")
+        con.execute("INSERT INTO meta.applied_views (fingerprint) VALUES (?)", [fingerprint])
+    return True
+
+
 @contextmanager
 def connect(
-    path: Path | str, read_only: bool = False, lock_wait_seconds: float | None = None
+    path: Path | str, *, read_only: bool = False, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse; for writing, create it or upgrade its schema first.
+    """Open the warehouse; for writing, create it or upgrade its schema and views first.
 
     DuckDB lets one process hold a file for writing, and then no other may open it at
     all. If another process holds it, wait for it (with backoff, saying so in the log)
-    up to `lock_wait_seconds` (default: the lock_wait_seconds setting).
+    up to `lock_wait_seconds`.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -116,6 +145,7 @@ def connect(
                 )
         else:
             migrate(con)
+            apply_views(con)
         yield con
     finally:
         con.close()
@@ -125,9 +155,7 @@ def is_lock_conflict(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
 
-def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float | None) -> duckdb.DuckDBPyConnection:
-    if lock_wait_seconds is None:
-        lock_wait_seconds = load_settings().lock_wait_seconds
+def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float) -> duckdb.DuckDBPyConnection:
     config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY}
     deadline = time.monotonic() + lock_wait_seconds
     delay = 0.25
@@ -139,7 +167,9 @@ def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float | None
                 raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
             log.warning(
                 "warehouse %s is held by another process (%s); retrying in %.1f s",
-                path, holder(exc), delay,
+                path,
+                holder(exc),
+                delay,
             )
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
@@ -163,9 +193,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def insert_frame(
-    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, skip_existing: bool = False
-) -> int:
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, skip_existing: bool = False) -> int:
     """Insert a DataFrame's rows into `table` in one statement, matching columns by name
     (with `skip_existing`, rows whose key is already there are left out)."""
     # DuckDB reads `frame` from this function's locals (a replacement scan): no

@@ -9,37 +9,22 @@ open on the old copy keeps reading it until it reconnects; the next one sees the
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
-
-from kic.settings import Settings
-from warehouse.db import STORAGE_COMPATIBILITY, connect, scalar
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, scalar
 
 
-def publish_copy(warehouse: Path, copy: Path) -> Path:
+def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Path:
     """Copy the whole warehouse (tables, views, schema version) to `copy`, atomically."""
     copy.parent.mkdir(parents=True, exist_ok=True)
     staging = copy.with_name(copy.name + ".tmp")
     staging.unlink(missing_ok=True)
-    with connect(warehouse) as con:  # holds the write lock: the copy is consistent
+    with connect(warehouse, lock_wait_seconds=lock_wait_seconds) as con:  # holds the write lock: consistent
         database = scalar(con, "SELECT current_database()")
-        con.execute(
-            f"ATTACH '{staging}' AS published (STORAGE_VERSION '{STORAGE_COMPATIBILITY}')"
-        ).fetchall()
+        con.execute(f"ATTACH '{staging}' AS published (STORAGE_VERSION '{STORAGE_COMPATIBILITY}')").fetchall()
         try:
             con.execute(f'COPY FROM DATABASE "{database}" TO published').fetchall()
         finally:
             con.execute("DETACH published").fetchall()
     os.replace(staging, copy)
     return copy
-
-
-@contextmanager
-def writing(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The warehouse, open for writing; once the writes succeeded, the analysts' copy refreshed."""
-    with connect(settings.warehouse) as con:
-        yield con
-    publish_copy(settings.warehouse, settings.analytics_path)

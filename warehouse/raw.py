@@ -10,12 +10,13 @@ import duckdb
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar
+from warehouse.vocabulary import READ_OUTCOMES, RunStatus
 
 RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
 
 OPEN_RUN = """
 INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested)
-VALUES (?, ?, ?, ?, 'running', ?)
+VALUES (?, ?, ?, ?, ?, ?)
 RETURNING crawl_id
 """
 
@@ -25,9 +26,9 @@ UPDATE raw.crawl_runs SET
     status = $status,
     finished_at = $finished_at,
     accounts_ok = (SELECT count(*) FROM raw.account_outcomes
-                   WHERE crawl_id = $crawl_id AND status IN ('ok', 'private')),
+                   WHERE crawl_id = $crawl_id AND list_contains($read_outcomes, status)),
     accounts_failed = (SELECT count(*) FROM raw.account_outcomes
-                       WHERE crawl_id = $crawl_id AND status NOT IN ('ok', 'private'))
+                       WHERE crawl_id = $crawl_id AND NOT list_contains($read_outcomes, status))
                     + (SELECT count(*) FROM raw.rejected_rows WHERE crawl_id = $crawl_id),
     profiles_written = (SELECT count(*) FROM raw.profiles WHERE crawl_id = $crawl_id),
     posts_written = (SELECT count(*) FROM raw.posts WHERE crawl_id = $crawl_id),
@@ -49,13 +50,13 @@ def open_run(
     accounts_requested: int | None = None,
 ) -> int:
     """Record a new crawl or import as running; return its crawl id."""
-    return scalar(con, OPEN_RUN, [source, origin, as_of_date, utcnow(), accounts_requested])
+    return scalar(con, OPEN_RUN, [source, origin, as_of_date, utcnow(), RunStatus.RUNNING, accounts_requested])
 
 
 def close_run(
     con: duckdb.DuckDBPyConnection,
     crawl_id: int,
-    status: str,
+    status: RunStatus,
     stats: Mapping | None = None,
     message: str | None = None,
 ) -> None:
@@ -68,6 +69,7 @@ def close_run(
             "finished_at": utcnow(),
             "stats": json.dumps(stats, default=str) if stats is not None else None,
             "message": message,
+            "read_outcomes": list(READ_OUTCOMES),
         },
     ).fetchall()
 

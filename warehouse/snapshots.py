@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import duckdb
 import pandas as pd
 
-from kic.errors import KicError
 from warehouse.db import insert_frame, scalar, transaction
+from warehouse.errors import KicError
 from warehouse.raw import utcnow
 
-if TYPE_CHECKING:  # the model code (scikit-learn) is not needed to read snapshots
-    from models.recluster import Clustering
-
 NEXT_VERSION = "SELECT coalesce(max(version), 0) + 1 FROM clusters.snapshots"
-INSERT_SNAPSHOT = """
-INSERT INTO clusters.snapshots (version, created_at, feature_date, n_influencers,
-    data_fingerprint, code_version, parameters, published_candidate, n_clusters)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
 LIST_SNAPSHOTS = """
 SELECT version, created_at, feature_date, n_influencers, n_clusters, published_candidate,
        left(data_fingerprint, 12) AS fingerprint, code_version
@@ -36,6 +29,14 @@ SELECT rank, persona, cluster, size, mean_er, mean_active_rate, median_er,
        median_active_rate, median_follower, er_level, active_rate_level
 FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
+
+
+class SnapshotContent(Protocol):
+    """What a snapshot stores: its clusters.snapshots row and the rows of each clusters.* table."""
+
+    def snapshot_row(self) -> Mapping[str, Any]: ...
+
+    def tables(self) -> Mapping[str, pd.DataFrame]: ...
 
 
 @cache
@@ -55,25 +56,14 @@ def code_version() -> str:
     return f"{version}+g{commit}" if commit else version
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, clustering: Clustering) -> int:
+def write_snapshot(con: duckdb.DuckDBPyConnection, content: SnapshotContent) -> int:
     """Store a clustering as the next snapshot version, all of it in one transaction."""
     with transaction(con):
         version = scalar(con, NEXT_VERSION)
-        con.execute(
-            INSERT_SNAPSHOT,
-            [
-                version,
-                utcnow(),
-                clustering.feature_date,
-                clustering.n_influencers,
-                clustering.data_fingerprint,
-                code_version(),
-                json.dumps(clustering.parameters),
-                clustering.published,
-                clustering.n_clusters,
-            ],
-        ).fetchall()
-        for table, rows in clustering.tables().items():
+        row = {**content.snapshot_row(), "version": version, "created_at": utcnow(), "code_version": code_version()}
+        row["parameters"] = json.dumps(row["parameters"])
+        insert_frame(con, "clusters.snapshots", pd.DataFrame([row]))
+        for table, rows in content.tables().items():
             insert_frame(con, f"clusters.{table}", rows.assign(version=version))
     return version
 

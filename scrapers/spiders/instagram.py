@@ -1,12 +1,13 @@
 """The Instagram spider: one profile (and its latest posts) per account, from either source.
 
-    scrapy crawl instagram -a usernames=name1,name2 [-a source=web|graph] [-a date=YYYY-MM-DD]
-    scrapy crawl instagram -a tag=뷰티          # discover accounts posting under a hashtag
-    scrapy crawl instagram                      # the watchlist kept in the warehouse
+scrapy crawl instagram -a usernames=name1,name2 [-a source=web|graph] [-a date=YYYY-MM-DD]
+scrapy crawl instagram -a tag=뷰티          # discover accounts posting under a hashtag
+scrapy crawl instagram                      # the watchlist kept in the warehouse
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -15,9 +16,6 @@ from zoneinfo import ZoneInfo
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from kic.secrets import graph_access_token
-from kic.settings import load_settings
-from kic.study_csv import normalize_account
 from scrapers.items import AccountItem, DiscoveredAccountItem
 from scrapers.parsing import (
     BLOCK_PATHS,
@@ -29,6 +27,8 @@ from scrapers.parsing import (
     parse_tag_page,
     parse_web_profile,
 )
+from scrapers.usernames import normalize_account
+from warehouse.vocabulary import AccountStatus
 from warehouse.watchlist import active_usernames
 
 SOURCES = ("web", "graph")
@@ -66,18 +66,18 @@ class InstagramSpider(scrapy.Spider):
         spider.posts_per_account = settings.getint("KIC_POSTS_PER_ACCOUNT")
         spider.base_url = spider.graph_base_url if spider.source == "graph" else spider.web_base_url
         if not spider.requested and not spider.tag:
-            for username in active_usernames(settings.get("KIC_WAREHOUSE")):
+            warehouse = settings.get("KIC_WAREHOUSE")
+            lock_wait = settings.getfloat("KIC_LOCK_WAIT_SECONDS")
+            for username in active_usernames(warehouse, lock_wait_seconds=lock_wait):
                 spider.requested[username] = None
-        kic = load_settings()
-        spider.web_cookies = {"sessionid": kic.web_sessionid.get_secret_value()} if kic.web_sessionid else {}
+        # Secrets come from the environment, never from Scrapy settings (which Scrapy logs).
+        session = os.environ.get("KIC_WEB_SESSIONID")
+        spider.web_cookies = {"sessionid": session} if session else {}
         if spider.source == "graph":
-            spider.graph_user_id = kic.graph_user_id
-            spider.graph_token = graph_access_token(kic)
+            spider.graph_user_id = settings.get("KIC_GRAPH_USER_ID")
+            spider.graph_token = os.environ.get("KIC_GRAPH_ACCESS_TOKEN")
             if not spider.graph_user_id or not spider.graph_token:
-                raise ValueError(
-                    "source graph needs KIC_GRAPH_USER_ID and a token "
-                    "(KIC_GRAPH_ACCESS_TOKEN or KIC_GRAPH_ACCESS_TOKEN_BLOCK)"
-                )
+                raise ValueError("source graph needs -s KIC_GRAPH_USER_ID=... and the token in KIC_GRAPH_ACCESS_TOKEN")
         return spider
 
     # --- requests -------------------------------------------------------------------
@@ -156,30 +156,31 @@ class InstagramSpider(scrapy.Spider):
         if 300 <= status < 400:
             location = response.headers.get(b"Location", b"").decode("latin-1")
             if any(path in location for path in BLOCK_PATHS):
-                return None, Outcome("blocked", f"redirected to {location}", status)
-            return None, Outcome("error", f"unexpected redirect to {location}", status)
+                return None, Outcome(AccountStatus.BLOCKED, f"redirected to {location}", status)
+            return None, Outcome(AccountStatus.ERROR, f"unexpected redirect to {location}", status)
         if status == 429:
-            return None, Outcome("rate_limited", "HTTP 429 after retries", status)
+            return None, Outcome(AccountStatus.RATE_LIMITED, "HTTP 429 after retries", status)
         if status >= 500:
-            return None, Outcome("error", f"HTTP {status} after retries", status)
+            return None, Outcome(AccountStatus.ERROR, f"HTTP {status} after retries", status)
         try:
             payload = load_json(response.body)
         except BadJson as exc:
-            return None, Outcome("error", str(exc), status, detail=response.text[:DETAIL_LIMIT])
+            return None, Outcome(AccountStatus.ERROR, str(exc), status, detail=response.text[:DETAIL_LIMIT])
         if payload is None:
-            return None, Outcome("not_found", f"HTTP {status}, not a JSON answer", status)
+            return None, Outcome(AccountStatus.NOT_FOUND, f"HTTP {status}, not a JSON answer", status)
         return payload, None
 
     def parse_web_profile(self, response, username: str):
         payload, outcome = self.read(response)
         if outcome is None:
             outcome = parse_web_profile(payload, response.status)
-            if outcome.status == "ok" and response.status != 200:
-                outcome = Outcome("error", f"HTTP {response.status}", response.status,
-                                  detail=response.text[:DETAIL_LIMIT])
+            if outcome.status == AccountStatus.OK and response.status != 200:
+                outcome = Outcome(
+                    AccountStatus.ERROR, f"HTTP {response.status}", response.status, detail=response.text[:DETAIL_LIMIT]
+                )
         outcome.posts = outcome.posts[: self.posts_per_account]
         yield self.item(username, outcome)
-        if outcome.status == "blocked":
+        if outcome.status == AccountStatus.BLOCKED:
             self.stop_blocked(username, outcome)
 
     def parse_graph(self, response, username: str, posts: list):
@@ -187,14 +188,14 @@ class InstagramSpider(scrapy.Spider):
         after = None
         if outcome is None:
             outcome, after = parse_graph_page(payload, response.status)
-        if outcome.status == "ok":
+        if outcome.status == AccountStatus.OK:
             outcome.posts = posts + outcome.posts
             if after and len(outcome.posts) < self.posts_per_account:
                 yield self.graph_request(username, after, outcome.posts)
                 return
             outcome.posts = outcome.posts[: self.posts_per_account]
         yield self.item(username, outcome)
-        if outcome.status == "blocked":
+        if outcome.status == AccountStatus.BLOCKED:
             self.stop_blocked(username, outcome)
 
     def stop_blocked(self, username: str, outcome: Outcome):
@@ -220,4 +221,4 @@ class InstagramSpider(scrapy.Spider):
         """Network failures, after the retries: the account's outcome is an error."""
         request = failure.request
         reason = f"{type(failure.value).__name__}: {failure.value}"
-        yield self.item(request.cb_kwargs["username"], Outcome("error", reason[:500]))
+        yield self.item(request.cb_kwargs["username"], Outcome(AccountStatus.ERROR, reason[:500]))

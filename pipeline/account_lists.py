@@ -6,8 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from kic.errors import KicError
-from kic.study_csv import normalize_account
+from scrapers.usernames import normalize_account
+from warehouse.errors import KicError
 
 NAME_COLUMNS = ("account", "username", "url", "profile_url", "0")
 

@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kic.errors import KicError
+from scrapers.usernames import normalize_account
+from warehouse.errors import KicError
 
 COUNT_COLUMNS = ("post", "follower", "follow")
 FLAG_COLUMNS = ("open_account", "official_account")
 MEAN_COLUMNS = (
-    "image_love", "image_comment", "video_love", "video_comment", "igtv_love", "igtv_comment",
+    "image_love",
+    "image_comment",
+    "video_love",
+    "video_comment",
+    "igtv_love",
+    "igtv_comment",
 )
 BASE_COLUMNS = ("account", *COUNT_COLUMNS, *FLAG_COLUMNS, *MEAN_COLUMNS)
 NUMERIC_COLUMNS = (*COUNT_COLUMNS, *FLAG_COLUMNS, *MEAN_COLUMNS)
 # Present in the study's cleaned file; recomputed from the base columns, never trusted.
 DERIVED_COLUMNS = ("ER", "active_rate")
 CRAWLER_FAILURE_MARKER = -1
-
-USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
-PROFILE_URL = re.compile(r"^(?:https?://)?(?:www\.)?instagram\.com/([^/?#]+)/?(?:[?#].*)?$", re.I)
-
-
-def normalize_account(value: str) -> str | None:
-    """The username in a profile URL, '@name' or plain name; None if it is none of these."""
-    text = value.strip()
-    match = PROFILE_URL.match(text)
-    name = match.group(1) if match else text.removeprefix("@")
-    return name.lower() if USERNAME.match(name) else None
 
 
 @dataclass(frozen=True)
@@ -62,9 +56,7 @@ def read_study_csv(path: Path) -> StudyCsv:
     frame.columns = columns
     missing = [c for c in BASE_COLUMNS if c not in columns]
     if missing:
-        raise KicError(
-            f"{path}: not in the study's layout, missing column(s): {', '.join(missing)}"
-        )
+        raise KicError(f"{path}: not in the study's layout, missing column(s): {', '.join(missing)}")
     # An unnamed first column is the notebook's saved index.
     ignored = tuple(
         c for c in columns if c not in BASE_COLUMNS and c not in DERIVED_COLUMNS and not c.startswith("Unnamed:")

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from kic.settings import SandboxSettings, Settings
-from kic.synthetic import Account, Population, Post, Profile
+from sandbox.settings import SandboxSettings
+from sandbox.synthetic import Account, Population, Post, Profile
 
 WEB_PROFILE_PATH = "/api/v1/users/web_profile_info/"
 WEB_TAG_PATH = "/api/v1/tags/web_info/"
@@ -48,6 +48,7 @@ def offset_of(token: str | None) -> int:
 
 
 # --- the two answer formats (what the spider's parsers read) --------------------------
+
 
 def web_node(post: Post, account: Account) -> dict:
     # Newer answers prefix the type names with "XDT"; a third of the accounts do.
@@ -106,7 +107,9 @@ def graph_media(post: Post, account: Account) -> dict:
         "id": post.post_id,
         "comments_count": post.comments,
         "media_type": "CAROUSEL_ALBUM" if post.is_carousel else GRAPH_MEDIA_TYPE[post.kind],
-        "media_product_type": {"image": "FEED", "video": "REELS" if post.is_reel else "FEED", "igtv": "IGTV"}[post.kind],
+        "media_product_type": {"image": "FEED", "video": "REELS" if post.is_reel else "FEED", "igtv": "IGTV"}[
+            post.kind
+        ],
         "timestamp": post.taken_at.strftime("%Y-%m-%dT%H:%M:%S+0000"),
     }
     if not account.hides_likes:  # the Graph API leaves like_count out when it is hidden
@@ -147,6 +150,7 @@ def graph_error(code: int, message: str, subcode: int | None = None) -> dict:
 
 # --- the server ------------------------------------------------------------------------
 
+
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     # The default backlog of 5 drops connections under a crawler's concurrency, and each
@@ -157,10 +161,10 @@ class SandboxServer(ThreadingHTTPServer):
 class Sandbox:
     """The fake Instagram: `with Sandbox(settings) as sandbox: sandbox.url`."""
 
-    def __init__(self, settings: Settings):
-        self.config: SandboxSettings = settings.sandbox
-        self.timezone = ZoneInfo(settings.timezone)
-        self.population = Population(settings.synthetic.influencers, settings.synthetic.seed)
+    def __init__(self, settings: SandboxSettings | None = None):
+        self.config = settings or SandboxSettings()
+        self.timezone = ZoneInfo(self.config.timezone)
+        self.population = Population(self.config.influencers, self.config.seed)
         self.accounts = self.population.by_username()
         self.served_date = self.config.date
         self.requests: Counter[str] = Counter()  # per account, for "N faults then success"
@@ -206,11 +210,11 @@ class Sandbox:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 status, headers, body = sandbox.answer("GET", self.path, self.headers)
                 self.reply(status, headers, body)
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
@@ -270,7 +274,11 @@ class Sandbox:
         if username in faults.slow or draws[2] < faults.slow_rate:
             time.sleep(faults.slow_seconds)
         if username in faults.malformed or draws[3] < faults.malformed_rate:
-            return 200, {"Content-Type": "application/json; charset=utf-8"}, b'{"data": {"user": {"id": "1", "edge_followed_by": {"cou'
+            return (
+                200,
+                {"Content-Type": "application/json; charset=utf-8"},
+                b'{"data": {"user": {"id": "1", "edge_followed_by": {"cou',
+            )
         return None
 
     def web_profile_info(self, username: str, headers) -> tuple[int, dict, bytes]:
@@ -282,7 +290,9 @@ class Sandbox:
         if username in faults.login_walled:
             return 302, {"Location": "/accounts/login/?next=/" + username + "/"}, b""
         if username in faults.checkpoint:
-            return json_answer(400, {"message": "checkpoint_required", "checkpoint_url": "/challenge/", "lock": True, "status": "fail"})
+            return json_answer(
+                400, {"message": "checkpoint_required", "checkpoint_url": "/challenge/", "lock": True, "status": "fail"}
+            )
         account = self.accounts.get(username)
         if account is None:
             return html_answer(404, "Sorry, this page isn't available.")
@@ -308,16 +318,27 @@ class Sandbox:
         more = start + size < len(accounts)
 
         def section(chunk):
-            return [{"layout_type": "media_grid", "layout_content": {"medias": [
-                {"media": {"id": f"{a.user_id}_tag", "user": {"pk": a.user_id, "username": a.username}}}
-                for a in chunk]}}]
+            return [
+                {
+                    "layout_type": "media_grid",
+                    "layout_content": {
+                        "medias": [
+                            {"media": {"id": f"{a.user_id}_tag", "user": {"pk": a.user_id, "username": a.username}}}
+                            for a in chunk
+                        ]
+                    },
+                }
+            ]
 
         top = section(page[:9]) if start == 0 else []
         data = {
             "name": tag,
             "top": {"sections": top, "more_available": False},
-            "recent": {"sections": section(page), "more_available": more,
-                       "next_max_id": cursor(start + size) if more else None},
+            "recent": {
+                "sections": section(page),
+                "more_available": more,
+                "next_max_id": cursor(start + size) if more else None,
+            },
         }
         return json_answer(200, {"data": data, "status": "ok"})
 
@@ -340,8 +361,9 @@ class Sandbox:
         after = MEDIA_AFTER.search(fields)
         profile = self.profile(account)
         base = f"http://{headers.get('Host', 'sandbox')}"
-        return json_answer(200, graph_discovery(profile, after.group(1) if after else None,
-                                                self.config.graph_page_size, base, path))
+        return json_answer(
+            200, graph_discovery(profile, after.group(1) if after else None, self.config.graph_page_size, base, path)
+        )
 
 
 def json_answer(status: int, payload) -> tuple[int, dict, bytes]:
@@ -354,5 +376,7 @@ def html_answer(status: int, text: str) -> tuple[int, dict, bytes]:
 
 
 def rate_limited(retry_after: int) -> tuple[int, dict, bytes]:
-    status, headers, body = json_answer(429, {"message": "Please wait a few minutes before you try again.", "status": "fail"})
+    status, headers, body = json_answer(
+        429, {"message": "Please wait a few minutes before you try again.", "status": "fail"}
+    )
     return status, {**headers, "Retry-After": str(retry_after)}, body

@@ -1,6 +1,7 @@
 """Loading data into the raw layer without a crawl: the study's CSVs.
 
-Each load is one run, written in one transaction: it lands whole or not at all.
+Each load is one run, written in one transaction: it lands whole or not at all. Like a
+crawl's, its rows reach staging only once validated.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from kic.study_csv import MEAN_COLUMNS, read_study_csv
+from pipeline.study_csv import MEAN_COLUMNS, StudyCsv
 from warehouse import raw
 from warehouse.db import transaction
+from warehouse.vocabulary import AccountStatus, RunStatus, Source
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,14 @@ class LoadResult:
     note: str | None = None
 
 
-def import_study_csv(con: duckdb.DuckDBPyConnection, path: Path, as_of: date) -> LoadResult:
-    """Import a study-layout CSV of per-account means as one run; reject bad rows with reasons."""
-    parsed = read_study_csv(path)  # raises before anything is written
+def store_study_csv(con: duckdb.DuckDBPyConnection, path: Path, parsed: StudyCsv, as_of: date) -> LoadResult:
+    """Store a parsed study-layout CSV of per-account means as one run, with its rejected rows."""
     rows = parsed.accepted
     note = None
     if parsed.ignored_columns:
         note = f"ignored column(s): {', '.join(parsed.ignored_columns)}"
     with transaction(con):
-        crawl_id = raw.open_run(con, "csv", str(path), as_of, accounts_requested=parsed.rows)
+        crawl_id = raw.open_run(con, Source.CSV, str(path), as_of, accounts_requested=parsed.rows)
         fetched_at = raw.utcnow()
         stamp = {"crawl_id": crawl_id, "fetched_at": fetched_at}
         is_private = rows["open_account"].eq(0)
@@ -60,7 +61,7 @@ def import_study_csv(con: duckdb.DuckDBPyConnection, path: Path, as_of: date) ->
                 {
                     **stamp,
                     "username": rows["username"],
-                    "status": is_private.map({True: "private", False: "ok"}),
+                    "status": is_private.map({True: AccountStatus.PRIVATE, False: AccountStatus.OK}),
                 }
             ),
         )
@@ -68,7 +69,7 @@ def import_study_csv(con: duckdb.DuckDBPyConnection, path: Path, as_of: date) ->
         raw.close_run(
             con,
             crawl_id,
-            "succeeded",
+            RunStatus.SUCCEEDED,
             stats={"rows": parsed.rows, "accepted": len(rows), "rejected": len(parsed.rejected)},
             message=note,
         )

@@ -6,8 +6,8 @@ never put in Scrapy settings and never written to the warehouse.
 
 from __future__ import annotations
 
-from kic.errors import KicError
-from kic.settings import Settings
+from pipeline.settings import Settings
+from warehouse.errors import KicError
 
 
 def graph_access_token(settings: Settings) -> str | None:

@@ -27,8 +27,26 @@ ACTIVE_RATE_MEDIAN, ACTIVE_RATE_P90 = 2.0, 6.9
 Z90 = 1.2816
 
 NAME_PARTS = (
-    "glow", "skin", "daily", "makeup", "beauty", "seoul", "cosme", "lip", "blush", "dewy",
-    "mood", "hana", "jiwoo", "minji", "soyeon", "yuna", "bom", "haru", "nari", "cica",
+    "glow",
+    "skin",
+    "daily",
+    "makeup",
+    "beauty",
+    "seoul",
+    "cosme",
+    "lip",
+    "blush",
+    "dewy",
+    "mood",
+    "hana",
+    "jiwoo",
+    "minji",
+    "soyeon",
+    "yuna",
+    "bom",
+    "haru",
+    "nari",
+    "cica",
 )
 
 
@@ -116,9 +134,7 @@ class Population:
         n = self.size
         rng = self._rng(0)
         er = np.exp(rng.normal(np.log(ER_MEDIAN), np.log(ER_P90 / ER_MEDIAN) / Z90, n))
-        ar = np.exp(
-            rng.normal(np.log(ACTIVE_RATE_MEDIAN), np.log(ACTIVE_RATE_P90 / ACTIVE_RATE_MEDIAN) / Z90, n)
-        )
+        ar = np.exp(rng.normal(np.log(ACTIVE_RATE_MEDIAN), np.log(ACTIVE_RATE_P90 / ACTIVE_RATE_MEDIAN) / Z90, n))
         er, ar = np.minimum(er, 35.0), np.minimum(ar, 45.0)
         # A few extreme outliers, of the kinds the study found: both very high, comments
         # very high on a small reach, reach very high with few comments.
@@ -230,7 +246,7 @@ class Population:
         age_days = max(0, day - post_day) + 0.5
         maturity = 1 - np.exp(-age_days / 1.5)  # likes keep arriving for a few days
         likes = int(likes_final * maturity * rng.lognormal(0, 0.35))
-        comments = int(round(comments_final * maturity * rng.lognormal(0, 0.45)))
+        comments = round(comments_final * maturity * rng.lognormal(0, 0.45))
         views = int(likes * rng.uniform(6, 12)) if kind != "image" else None
         seconds = int(rng.integers(9 * 3600, 23 * 3600))
         taken_at = datetime.combine(EPOCH + timedelta(days=post_day), time(), tzinfo=UTC)

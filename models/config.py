@@ -1,0 +1,53 @@
+"""How influencers are clustered: the parameters every reclustering takes (validated)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The study's final model: complete linkage cut at distance 20 (six personas).
+STUDY_CANDIDATE = "hierarchical-complete-t20"
+BEST_SILHOUETTE = "best-silhouette"
+
+
+class ClusteringConfig(BaseModel):
+    """How influencers are clustered on (ER, active_rate) and which candidate is published."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in kic.toml is an error, not ignored
+
+    scaling: Literal["none", "standard", "minmax"] = "none"
+    seed: int = 42
+    kmeans_k: list[int] = Field(default_factory=lambda: list(range(3, 9)))
+    kmeans_n_init: int = Field(10, ge=1)
+    elbow_k: list[int] = Field(default_factory=lambda: list(range(1, 10)))
+    kmedoids_k: list[int] = Field(default_factory=lambda: [3, 4, 5])
+    kmedoids_method: Literal["pam", "alternate"] = "pam"
+    hierarchical_linkage: Literal["complete", "single", "average", "ward"] = "complete"
+    hierarchical_thresholds: list[float] = Field(default_factory=lambda: [20.0, 25.0, 30.0])
+    hierarchical_k: list[int] = Field(default_factory=list)
+    # Silhouette is exact up to this many influencers, a seeded sample of this size beyond.
+    silhouette_sample_size: int = Field(20_000, ge=100)
+    # A candidate name (e.g. "kmeans-k4") or "best-silhouette".
+    publish: str = STUDY_CANDIDATE
+
+    @field_validator("kmeans_k", "kmedoids_k", "hierarchical_k")
+    @classmethod
+    def _at_least_two_clusters(cls, ks: list[int]) -> list[int]:
+        if any(k < 2 for k in ks):
+            raise ValueError("cluster counts must be >= 2")
+        return sorted(set(ks))
+
+    @field_validator("elbow_k")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("elbow K must be >= 1")
+        return sorted(set(ks))
+
+    @field_validator("hierarchical_thresholds")
+    @classmethod
+    def _positive_thresholds(cls, ts: list[float]) -> list[float]:
+        if any(t <= 0 for t in ts):
+            raise ValueError("distance thresholds must be > 0")
+        return sorted(set(ts))

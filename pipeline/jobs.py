@@ -1,0 +1,147 @@
+"""The chains of steps that make a run: one definition for the CLI and the Prefect flows.
+
+Each job takes `call`, which turns a step into what runs it: `direct` (the step itself)
+for the CLI, a Prefect task of the same name for the flows (`flows.tasks.as_task`). So a
+command and a flow run the same steps in the same order, with the same guarantees:
+nothing reaches features without validation, and a read never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import steps
+from pipeline.crawl import CrawlRequest, CrawlSummary
+from pipeline.imports import LoadResult
+from pipeline.settings import ClusteringConfig, Settings
+from transforms.features import FeatureSummary
+
+Call = Callable[[Callable], Callable]
+
+
+def direct(step: Callable) -> Callable:
+    """Run a step as it is (the CLI)."""
+    return step
+
+
+@dataclass(frozen=True)
+class Features:
+    summary: FeatureSummary
+    validation: object  # transforms.validation.Validation
+    crawl_validations: list  # validations of crawls no run had validated yet
+
+
+@dataclass(frozen=True)
+class Refresh:
+    crawl: CrawlSummary
+    validation: object
+    features: Features
+
+    @property
+    def quarantined(self) -> int:
+        return self.validation.quarantined + self.features.validation.quarantined
+
+
+@dataclass(frozen=True)
+class Import:
+    load: LoadResult
+    validation: object
+    features: Features
+
+
+@dataclass(frozen=True)
+class Recluster:
+    version: int
+    clustering: object  # models.recluster.Clustering
+    cluster_table: pd.DataFrame
+    changes: pd.DataFrame
+
+
+def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True):
+    """Validate one crawl's raw rows and record the result; with `require`, stop on a table-level failure."""
+    rows = call(steps.read_crawl_rows)(settings, crawl_id)
+    validation = call(steps.validate_crawl_rows)(settings, rows)
+    call(steps.store_validation)(settings, validation)
+    if require:
+        call(steps.require_table_checks)(validation)
+    return validation
+
+
+def derive_features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:
+    """Validate any crawl not validated yet, then derive, validate and store one date's features."""
+    call(steps.upgrade_warehouse)(settings)
+    # A crawl that fails here stays out of staging (its failure is on record); the rest go on.
+    crawl_validations = [
+        validate_crawl(settings, crawl_id, call=call, require=False)
+        for crawl_id in call(steps.find_unvalidated_crawls)(settings)
+    ]
+    rows = call(steps.compute_features)(settings, feature_date)
+    validation, keep = call(steps.validate_feature_rows)(settings, rows)
+    call(steps.store_validation)(settings, validation)
+    call(steps.require_table_checks)(validation)
+    summary = call(steps.write_features)(settings, rows.feature_date, keep)
+    return Features(summary, validation, crawl_validations)
+
+
+def refresh(
+    settings: Settings, request: CrawlRequest, *, call: Call = direct, progress: Callable | None = None
+) -> Refresh:
+    """The nightly refresh: crawl → validate its rows → derive and validate features → publish."""
+    crawled = call(steps.crawl)(settings, request, progress)
+    validation = validate_crawl(settings, crawled.crawl_id, call=call)
+    features = derive_features(settings, crawled.as_of_date, call=call)
+    call(steps.publish)(settings)
+    return Refresh(crawled, validation, features)
+
+
+def import_csv(settings: Settings, path: Path, as_of: date, *, call: Call = direct) -> Import:
+    """Import a study-layout CSV → validate its rows → derive and validate features → publish."""
+    parsed = call(steps.read_study_csv)(path)
+    loaded = call(steps.store_import)(settings, path, parsed, as_of)
+    validation = validate_crawl(settings, loaded.crawl_id, call=call)
+    features = derive_features(settings, as_of, call=call)
+    call(steps.publish)(settings)
+    return Import(loaded, validation, features)
+
+
+def features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:
+    """Derive one date's features (validated) and publish."""
+    derived = derive_features(settings, feature_date, call=call)
+    call(steps.publish)(settings)
+    return derived
+
+
+def recluster(
+    settings: Settings,
+    clustering: ClusteringConfig | None = None,
+    feature_date: date | None = None,
+    *,
+    call: Call = direct,
+) -> Recluster:
+    """The weekly recluster: read validated features → fit every candidate → store a snapshot → publish."""
+    call(steps.upgrade_warehouse)(settings)
+    rows, day = call(steps.read_features)(settings, feature_date)
+    fitted = call(steps.fit)(rows, clustering or settings.clustering, day)
+    version = call(steps.write_snapshot)(settings, fitted)
+    table, changes = call(steps.read_snapshot)(settings, version)
+    call(steps.publish)(settings)
+    return Recluster(version, fitted, table, changes)
+
+
+def watch(settings: Settings, usernames: list[str], added_from: str, *, call: Call = direct) -> int:
+    """Watch accounts, then publish."""
+    added = call(steps.watch)(settings, usernames, added_from)
+    call(steps.publish)(settings)
+    return added
+
+
+def unwatch(settings: Settings, usernames: list[str], *, call: Call = direct) -> int:
+    """Stop watching accounts, then publish."""
+    removed = call(steps.unwatch)(settings, usernames)
+    call(steps.publish)(settings)
+    return removed

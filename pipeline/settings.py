@@ -1,0 +1,134 @@
+"""The one settings object: defaults, then an optional `kic.toml`, then `KIC_*` env vars.
+
+Nested sections use `__` in env names, e.g. `KIC_CLUSTERING__PUBLISH=best-silhouette`;
+lists are JSON, e.g. `KIC_CLUSTERING__KMEANS_K='[3, 4, 5]'`. Read here and only here
+(by the CLI and by each flow run); lower layers get what they need as arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from models.config import BEST_SILHOUETTE, STUDY_CANDIDATE, ClusteringConfig
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS
+from warehouse.errors import KicError
+
+__all__ = ["BEST_SILHOUETTE", "STUDY_CANDIDATE", "ClusteringConfig", "Settings", "config_file", "load_settings"]
+
+CONFIG_ENV = "KIC_CONFIG"
+DEFAULT_CONFIG_FILE = "kic.toml"
+
+# The config file of the Settings being built (see load_settings).
+_config_path: ContextVar[Path | None] = ContextVar("kic_config_path", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KIC_",
+        env_nested_delimiter="__",
+        extra="forbid",  # a typo in kic.toml is an error, not ignored
+    )
+
+    warehouse: Path = Path("data/warehouse.duckdb")  # the scheduler's: written by runs only
+    # The analysts' read-only copy, refreshed after every successful run (default: beside
+    # the warehouse, named analytics.duckdb).
+    analytics_copy: Path | None = None
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
+
+    # Crawling. Base URLs point the same spider at Instagram, a fixture server or the sandbox.
+    web_base_url: str = "https://www.instagram.com"
+    web_app_id: str = "936619743392459"  # the web client's X-IG-App-ID
+    web_sessionid: SecretStr | None = None  # Instagram session cookie, if crawling logged in
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    graph_user_id: str | None = None  # the app's own Instagram business account id
+    graph_access_token: SecretStr | None = None
+    # Name of a Prefect Secret block holding the Graph API token, read when the env has none.
+    graph_access_token_block: str | None = None
+    posts_per_account: int = Field(12, ge=1)  # the profile grid's 12, as the study read
+    tag_max_pages: int = Field(3, ge=1)
+    timezone: str = "Asia/Seoul"  # the day a crawl describes is a day in this zone
+    # How long a run waits for another process holding the warehouse before it gives up.
+    lock_wait_seconds: float = Field(DEFAULT_LOCK_WAIT_SECONDS, ge=0)
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.analytics_copy or self.warehouse.with_name("analytics.duckdb")
+
+    @property
+    def data_dir(self) -> Path:
+        """Where runs keep what is not in the warehouse: logs, Data Docs, validation results."""
+        return self.warehouse.parent
+
+    @property
+    def logs_path(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def data_docs_path(self) -> Path:
+        """Great Expectations Data Docs (open index.html), beside the warehouse."""
+        return self.data_dir / "data_docs"
+
+    @property
+    def validation_results_path(self) -> Path:
+        """GX's own validation results, which the Data Docs index lists."""
+        return self.data_dir / "gx_validations"
+
+    def today(self) -> dt.date:
+        """Today in the settings' time zone: the day a crawl made now describes."""
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments > environment > kic.toml > defaults.
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_path.get() or config_file()),
+        )
+
+
+def config_file() -> Path:
+    """The optional TOML config: `$KIC_CONFIG` if set, else ./kic.toml."""
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+
+
+def load_settings(config: str | Path | None = None, **overrides) -> Settings:
+    """Read settings now from `config` (default: `$KIC_CONFIG` or ./kic.toml, if there) and
+    the environment; `overrides` win over both. Never cached."""
+    path = Path(config) if config is not None else config_file()
+    if (config is not None or CONFIG_ENV in os.environ) and not path.is_file():
+        raise KicError(f"config file {path}: no such file")
+    token = _config_path.set(path)
+    try:
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise KicError(f"config file {path}: not valid TOML ({exc})") from None
+    except SettingsError as exc:  # e.g. a KIC_* list that is not JSON
+        raise KicError(f"invalid settings: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise KicError(f"invalid settings (in {path} or KIC_* variables): {problems}") from None
+    finally:
+        _config_path.reset(token)

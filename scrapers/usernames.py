@@ -1,0 +1,16 @@
+"""Instagram usernames, as people write them: a plain name, '@name' or a profile URL."""
+
+from __future__ import annotations
+
+import re
+
+USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
+PROFILE_URL = re.compile(r"^(?:https?://)?(?:www\.)?instagram\.com/([^/?#]+)/?(?:[?#].*)?$", re.I)
+
+
+def normalize_account(value: str) -> str | None:
+    """The username in a profile URL, '@name' or plain name; None if it is none of these."""
+    text = value.strip()
+    match = PROFILE_URL.match(text)
+    name = match.group(1) if match else text.removeprefix("@")
+    return name.lower() if USERNAME.match(name) else None

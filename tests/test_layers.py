@@ -1,0 +1,80 @@
+"""Layers point one way: lower layers import no CLI module and read no settings."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+LOWER = [
+    "warehouse.db",
+    "models.recluster",
+    "transforms.features",
+    "transforms.validation",
+    "scrapers.pipelines",
+    "scrapers.spiders.instagram",
+    "warehouse.snapshots",
+    "warehouse.publish",
+]
+
+# In a fresh interpreter: import the lower layers one by one, noting what each pulled in and
+# which files were opened.
+PROBE = """
+import builtins, importlib, io, json, sys
+opened = []
+real_open = io.open
+def spy(file, *args, **kwargs):
+    opened.append(str(file))
+    return real_open(file, *args, **kwargs)
+builtins.open = io.open = spy
+seen = {}
+for module in sys.argv[1:]:
+    before = set(sys.modules)
+    importlib.import_module(module)
+    seen[module] = sorted(set(sys.modules) - before)
+print(json.dumps({"imported": seen, "opened": opened}))
+"""
+UPPER = {"kic", "pipeline", "flows", "sandbox", "typer", "pydantic_settings"}
+
+
+def test_lower_layers_import_no_cli_and_read_no_settings(tmp_path):
+    (tmp_path / "kic.toml").write_text("this is = not valid toml [\n")  # reading it would fail
+    env = {"PATH": "", "KIC_CONFIG": str(tmp_path / "kic.toml"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *LOWER], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    for module, imported in seen["imported"].items():
+        upper = sorted(m for m in imported if m.split(".")[0] in UPPER)
+        assert not upper, f"{module} imports {upper}"
+    assert set(seen["imported"]) == set(LOWER)
+    assert not [f for f in seen["opened"] if Path(f).name == "kic.toml"]
+
+
+def test_scrapy_settings_are_plain_constants_that_match_the_product_defaults(tmp_path, monkeypatch):
+    """A broken kic.toml must not break `scrapy list`; the spider's defaults are the product's."""
+    (tmp_path / "kic.toml").write_text("this is = not valid toml [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"KIC_CONFIG": str(tmp_path / "kic.toml"), "PATH": ""},
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["instagram"], result.stderr
+    from pipeline.settings import Settings
+    from scrapers import settings as scrapy_settings
+
+    defaults = Settings()
+    assert defaults.web_base_url == scrapy_settings.KIC_WEB_BASE_URL
+    assert defaults.graph_base_url == scrapy_settings.KIC_GRAPH_BASE_URL
+    assert defaults.web_app_id == scrapy_settings.KIC_WEB_APP_ID
+    assert defaults.graph_api_version == scrapy_settings.KIC_GRAPH_API_VERSION
+    assert defaults.posts_per_account == scrapy_settings.KIC_POSTS_PER_ACCOUNT
+    assert defaults.tag_max_pages == scrapy_settings.KIC_TAG_MAX_PAGES
+    assert defaults.timezone == scrapy_settings.KIC_TIMEZONE
+    assert defaults.lock_wait_seconds == scrapy_settings.KIC_LOCK_WAIT_SECONDS
+    assert Path(scrapy_settings.KIC_WAREHOUSE) == defaults.warehouse
