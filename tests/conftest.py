@@ -282,10 +282,10 @@ MAIN_JOB_DAYS = ("2026-05-04", "2026-05-11")
 
 @pytest.fixture(scope="session")
 def main_job(tmp_path_factory, prefect_harness):
-    """The main job (`kic run`) on a 300-influencer sandbox, two weeks apart: two nightly
+    """The main job (`kic run`) on a 200-influencer sandbox, two weeks apart: two nightly
     refreshes, two snapshots. Tests only read it; tests that write take a copy."""
     warehouse = tmp_path_factory.mktemp("main-job") / "warehouse.duckdb"
-    runs = [cli("run", "--influencers", 300, "--date", day, "-w", warehouse) for day in MAIN_JOB_DAYS]
+    runs = [cli("run", "--influencers", 200, "--date", day, "-w", warehouse) for day in MAIN_JOB_DAYS]
     for result in runs:
         assert result.returncode == 0, result.stderr
     return warehouse, runs

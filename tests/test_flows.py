@@ -141,11 +141,18 @@ def test_a_volume_drop_fails_the_night_before_features_change_and_the_weekly_run
     assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later]) == [(0,)]
 
 
+def crafted_night(settings, day):
+    """A night's validated crawl and features, written directly (the nightly flow is tested above)."""
+    with connect(settings.warehouse) as con:
+        synthetic_crawl(con, Population(40, SEED), day)
+        derive(con, day)
+
+
 def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
-    assert night(env).is_completed()
+    crafted_night(env, NIGHT)
     first = weekly(env, clustering=CLUSTERING)
     assert first.is_completed(), first.message
-    assert night(env, day=date(2026, 6, 8)).is_completed()
+    crafted_night(env, date(2026, 6, 8))
     second = weekly(env, clustering=CLUSTERING)
     assert second.result()["version"] == 2
     assert rows(
@@ -164,9 +171,7 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
 
 
 def test_a_failing_task_fails_the_run_and_leaves_the_warehouse_as_it_was(env):
-    with connect(env.warehouse) as con:
-        synthetic_crawl(con, Population(40, SEED), NIGHT)
-        derive(con, NIGHT)
+    crafted_night(env, NIGHT)
     before = rows(env, "SELECT count(*) FROM clusters.snapshots")
     state = weekly(env, clustering=CLUSTERING.model_copy(update={"publish": "kmeans-k99"}))
     assert state.is_failed() and "kmeans-k99" in state.message
