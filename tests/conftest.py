@@ -15,6 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 STUDY_DATA = Path(os.environ.get("KIC_STUDY_DATA", REPO.parent / "shared" / "seed" / "study-data"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 FETCHED_AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
+# STUDY.md: the study's personas, best first.
+STUDY_RANKING = [
+    "Highest benefit",
+    "Low Cost High benefit",
+    "High Interactive",
+    "Middle benefit",
+    "Middle Interactive",
+    "Lowest benefit",
+]
 
 # Prefect runs started by tests are recorded in a Prefect home of their own, never in the
 # user's ~/.prefect; it is removed when the session ends. Set before Prefect is imported.
@@ -300,8 +309,9 @@ def main_job_copy(main_job, tmp_path):
     return tmp_path / warehouse.name
 
 
-def pytest_collection_modifyitems(config, items):
-    """Whatever needs a Prefect server is end to end (e2e): out of the inner loop, `-m "not e2e"`."""
-    for item in items:
-        if "prefect_harness" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.e2e)
+def pytest_itemcollected(item):
+    """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
+    `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once."""
+    if "prefect_harness" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.xdist_group("prefect_harness"))

@@ -2,16 +2,8 @@ import itertools
 
 import pandas as pd
 
+from conftest import STUDY_RANKING
 from models.personas import LEVELS, PERSONAS, level, name_personas
-
-STUDY_RANKING = [
-    "Highest benefit",
-    "Low Cost High benefit",
-    "High Interactive",
-    "Middle benefit",
-    "Middle Interactive",
-    "Lowest benefit",
-]
 
 
 def test_levels_are_cohort_standard_deviations_above_the_mean():

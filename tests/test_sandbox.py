@@ -83,6 +83,7 @@ def test_rate_limit_bursts_come_with_retry_after():
     assert error.value.code == 429 and error.value.headers["Retry-After"] == "7"
 
 
+@pytest.mark.e2e  # 28 nights and 4 weekly reclusters: a simulation, not a unit
 def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path, sandbox):
     """28 nightly refreshes (answers fetched and parsed as the spider does) and 4 weekly reclusters."""
     usernames = [a.username for a in sandbox.population.accounts]

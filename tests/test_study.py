@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from conftest import study_path
+from conftest import STUDY_RANKING, study_path
 from models.config import ClusteringConfig
 from pipeline import jobs
 from pipeline.settings import Settings
@@ -17,14 +17,6 @@ STUDY_TABLE = [
     (24, 3.8400, 15.2890, "Middle benefit"),
     (38, 13.4935, 2.1477, "Middle Interactive"),
     (856, 2.0270, 2.6828, "Lowest benefit"),
-]
-STUDY_RANKING = [
-    "Highest benefit",
-    "Low Cost High benefit",
-    "High Interactive",
-    "Middle benefit",
-    "Middle Interactive",
-    "Lowest benefit",
 ]
 DAY = date(2020, 6, 1)
 
