@@ -38,6 +38,7 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
         ],
         description=f"Snapshot {version}: {clustering.published}, features of {clustering.feature_date}",
     )
+    path = clustering.parameters["path"]
     create_table_artifact(
         key="weekly-candidates",
         table=[
@@ -45,11 +46,15 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
                 "candidate": r.candidate,
                 "clusters": int(r.n_clusters),
                 "silhouette": None if pd.isna(r.silhouette) else round(float(r.silhouette), 4),
+                "silhouette_se": None if pd.isna(r.silhouette_se) else round(float(r.silhouette_se), 4),
+                "scored_on": int(r.silhouette_sample_size),
                 "published": bool(r.is_published),
+                "method": r.method,
             }
             for r in clustering.candidates.itertuples()
         ],
-        description=f"Snapshot {version}: every candidate tried, with its mean silhouette",
+        description=f"Snapshot {version}: every candidate tried on the {path} path "
+        f"({clustering.n_influencers:,} influencers), with its mean silhouette",
     )
     create_table_artifact(
         key="weekly-persona-changes",

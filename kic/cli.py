@@ -396,17 +396,36 @@ def recluster(
         typer.Option(help=f"Candidate to publish, e.g. kmeans-k4, or {BEST_SILHOUETTE}."),
     ] = None,
     scaling: Annotated[str | None, typer.Option(help="none, standard or minmax.")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="exact, scalable or auto (default: clustering.strategy, auto). exact: K-means restarted on "
+            "every influencer, PAM, complete linkage on every influencer (memory grows with the square of the "
+            "cohort). scalable: K-means started on a coreset, CLARA K-medoids refined on everyone, complete "
+            "linkage on at most clustering.max_micro_clusters grid cells (near-linear). auto: exact up to "
+            "clustering.exact_max_influencers (2,000), scalable beyond."
+        ),
+    ] = None,
 ) -> None:
-    """Fit every candidate on the latest validated features and store a new snapshot."""
+    """Fit every candidate on the latest validated features and store a new snapshot.
+
+    ER and active_rate are percentages.
+
+    The path that ran (exact or scalable) is stored with the snapshot.
+    """
     from pipeline import jobs
 
     settings = settings_for(warehouse)
-    changes = {k: v for k, v in {"publish": publish, "scaling": scaling}.items() if v is not None}
+    changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
     result = jobs.recluster(settings)
     show_clusters(result.cluster_table, result.version)
-    typer.echo(f"snapshot {result.version} ({result.clustering.published}) stored in {settings.warehouse}")
+    clustering = result.clustering
+    typer.echo(
+        f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
+        f"{clustering.parameters['path']} path, stored in {settings.warehouse}"
+    )
 
 
 @app.command("snapshots")

@@ -1,4 +1,4 @@
-"""The candidate clusterings tried every week, and how each is scored."""
+"""The candidate clusterings tried every week, the path they take (exact or scalable), and their scores."""
 
 from __future__ import annotations
 
@@ -7,20 +7,24 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn_extra.cluster import KMedoids
 
 from models.config import BEST_SILHOUETTE, ClusteringConfig
-from models.hierarchical import HierarchicalClustering
+from models.hierarchical import Tree, build_tree
+from models.scalable import ClaraKMedoids, SampledKMeans
 from warehouse.errors import KicError
+
+EXACT, SCALABLE = "exact", "scalable"
+GIB = 2**30
+BYTES_PER_INFLUENCER = 512  # features, their scaled copy, candidates' labels, profiles (measured ~400 at 1M)
 
 
 @dataclass(frozen=True)
 class Candidate:
     name: str
     algorithm: str  # kmeans | kmedoids | hierarchical
-    estimator: BaseEstimator
+    estimator: BaseEstimator | None  # None for hierarchical cuts: they share one tree
     k: int | None = None
     threshold: float | None = None
 
@@ -33,55 +37,117 @@ class CandidateResult:
     threshold: float | None
     labels: np.ndarray  # 0-based cluster per influencer, in input order
     n_clusters: int
-    silhouette: float | None
     sse: float
     sizes: tuple[int, ...]  # largest first
+    method: str  # how it was fitted, e.g. "exact", "scalable: CLARA (5 samples of 4000), refined"
 
 
 def threshold_label(t: float) -> str:
     return f"{t:g}"
 
 
-def candidate_grid(cfg: ClusteringConfig) -> list[Candidate]:
-    """Every candidate the settings ask for, each with an unfitted, seeded estimator."""
-    grid = [
-        Candidate(
-            f"kmeans-k{k}",
-            "kmeans",
-            KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed),
-            k=k,
+def resolve_path(cfg: ClusteringConfig, n: int) -> str:
+    """exact or scalable, as the strategy says for a cohort of n influencers."""
+    if cfg.strategy == "auto":
+        return EXACT if n <= cfg.exact_max_influencers else SCALABLE
+    return cfg.strategy
+
+
+def memory_needed(cfg: ClusteringConfig, n: int, path: str) -> tuple[float, str]:
+    """Bytes the path needs at most for n influencers, and what takes the most."""
+    per_influencer = BYTES_PER_INFLUENCER * n
+    if path == EXACT:
+        # PAM keeps an n x n matrix; the linkage a condensed one, copied once by fastcluster.
+        needs = {
+            "PAM's distance matrix": 8.0 * n * n if cfg.kmedoids_k else 0.0,
+            "complete linkage's distance matrix": 8.0 * n * (n - 1),
+        }
+    else:
+        m = min(n, cfg.max_micro_clusters)
+        s = min(n, cfg.kmedoids_sample_size)
+        needs = {
+            "the micro-cluster distance matrix": 8.0 * m * (m - 1),
+            "a CLARA sample's distance matrix": 8.0 * s * s * 2,
+        }
+    biggest = max(needs, key=needs.get)
+    return per_influencer + needs[biggest], biggest
+
+
+def check_fits(cfg: ClusteringConfig, n: int, path: str) -> None:
+    """Refuse, before any fitting, a cohort its path cannot cluster, or not within the memory allowed."""
+    hierarchical = cfg.hierarchical_thresholds or cfg.hierarchical_k
+    if path == SCALABLE and hierarchical and cfg.hierarchical_linkage != "complete" and n > cfg.max_micro_clusters:
+        raise KicError(
+            f"{cfg.hierarchical_linkage} linkage of {n:,} influencers: beyond clustering.max_micro_clusters = "
+            f"{cfg.max_micro_clusters:,} only complete linkage has a scalable summary; use complete linkage, "
+            "clustering.strategy = 'exact', or a larger max_micro_clusters"
         )
-        for k in cfg.kmeans_k
-    ]
-    grid += [
-        Candidate(
-            f"kmedoids-k{k}",
-            "kmedoids",
-            KMedoids(n_clusters=k, metric="euclidean", method=cfg.kmedoids_method, init="build", random_state=cfg.seed),
-            k=k,
+    needed, why = memory_needed(cfg, n, path)
+    if needed > cfg.memory_limit_gib * GIB:
+        hint = (
+            "use clustering.strategy = 'auto' or 'scalable' (or a lower clustering.exact_max_influencers)"
+            if path == EXACT
+            else "lower clustering.max_micro_clusters or clustering.kmedoids_sample_size"
         )
-        for k in cfg.kmedoids_k
-    ]
+        raise KicError(
+            f"clustering {n:,} influencers on the {path} path needs about {needed / GIB:,.1f} GiB "
+            f"({why}), more than clustering.memory_limit_gib = {cfg.memory_limit_gib:g}: {hint}, "
+            "or raise the limit"
+        )
+
+
+def candidate_grid(cfg: ClusteringConfig, path: str = EXACT) -> list[Candidate]:
+    """Every candidate the settings ask for, K-means and K-medoids with an unfitted, seeded estimator."""
+    if path == EXACT:
+        kmeans = [KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed) for k in cfg.kmeans_k]
+        kmedoids = [
+            KMedoids(n_clusters=k, metric="euclidean", method=cfg.kmedoids_method, init="build", random_state=cfg.seed)
+            for k in cfg.kmedoids_k
+        ]
+    else:
+        kmeans = [kmeans_estimator(cfg, path, k) for k in cfg.kmeans_k]
+        kmedoids = [
+            ClaraKMedoids(
+                n_clusters=k,
+                sample_size=cfg.kmedoids_sample_size,
+                n_samples=cfg.kmedoids_samples,
+                random_state=cfg.seed,
+            )
+            for k in cfg.kmedoids_k
+        ]
+    grid = [Candidate(f"kmeans-k{e.n_clusters}", "kmeans", e, k=e.n_clusters) for e in kmeans]
+    grid += [Candidate(f"kmedoids-k{e.n_clusters}", "kmedoids", e, k=e.n_clusters) for e in kmedoids]
     method = cfg.hierarchical_linkage
     grid += [
-        Candidate(
-            f"hierarchical-{method}-t{threshold_label(t)}",
-            "hierarchical",
-            HierarchicalClustering(method=method, distance_threshold=t),
-            threshold=t,
-        )
+        Candidate(f"hierarchical-{method}-t{threshold_label(t)}", "hierarchical", None, threshold=t)
         for t in cfg.hierarchical_thresholds
     ]
-    grid += [
-        Candidate(
-            f"hierarchical-{method}-k{k}",
-            "hierarchical",
-            HierarchicalClustering(method=method, distance_threshold=None, n_clusters=k),
-            k=k,
-        )
-        for k in cfg.hierarchical_k
-    ]
+    grid += [Candidate(f"hierarchical-{method}-k{k}", "hierarchical", None, k=k) for k in cfg.hierarchical_k]
     return grid
+
+
+def kmeans_estimator(cfg: ClusteringConfig, path: str, k: int) -> BaseEstimator:
+    if path == EXACT:
+        return KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed)
+    return SampledKMeans(
+        n_clusters=k, sample_size=cfg.kmeans_sample_size, n_init=cfg.kmeans_n_init, random_state=cfg.seed
+    )
+
+
+def method_of(candidate: Candidate, cfg: ClusteringConfig, path: str, tree: Tree | None = None) -> str:
+    """How a candidate is fitted on this path, in words stored with the snapshot."""
+    if path == EXACT:
+        return EXACT
+    if candidate.algorithm == "kmeans":
+        return f"scalable: {cfg.kmeans_n_init} restarts on a sample of {cfg.kmeans_sample_size}, then all points"
+    if candidate.algorithm == "kmedoids":
+        return (
+            f"scalable: CLARA, FasterPAM on {cfg.kmedoids_samples} samples of {cfg.kmedoids_sample_size}, "
+            "refined on all points"
+        )
+    if tree is not None and tree.max_cell_diameter > 0:
+        return f"scalable: {tree.leaves} micro-clusters of diameter <= {tree.max_cell_diameter:.4g}"
+    return f"scalable: exact (at most {cfg.max_micro_clusters} points)"
 
 
 def scale(X: np.ndarray, how: str) -> np.ndarray:
@@ -94,27 +160,18 @@ def scale(X: np.ndarray, how: str) -> np.ndarray:
 
 def within_cluster_sse(X: np.ndarray, labels: np.ndarray) -> float:
     """Sum of squared distances to each cluster's mean (K-means' inertia, for any labels)."""
+    _, codes = np.unique(labels, return_inverse=True)
+    counts = np.bincount(codes).astype(np.float64)
     total = 0.0
-    for cluster in np.unique(labels):
-        members = X[labels == cluster]
-        total += float(((members - members.mean(axis=0)) ** 2).sum())
-    return total
+    for axis in range(X.shape[1]):
+        sums = np.bincount(codes, X[:, axis])
+        total += float((X[:, axis] ** 2).sum() - (sums**2 / counts).sum())
+    return max(total, 0.0)
 
 
-def mean_silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int, seed: int) -> float | None:
-    """Exact mean silhouette up to `sample_size` rows, a seeded sample of that size beyond."""
-    n_clusters = len(np.unique(labels))
-    if not 2 <= n_clusters <= len(X) - 1:
-        return None
-    sample = sample_size if len(X) > sample_size else None
-    return float(silhouette_score(X, labels, sample_size=sample, random_state=seed))
-
-
-def evaluate(candidate: Candidate, X: np.ndarray, cfg: ClusteringConfig) -> CandidateResult:
-    """Fit one candidate on X (already scaled) and score it."""
-    estimator = clone(candidate.estimator).fit(X)
-    labels = np.asarray(estimator.labels_, dtype=np.int64)
-    sizes = np.bincount(labels)
+def result(candidate: Candidate, X: np.ndarray, labels: np.ndarray, method: str) -> CandidateResult:
+    labels = np.asarray(labels, dtype=np.int64)
+    sizes = np.bincount(labels - labels.min())
     sizes = sizes[sizes > 0]
     return CandidateResult(
         name=candidate.name,
@@ -123,23 +180,34 @@ def evaluate(candidate: Candidate, X: np.ndarray, cfg: ClusteringConfig) -> Cand
         threshold=candidate.threshold,
         labels=labels,
         n_clusters=len(sizes),
-        silhouette=mean_silhouette(X, labels, cfg.silhouette_sample_size, cfg.seed),
         sse=within_cluster_sse(X, labels),
         sizes=tuple(sorted((int(s) for s in sizes), reverse=True)),
+        method=method,
     )
+
+
+def fit_estimator(candidate: Candidate, X: np.ndarray, cfg: ClusteringConfig, path: str) -> CandidateResult:
+    """Fit a K-means or K-medoids candidate on X (already scaled)."""
+    estimator = clone(candidate.estimator).fit(X)
+    return result(candidate, X, estimator.labels_, method_of(candidate, cfg, path))
+
+
+def fit_hierarchical(
+    candidates: list[Candidate], X: np.ndarray, cfg: ClusteringConfig, path: str
+) -> list[CandidateResult]:
+    """Every hierarchical cut from one tree (built once: the costly part)."""
+    if not candidates:
+        return []
+    max_points = None if path == EXACT else cfg.max_micro_clusters
+    tree = build_tree(X, cfg.hierarchical_linkage, max_points)
+    return [
+        result(c, X, tree.cut(c.threshold, c.k if c.threshold is None else None), method_of(c, cfg, path, tree))
+        for c in candidates
+    ]
 
 
 def feasible(candidate: Candidate, n_samples: int) -> bool:
     return candidate.k is None or candidate.k < n_samples
-
-
-def elbow(X: np.ndarray, cfg: ClusteringConfig) -> dict[int, float]:
-    """K-means SSE (inertia) for each elbow K."""
-    return {
-        k: float(KMeans(n_clusters=k, n_init=cfg.kmeans_n_init, random_state=cfg.seed).fit(X).inertia_)
-        for k in cfg.elbow_k
-        if k <= len(X)
-    }
 
 
 def check_publishable(cfg: ClusteringConfig) -> None:
@@ -152,14 +220,14 @@ def check_publishable(cfg: ClusteringConfig) -> None:
         )
 
 
-def choose(results: list[CandidateResult], publish: str) -> CandidateResult:
+def choose(results: list[CandidateResult], silhouettes: dict[str, float | None], publish: str) -> CandidateResult:
     """The candidate to publish: one named in the settings, or the best mean silhouette."""
     if publish == BEST_SILHOUETTE:
-        scored = [r for r in results if r.silhouette is not None]
+        scored = [r for r in results if silhouettes.get(r.name) is not None]
         if not scored:
             raise KicError("no candidate has a silhouette to choose by (too few influencers?)")
-        return max(scored, key=lambda r: r.silhouette)
-    for result in results:
-        if result.name == publish:
-            return result
+        return max(scored, key=lambda r: silhouettes[r.name])
+    for candidate in results:
+        if candidate.name == publish:
+            return candidate
     raise KicError(f"candidate {publish!r} could not be fitted on {len(results[0].labels)} influencers")

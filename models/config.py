@@ -26,8 +26,24 @@ class ClusteringConfig(BaseModel):
     hierarchical_linkage: Literal["complete", "single", "average", "ward"] = "complete"
     hierarchical_thresholds: list[float] = Field(default_factory=lambda: [20.0, 25.0, 30.0])
     hierarchical_k: list[int] = Field(default_factory=list)
-    # Silhouette is exact up to this many influencers, a seeded sample of this size beyond.
+    # Silhouette is exact up to this many influencers, a seeded sample of this size beyond
+    # (stored with its sample size and standard error).
     silhouette_sample_size: int = Field(20_000, ge=100)
+    # Which algorithms run. "exact": K-means restarted n_init times on every influencer,
+    # PAM (BUILD + SWAP), complete linkage on every influencer. "scalable": K-means
+    # initialised on a sample then run on everyone, CLARA K-medoids (FasterPAM on samples,
+    # then refined on everyone), complete linkage on at most max_micro_clusters summaries.
+    # "auto": exact up to exact_max_influencers, scalable beyond.
+    strategy: Literal["auto", "exact", "scalable"] = "auto"
+    exact_max_influencers: int = Field(2_000, ge=3)
+    kmeans_sample_size: int = Field(20_000, ge=100)  # scalable K-means: its initialisation sample
+    kmedoids_sample_size: int = Field(4_000, ge=100)  # scalable K-medoids: each CLARA sample
+    kmedoids_samples: int = Field(3, ge=1)  # scalable K-medoids: CLARA samples drawn
+    # Scalable linkage: exact on up to this many influencers; beyond, on this many grid cells
+    # at most (the distance matrix takes 4 bytes x this number squared).
+    max_micro_clusters: int = Field(20_000, ge=100)
+    # A cohort whose chosen path would need more memory is refused before any fitting.
+    memory_limit_gib: float = Field(4.0, gt=0)
     # A candidate name (e.g. "kmeans-k4") or "best-silhouette".
     publish: str = STUDY_CANDIDATE
 

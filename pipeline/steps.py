@@ -241,23 +241,24 @@ def write_features(settings: Settings, feature_date: date, rows: pd.DataFrame) -
 
 
 @io_step
-def read_features(settings: Settings, feature_date: date | None) -> tuple[pd.DataFrame, date]:
-    """Read the clusterable influencers of a feature date (default: the latest, refused if stale)."""
+def read_features(settings: Settings, feature_date: date | None) -> tuple[feature_sql.ClusterableFeatures, date]:
+    """Read the clusterable influencers of a feature date as arrays (default: the latest, refused if stale)."""
     with open_warehouse(settings, read_only=True) as con:
         day = feature_sql.feature_date_to_cluster(con, feature_date)
         return feature_sql.load_clusterable(con, day), day
 
 
 @pure_step
-def fit(features: pd.DataFrame, clustering: ClusteringConfig, feature_date: date):
+def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig, feature_date: date, probe=None):
     """Fit and score every candidate, name the published clusters as personas."""
-    from models.recluster import recluster  # scikit-learn: only commands that cluster need it
+    from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
-    result = recluster(features, clustering, feature_date)
+    result = recluster(features, clustering, feature_date, probe or no_probe)
     log.info(
-        "%d influencers, %d candidates; published %s (%d clusters)",
+        "%d influencers, %d candidates on the %s path; published %s (%d clusters)",
         result.n_influencers,
         len(result.candidates),
+        result.parameters["path"],
         result.published,
         result.n_clusters,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scrapers.usernames import normalize_account
+from scrapers.usernames import PROFILE_URL, USERNAME
 from warehouse.errors import KicError
 
 COUNT_COLUMNS = ("post", "follower", "follow")
@@ -40,71 +40,97 @@ class StudyCsv:
         return len(self.accepted) + len(self.rejected)
 
 
+CHUNK_ROWS = 200_000  # rows parsed at a time: memory follows the chunk, plus the accepted rows
+
+
 def read_study_csv(path: Path) -> StudyCsv:
-    """Parse and check a study-layout CSV; raise KicError naming the file if it is unusable."""
+    """Parse and check a study-layout CSV; raise KicError naming the file if it is unusable.
+
+    Read in chunks, every check vectorised: a million rows take seconds, not minutes.
+    """
     path = Path(path)
     if not path.is_file():
         raise KicError(f"{path}: no such file")
+    accepted, rejected, ignored, seen, first_line = [], [], (), set(), 2  # header is line 1
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=CHUNK_ROWS)
+        for number, chunk in enumerate(chunks):
+            chunk.columns = [c.strip() for c in chunk.columns]
+            if number == 0:
+                ignored = check_layout(path, list(chunk.columns))
+            chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+            first_line += len(chunk)
+            good, bad = check_rows(chunk, seen)
+            accepted.append(good)
+            rejected.append(bad)
     except pd.errors.EmptyDataError:
         raise KicError(f"{path}: the file is empty") from None
     except (UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
         raise KicError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if first_line == 2:  # no row after the header
+        raise KicError(f"{path}: the file has a header but no rows")
+    return StudyCsv(pd.concat(accepted, ignore_index=True), pd.concat(rejected, ignore_index=True), ignored)
 
-    columns = [c.strip() for c in frame.columns]
-    frame.columns = columns
+
+def check_layout(path: Path, columns: list[str]) -> tuple[str, ...]:
+    """The columns ignored; KicError naming what is missing if the file is not in the study's layout."""
     missing = [c for c in BASE_COLUMNS if c not in columns]
     if missing:
         raise KicError(f"{path}: not in the study's layout, missing column(s): {', '.join(missing)}")
     # An unnamed first column is the notebook's saved index.
-    ignored = tuple(
+    return tuple(
         c for c in columns if c not in BASE_COLUMNS and c not in DERIVED_COLUMNS and not c.startswith("Unnamed:")
     )
-    if frame.empty:
-        raise KicError(f"{path}: the file has a header but no rows")
 
-    content = frame[list(BASE_COLUMNS)].apply(lambda r: ",".join(r), axis=1)
-    usernames = frame["account"].map(normalize_account)
-    reasons = pd.Series([[] for _ in range(len(frame))], index=frame.index)
 
-    def flag(mask: pd.Series, text: str) -> None:
-        for i in mask[mask].index:
-            reasons[i].append(text)
+def normalize_accounts(values: pd.Series) -> pd.Series:
+    """normalize_account of every value, vectorised (NA where it is no username)."""
+    text = values.str.strip()
+    from_url = text.str.extract(PROFILE_URL.pattern, flags=PROFILE_URL.flags, expand=False)
+    name = from_url.fillna(text.str.removeprefix("@"))
+    return name.str.lower().where(name.str.fullmatch(USERNAME.pattern).fillna(False).astype(bool))
 
-    flag(usernames.isna(), "account is not an Instagram username or profile URL")
+
+def check_rows(chunk: pd.DataFrame, seen: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The accepted rows (username + numbers) and the rejected ones (line, username, reasons, content)."""
+    usernames = normalize_accounts(chunk["account"])
+    problems: dict[str, pd.Series] = {"account is not an Instagram username or profile URL": usernames.isna()}
     numbers = {}
     for column in NUMERIC_COLUMNS:
-        raw = frame[column].str.strip()
-        value = pd.to_numeric(raw, errors="coerce")
+        raw = chunk[column].str.strip()
+        value = pd.to_numeric(raw, errors="coerce").astype(float)
         numbers[column] = value
         blank = raw.eq("")
-        flag(blank, f"{column} is missing")
-        flag(~blank & value.isna(), f"{column} is not a number")
-        flag(value.eq(CRAWLER_FAILURE_MARKER), f"{column} is -1 (the crawler could not read it)")
-        flag(value.lt(0) & value.ne(CRAWLER_FAILURE_MARKER), f"{column} is negative")
-        flag(value.notna() & ~np.isfinite(value.astype(float)), f"{column} is not finite")
+        problems[f"{column} is missing"] = blank
+        problems[f"{column} is not a number"] = ~blank & value.isna()
+        problems[f"{column} is -1 (the crawler could not read it)"] = value.eq(CRAWLER_FAILURE_MARKER)
+        problems[f"{column} is negative"] = value.lt(0) & value.ne(CRAWLER_FAILURE_MARKER)
+        problems[f"{column} is not finite"] = value.notna() & ~np.isfinite(value)
     for column in (*COUNT_COLUMNS, *FLAG_COLUMNS):
         value = numbers[column]
-        flag(value.ge(0) & (value % 1).ne(0), f"{column} is not a whole number")
+        problems[f"{column} is not a whole number"] = value.ge(0) & np.isfinite(value) & (value % 1).ne(0)
     for column in FLAG_COLUMNS:
-        flag(value_outside(numbers[column], {0, 1}), f"{column} is not 0 or 1")
-    duplicate = usernames.notna() & usernames.duplicated()
-    flag(duplicate, "account appears earlier in the file")
+        problems[f"{column} is not 0 or 1"] = value_outside(numbers[column], {0, 1})
+    named = usernames.notna()
+    problems["account appears earlier in the file"] = named & (usernames.duplicated() | usernames.isin(seen))
+    seen.update(usernames[named])
 
-    bad = reasons.map(bool)
-    accepted = pd.DataFrame({"username": usernames[~bad]})
-    for column in NUMERIC_COLUMNS:
-        accepted[column] = numbers[column][~bad].astype(float)
+    failed = pd.DataFrame(problems)
+    bad = failed.any(axis=1)
+    accepted = pd.DataFrame({"username": usernames[~bad], **{c: numbers[c][~bad] for c in NUMERIC_COLUMNS}})
+    # Reasons and content only for the rejected rows (usually few).
+    reasons = (
+        failed[bad].apply(lambda row: "; ".join(row.index[row]), axis=1) if bad.any() else pd.Series([], dtype=object)
+    )
     rejected = pd.DataFrame(
         {
-            "line_number": (frame.index[bad] + 2).astype(int),  # header is line 1
+            "line_number": chunk.index[bad].astype(int),
             "username": usernames[bad],
-            "reason": reasons[bad].map("; ".join),
-            "content": content[bad],
+            "reason": reasons,
+            "content": chunk.loc[bad, list(BASE_COLUMNS)].agg(",".join, axis=1) if bad.any() else [],
         }
     )
-    return StudyCsv(accepted.reset_index(drop=True), rejected.reset_index(drop=True), ignored)
+    return accepted, rejected
 
 
 def value_outside(values: pd.Series, allowed: set) -> pd.Series:

@@ -50,6 +50,25 @@ NAME_PARTS = (
 )
 
 
+def study_shaped_cohort(n: int, seed: int) -> dict[str, np.ndarray]:
+    """er, active_rate (percent) and follower arrays of n influencers shaped like the study's
+    cohort (the population's distribution, drawn at once: for benchmarks and tests at scale)."""
+    rng = np.random.default_rng([seed, 1])
+    er = np.minimum(np.exp(rng.normal(np.log(ER_MEDIAN), np.log(ER_P90 / ER_MEDIAN) / Z90, n)), 35.0)
+    ar = np.minimum(
+        np.exp(rng.normal(np.log(ACTIVE_RATE_MEDIAN), np.log(ACTIVE_RATE_P90 / ACTIVE_RATE_MEDIAN) / Z90, n)), 45.0
+    )
+    # Extreme outliers of the study's three kinds: both high; comments high on a small
+    # reach; reach high with few comments.
+    count = max(3, n // 300)
+    picked = rng.choice(n, size=count, replace=False)
+    kind = np.arange(count) % 3
+    er[picked] = np.where(kind == 1, rng.uniform(1.5, 4, count), rng.uniform(18, 30, count))
+    ar[picked] = np.where(kind == 2, rng.uniform(3, 8, count), rng.uniform(30, 42, count))
+    follower = np.maximum(1000, np.exp(rng.normal(np.log(30_000), 1.6, n))).astype(np.int64)
+    return {"er": er, "active_rate": ar, "follower": follower}
+
+
 @dataclass(frozen=True)
 class Account:
     index: int

@@ -52,9 +52,18 @@ def test_show_formats_agree_with_the_warehouse(main_job):
 
 
 def test_recluster_adds_a_snapshot_with_the_chosen_candidate(main_job_copy):
-    result = cli("recluster", "-w", main_job_copy, "--publish", "kmeans-k4")
+    result = cli("recluster", "-w", main_job_copy, "--publish", "kmeans-k4", "--strategy", "scalable")
     assert result.returncode == 0, result.stderr
-    assert "snapshot 3 (kmeans-k4)" in result.stdout
+    assert "snapshot 3 (kmeans-k4)" in result.stdout and "scalable path" in result.stdout
+    methods = cli(
+        "sql",
+        "-w",
+        main_job_copy,
+        "-f",
+        "csv",
+        "SELECT DISTINCT split_part(method, ':', 1) AS m FROM clusters.candidates WHERE version = 3",
+    ).stdout.split()
+    assert methods == ["m", "scalable"]
     listed = json.loads(cli("snapshots", "-w", main_job_copy, "-f", "json").stdout)
     assert [s["published_candidate"] for s in listed] == [
         "hierarchical-complete-t20",

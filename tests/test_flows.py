@@ -170,6 +170,36 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     assert len([r for r in table(found["weekly-persona-changes"]) if r["change"] != "none"]) == changed
 
 
+def test_a_weekly_run_beyond_the_exact_range_takes_the_scalable_path_and_its_artifacts_say_so(env):
+    with connect(env.warehouse) as con:
+        synthetic_crawl(con, Population(300, SEED), NIGHT)
+        derive(con, NIGHT)
+    cfg = ClusteringConfig(
+        exact_max_influencers=100,
+        max_micro_clusters=150,
+        silhouette_sample_size=200,
+        kmedoids_k=[3],
+        kmeans_k=[3, 4],
+        elbow_k=[1, 2],
+    )
+    state = weekly(env, clustering=cfg)
+    assert state.is_completed(), state.message
+    found, _ = artifacts(state)
+    candidates = table(found["weekly-candidates"])
+    assert "on the scalable path" in found["weekly-candidates"].description
+    assert {c["candidate"]: c["method"].split(":")[0] for c in candidates} == {
+        "kmeans-k3": "scalable",
+        "kmeans-k4": "scalable",
+        "kmedoids-k3": "scalable",
+        "hierarchical-complete-t20": "scalable",
+        "hierarchical-complete-t25": "scalable",
+        "hierarchical-complete-t30": "scalable",
+    }
+    assert {c["scored_on"] for c in candidates} == {200}
+    path = rows(env, "SELECT parameters->>'$.path', n_influencers FROM clusters.snapshots")
+    assert path[0][0] == "scalable" and path[0][1] > 100
+
+
 def test_a_failing_task_fails_the_run_and_leaves_the_warehouse_as_it_was(env):
     crafted_night(env, NIGHT)
     before = rows(env, "SELECT count(*) FROM clusters.snapshots")

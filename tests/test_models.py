@@ -1,21 +1,26 @@
+from dataclasses import dataclass
+from datetime import date
+
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
 from sklearn.base import clone
-from sklearn.metrics import silhouette_score
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn_extra.cluster import KMedoids
 
-from models.candidates import (
-    candidate_grid,
-    choose,
-    evaluate,
-    mean_silhouette,
-    within_cluster_sse,
-)
+from models.candidates import EXACT, SCALABLE, candidate_grid, choose, resolve_path, within_cluster_sse
 from models.config import ClusteringConfig
-from models.hierarchical import HierarchicalClustering
-from models.recluster import fit_candidates
+from models.hierarchical import HierarchicalClustering, build_tree
+from models.recluster import fit_candidates, recluster
+from models.scalable import ClaraKMedoids, SampledKMeans
+from models.silhouette import silhouettes
+from sandbox.synthetic import study_shaped_cohort
 from warehouse.errors import KicError
+
+DAY = date(2026, 6, 1)
 
 
 def blobs(seed=0, n=60):
@@ -24,8 +29,34 @@ def blobs(seed=0, n=60):
     return np.vstack([c + rng.normal(0, 1, (n, 2)) for c in centers])
 
 
-@parametrize_with_checks([HierarchicalClustering(), HierarchicalClustering(n_clusters=3)])
-def test_hierarchical_follows_the_scikit_learn_contract(estimator, check):
+@dataclass(frozen=True)
+class Cohort:
+    """What recluster reads: arrays in a fixed order, and a fingerprint."""
+
+    er: np.ndarray
+    active_rate: np.ndarray
+    follower: np.ndarray
+    fingerprint: str = "test"
+
+
+def study_shaped(n, seed) -> Cohort:
+    return Cohort(**study_shaped_cohort(n, seed))
+
+
+def points(cohort: Cohort) -> np.ndarray:
+    return np.column_stack([cohort.er, cohort.active_rate])
+
+
+@parametrize_with_checks(
+    [
+        HierarchicalClustering(),
+        HierarchicalClustering(n_clusters=3),
+        HierarchicalClustering(max_points=10),
+        SampledKMeans(n_clusters=3, sample_size=20, random_state=0),
+        ClaraKMedoids(n_clusters=3, sample_size=20, n_samples=2, random_state=0),
+    ]
+)
+def test_clusterers_follow_the_scikit_learn_contract(estimator, check):
     check(estimator)
 
 
@@ -41,8 +72,6 @@ def test_hierarchical_cuts_like_scipy(method):
 
 
 def test_within_cluster_sse_matches_kmeans_inertia():
-    from sklearn.cluster import KMeans
-
     X = blobs()
     km = KMeans(3, n_init=3, random_state=0).fit(X)
     assert within_cluster_sse(X, km.labels_) == pytest.approx(km.inertia_)
@@ -50,9 +79,10 @@ def test_within_cluster_sse_matches_kmeans_inertia():
 
 def test_candidates_are_seeded_and_repeatable():
     X = blobs(1)
-    cfg = ClusteringConfig(kmeans_k=[3, 5], kmedoids_k=[3, 4], hierarchical_k=[3])
-    first = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
-    again = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
+    cfg = ClusteringConfig(kmeans_k=[3, 5], kmedoids_k=[3, 4], hierarchical_k=[3], elbow_k=[1, 2])
+    first, elbow, path = fit_candidates(X, cfg)
+    again, _, _ = fit_candidates(X, cfg)
+    assert path == EXACT and list(elbow) == [1, 2]
     assert [r.name for r in first] == [
         "kmeans-k3",
         "kmeans-k5",
@@ -64,34 +94,42 @@ def test_candidates_are_seeded_and_repeatable():
         "hierarchical-complete-k3",
     ]
     for a, b in zip(first, again, strict=True):
-        assert np.array_equal(a.labels, b.labels) and a.silhouette == b.silhouette
+        assert np.array_equal(a.labels, b.labels) and a.sse == b.sse
         assert sum(a.sizes) == len(X) and list(a.sizes) == sorted(a.sizes, reverse=True)
 
 
 def test_grid_estimators_are_unfitted_templates():
-    for candidate in candidate_grid(ClusteringConfig()):
-        assert not hasattr(candidate.estimator, "labels_")
-        assert clone(candidate.estimator).get_params() == candidate.estimator.get_params()
+    for path in (EXACT, SCALABLE):
+        for candidate in candidate_grid(ClusteringConfig(), path):
+            if candidate.estimator is not None:
+                assert not hasattr(candidate.estimator, "labels_")
+                assert clone(candidate.estimator).get_params() == candidate.estimator.get_params()
 
 
-def test_silhouette_is_exact_up_to_the_sample_size_and_sampled_beyond():
+def test_silhouettes_are_scikit_learns_up_to_the_sample_size_and_a_seeded_sample_beyond():
     X = blobs(2, n=100)
-    labels = HierarchicalClustering(distance_threshold=10).fit(X).labels_
-    assert mean_silhouette(X, labels, 300, seed=1) == pytest.approx(silhouette_score(X, labels))
-    sampled = mean_silhouette(X, labels, 100, seed=1)
-    assert sampled == mean_silhouette(X, labels, 100, seed=1)
-    assert sampled != mean_silhouette(X, labels, 100, seed=2)
-    assert mean_silhouette(X, np.zeros(len(X), dtype=int), 300, seed=1) is None
+    labels = [HierarchicalClustering(distance_threshold=10).fit(X).labels_, KMeans(5, n_init=2).fit(X).labels_]
+    exact = silhouettes(X, labels, 300, seed=1)
+    assert [s.mean for s in exact] == pytest.approx([silhouette_score(X, lab) for lab in labels])
+    assert {(s.sample_size, s.standard_error) for s in exact} == {(300, None)}
+    sampled = silhouettes(X, labels, 120, seed=1)
+    assert sampled == silhouettes(X, labels, 120, seed=1)  # the same sample, the same scores
+    assert sampled != silhouettes(X, labels, 120, seed=2)
+    assert all(s.sample_size == 120 and 0 < s.standard_error < 0.1 for s in sampled)
+    assert silhouettes(X, [np.zeros(len(X), dtype=int)], 300, seed=1)[0].mean is None
 
 
 def test_choose_by_name_or_best_silhouette():
     X = blobs(3)
-    cfg = ClusteringConfig(kmeans_k=[2, 3, 4], kmedoids_k=[], hierarchical_thresholds=[10])
-    results = [evaluate(c, X, cfg) for c in candidate_grid(cfg)]
-    best = choose(results, "best-silhouette")
-    assert best.silhouette == max(r.silhouette for r in results)
+    cfg = ClusteringConfig(
+        kmeans_k=[2, 3, 4], kmedoids_k=[], hierarchical_thresholds=[10], elbow_k=[1], publish="best-silhouette"
+    )
+    results, _, _ = fit_candidates(X, cfg)
+    scores = {r.name: s.mean for r, s in zip(results, silhouettes(X, [r.labels for r in results], 999, 0), strict=True)}
+    best = choose(results, scores, "best-silhouette")
+    assert scores[best.name] == max(scores.values())
     assert best.n_clusters == 3
-    assert choose(results, "kmeans-k4").name == "kmeans-k4"
+    assert choose(results, scores, "kmeans-k4").name == "kmeans-k4"
 
 
 def test_an_unknown_published_candidate_fails_before_fitting():
@@ -103,17 +141,89 @@ def test_an_unknown_published_candidate_fails_before_fitting():
 def test_scaling_changes_the_space_clustered():
     rng = np.random.default_rng(0)
     # Two groups apart on a small-valued axis only: unscaled, the wide axis dominates.
-    X = np.c_[rng.uniform(0, 100, 200), np.r_[np.zeros(100), np.ones(100)] + rng.normal(0, 0.01, 200)]
-    import pandas as pd
-
-    frame = pd.DataFrame({"username": [f"u{i}" for i in range(200)], "er": X[:, 0], "active_rate": X[:, 1]})
+    er = rng.uniform(0, 100, 200)
+    ar = np.r_[np.zeros(100), np.ones(100)] + rng.normal(0, 0.01, 200)
     cfg = dict(kmeans_k=[2], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1], publish="kmeans-k2")
     truth = np.r_[np.zeros(100), np.ones(100)]
 
     def agreement(scaling):
-        (result,), _ = fit_candidates(frame, ClusteringConfig(scaling=scaling, **cfg))
-        same = (result.labels == truth).mean()
-        return max(same, 1 - same)
+        clustering = recluster(Cohort(er, ar, np.full(200, 1000)), ClusteringConfig(scaling=scaling, **cfg), DAY)
+        same = (clustering.clusters == clustering.clusters[0]) == (truth == truth[0])
+        return same.mean()
 
     assert agreement("standard") == 1.0
     assert agreement("none") < 0.9
+
+
+# --- the scalable path ---------------------------------------------------------------------
+
+
+def test_the_strategy_picks_the_path_by_cohort_size():
+    assert resolve_path(ClusteringConfig(), 2_000) == EXACT
+    assert resolve_path(ClusteringConfig(), 2_001) == SCALABLE
+    assert resolve_path(ClusteringConfig(strategy="scalable"), 10) == SCALABLE
+    assert resolve_path(ClusteringConfig(strategy="exact"), 10**6) == EXACT
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sampled_kmeans_is_within_one_percent_of_kmeans_sse(seed):
+    X = points(study_shaped(6_000, seed))
+    for k in (3, 4, 8):
+        full = KMeans(k, n_init=10, random_state=42).fit(X)
+        sampled = SampledKMeans(k, sample_size=1_500, random_state=42).fit(X)
+        assert sampled.inertia_ <= 1.01 * full.inertia_, k
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_clara_is_within_one_percent_of_pams_cost(seed):
+    X = points(study_shaped(1_500, seed))
+    for k in (3, 4, 5):
+        pam = KMedoids(k, metric="euclidean", method="pam", init="build", random_state=42).fit(X)
+        clara = ClaraKMedoids(k, sample_size=400, n_samples=5, random_state=42).fit(X)
+        assert clara.inertia_ <= 1.01 * pam.inertia_, k
+        assert np.allclose(clara.cluster_centers_, X[clara.medoid_indices_])
+
+
+def test_scalable_linkage_is_scipys_up_to_max_points_and_keeps_complete_linkages_bound_beyond():
+    X = points(study_shaped(4_000, 5))
+    exact = fcluster(linkage(X, "complete"), 20, "distance")
+    tree = build_tree(X, "complete", max_points=4_000)
+    assert adjusted_rand_score(exact, tree.cut(20.0)) == 1.0 and tree.max_cell_diameter == 0
+    summarised = build_tree(X, "complete", max_points=500)
+    assert summarised.leaves <= 500 and 0 < summarised.max_cell_diameter < 1
+    for t in (2.0, 20.0):
+        labels = summarised.cut(t)
+        # Complete linkage's promise holds on every point: no cluster is wider than the cut.
+        for cluster in np.unique(labels):
+            members = X[labels == cluster]
+            assert len(members) < 2 or pdist(members).max() <= t + 1e-9
+
+
+def test_a_cohort_too_big_for_its_path_is_refused_before_fitting_naming_size_and_settings():
+    X = np.zeros((50_000, 2))
+    with pytest.raises(KicError, match=r"50,000 influencers on the exact path.*clustering.strategy"):
+        fit_candidates(X, ClusteringConfig(strategy="exact", memory_limit_gib=4))
+    with pytest.raises(KicError, match=r"scalable path.*clustering.max_micro_clusters"):
+        fit_candidates(X, ClusteringConfig(strategy="scalable", max_micro_clusters=40_000, memory_limit_gib=4))
+
+
+def test_the_scalable_path_records_how_each_candidate_was_fitted_and_sampled_silhouettes():
+    cohort = study_shaped(3_000, 9)
+    cfg = ClusteringConfig(
+        strategy="scalable",
+        max_micro_clusters=1_000,
+        silhouette_sample_size=1_000,
+        kmedoids_k=[3],
+        publish="best-silhouette",
+    )
+    first = recluster(cohort, cfg, DAY)
+    assert first.parameters["path"] == SCALABLE
+    methods = dict(zip(first.candidates["candidate"], first.candidates["method"], strict=True))
+    assert methods["kmeans-k4"].startswith("scalable: 10 restarts on a sample")
+    assert methods["kmedoids-k3"].startswith("scalable: CLARA")
+    assert "micro-clusters of diameter <=" in methods["hierarchical-complete-t20"]
+    assert set(first.candidates["silhouette_sample_size"]) == {1_000}
+    assert (first.candidates["silhouette_se"].dropna() > 0).all()
+    again = recluster(cohort, cfg, DAY)
+    assert again.published == first.published  # best-silhouette does not flip between runs
+    assert first.candidates["silhouette"].equals(again.candidates["silhouette"])

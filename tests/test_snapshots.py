@@ -10,6 +10,7 @@ from models.config import ClusteringConfig
 from models.recluster import recluster
 from sandbox.synthetic import Population
 from transforms.features import load_clusterable
+from warehouse.errors import KicError
 from warehouse.snapshots import write_snapshot
 
 CFG = ClusteringConfig(kmeans_k=[3, 4], kmedoids_k=[3], elbow_k=[1, 2, 3])
@@ -76,33 +77,44 @@ def test_snapshot_records_candidates_elbow_and_parameters(con, clustering):
     assert params == [("hierarchical-complete-t20", "[3,4]")]
 
 
-def assignments(rows):
-    return pd.DataFrame(
-        [{"username": u, "cluster": c, "persona": p, "er": 1.0, "active_rate": 1.0} for u, c, p in rows]
+def crafted_snapshot(con, version, rows):
+    """A snapshot row and its assignments, written directly (what write_snapshot stores)."""
+    con.execute(
+        "INSERT INTO clusters.snapshots (version, created_at, feature_date, n_influencers, data_fingerprint, "
+        "code_version, parameters, published_candidate, n_clusters) "
+        "VALUES (?, now(), DATE '2026-05-01', ?, 'x', 'test', '{}', 'kmeans-k3', 1)",
+        [version, len(rows)],
     )
+    for username, cluster, persona in rows:
+        con.execute(
+            "INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate) "
+            "VALUES (?, ?, ?, ?, 1, 1)",
+            [version, username, cluster, persona],
+        )
 
 
-def test_changes_lists_influencers_whose_persona_differs_between_the_two_latest(con, clustering):
-    def snapshot(rows):
-        return write_snapshot(con, replace(clustering, assignments=assignments(rows)))
-
-    snapshot([("ann", 1, "Lowest benefit"), ("bob", 1, "Lowest benefit")])  # too old to matter
+def test_changes_lists_influencers_whose_persona_differs_between_the_two_latest(con):
+    crafted_snapshot(con, 1, [("ann", 1, "Lowest benefit"), ("bob", 1, "Lowest benefit")])  # too old to matter
     assert con.execute("SELECT count(*) FROM clusters.changes").fetchall() == [(0,)]
-    snapshot(
+    crafted_snapshot(
+        con,
+        2,
         [
             ("ann", 1, "Lowest benefit"),
             ("bob", 1, "Lowest benefit"),
             ("cat", 2, "Middle benefit"),
             ("dan", 3, "High Interactive"),
-        ]
+        ],
     )
-    snapshot(
+    crafted_snapshot(
+        con,
+        3,
         [
             ("ann", 1, "Lowest benefit"),
             ("bob", 2, "Middle benefit"),
             ("cat", 1, "Middle benefit"),
             ("eve", 1, "Lowest benefit"),
-        ]
+        ],
     )
     changes = con.execute(
         "SELECT username, previous_version, previous_persona, current_version, current_persona, change "
@@ -115,12 +127,39 @@ def test_changes_lists_influencers_whose_persona_differs_between_the_two_latest(
     ]
 
 
+def test_assignments_are_joined_back_to_the_influencers_by_their_place_in_the_clustered_order(con, clustering):
+    version = write_snapshot(con, clustering)
+    stored = con.execute(
+        "SELECT a.username, a.er, a.cluster, a.persona, p.persona FROM clusters.assignments a "
+        "JOIN clusters.profiles p USING (version, cluster) WHERE version = ? ORDER BY a.username",
+        [version],
+    ).fetchall()
+    features = con.execute(
+        "SELECT username, er FROM features.clusterable WHERE feature_date = ? ORDER BY row_index",
+        [clustering.feature_date],
+    ).fetchall()
+    assert [(u, er) for u, er, *_ in stored] == features
+    assert [c for _, _, c, _, _ in stored] == clustering.clusters.tolist()
+    assert all(persona == profile_persona for *_, persona, profile_persona in stored)
+
+
+def test_a_snapshot_of_features_that_changed_meanwhile_is_refused(con, clustering):
+    con.execute(
+        "UPDATE features.influencer_features SET er = er + 1 WHERE username = "
+        "(SELECT min(username) FROM features.clusterable)"
+    )
+    before = counts(con)
+    with pytest.raises(KicError, match="changed while they were being clustered"):
+        write_snapshot(con, clustering)
+    assert counts(con) == before
+
+
 def test_a_failure_in_the_middle_of_a_snapshot_write_leaves_no_partial_snapshot(con, clustering):
     write_snapshot(con, clustering)
     before = counts(con)
-    # A real failure after the snapshot row and candidates are inserted: the assignments
-    # break their table's key.
-    broken = replace(clustering, assignments=pd.concat([clustering.assignments, clustering.assignments.head(1)]))
+    # A real failure after the snapshot row and candidates are inserted: the profiles break
+    # their table's key.
+    broken = replace(clustering, profiles=pd.concat([clustering.profiles, clustering.profiles.head(1)]))
     with pytest.raises(duckdb.ConstraintException):
         write_snapshot(con, broken)
     assert counts(con) == before

@@ -8,10 +8,12 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar, transaction
 from warehouse.errors import KicError
+from warehouse.snapshots import clusterable_fingerprint
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -30,11 +32,9 @@ SELECT
 
 LATEST_FEATURE_DATE = "SELECT max(feature_date) FROM features.influencer_features"
 
+# Numbers only, in the order the snapshot writes them back (features.clusterable.row_index).
 CLUSTERABLE_FEATURES = """
-SELECT username, er, active_rate, follower
-FROM features.influencer_features
-WHERE feature_date = ? AND is_clusterable
-ORDER BY username
+SELECT er, active_rate, follower FROM features.clusterable WHERE feature_date = ? ORDER BY row_index
 """
 
 FEATURE_SUMMARY = """
@@ -51,6 +51,20 @@ HOW_TO_REFRESH = "run the nightly-refresh deployment or `kic features`"
 @cache
 def sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ClusterableFeatures:
+    """The clusterable influencers of one date as arrays, in features.clusterable's row_index order."""
+
+    feature_date: date
+    er: np.ndarray
+    active_rate: np.ndarray
+    follower: np.ndarray
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.er)
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,13 @@ def feature_date_to_cluster(con: duckdb.DuckDBPyConnection, feature_date: date |
     return latest
 
 
-def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:
-    """username, er, active_rate, follower of every clusterable influencer on that date."""
-    return con.execute(CLUSTERABLE_FEATURES, [feature_date]).df()
+def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> ClusterableFeatures:
+    """er, active_rate and follower of every clusterable influencer on that date, as arrays."""
+    columns = con.execute(CLUSTERABLE_FEATURES, [feature_date]).fetchnumpy()
+    return ClusterableFeatures(
+        feature_date,
+        np.asarray(columns["er"], dtype=np.float64),
+        np.asarray(columns["active_rate"], dtype=np.float64),
+        np.asarray(columns["follower"], dtype=np.float64),
+        clusterable_fingerprint(con, feature_date),
+    )

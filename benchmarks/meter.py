@@ -1,0 +1,71 @@
+"""What the benchmarks measure: wall time and peak resident memory, of parts and of processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+
+from pipeline import steps
+
+MIB = 2**20
+
+
+class Meter:
+    """Wall time and peak RSS (sampled every 20 ms) of each named part."""
+
+    def __init__(self):
+        self.parts: dict[str, tuple[float, int]] = {}
+        self.peak = 0
+        self.running = True
+        threading.Thread(target=self.sample, daemon=True).start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        self.peak = self.rss()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            self.peak = max(self.peak, self.rss())
+            done = self.parts.get(name, (0.0, 0))
+            self.parts[name] = (done[0] + seconds, max(done[1], self.peak))
+
+    def call(self, step):
+        """A `call` for pipeline.jobs: every step is a part, and fit reports its own parts."""
+
+        def run(*args, **kwargs):
+            if step is steps.fit:
+                kwargs["probe"] = self.part
+                return step(*args, **kwargs)
+            with self.part(step.__name__):
+                return step(*args, **kwargs)
+
+        return run
+
+
+def run_process(command: list[str]) -> tuple[float, int]:
+    """Run a command to its end: its wall seconds and its own peak RSS (bytes)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {child.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024
