@@ -1,4 +1,4 @@
-"""nightly-refresh: crawl → validate the new raw rows → derive and validate features → publish."""
+"""nightly-refresh: crawl (in shards) → load → validate the new raw rows → derive and validate features → publish."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import datetime as dt
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs
 from pipeline.crawl import CrawlRequest
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
+from warehouse.errors import KicError
 
 
 def run_name() -> str:
@@ -55,6 +58,38 @@ def nightly_artifacts(refresh: jobs.Refresh) -> None:
     )
 
 
+@task(name="run_shard", retries=0, cache_policy=NO_CACHE)
+def run_shard(deployment: str, parameters: dict) -> dict:
+    """Start one shard's crawl-shard flow run on the work pool and wait for it to end."""
+    # Not retried here: the crawl-shard flow retries itself, on whichever worker runs it.
+    state = run_deployment(deployment, parameters=parameters, timeout=None, poll_interval=2).state
+    return {"shard": parameters["shard"], "state": state.type.value, "message": state.message}
+
+
+def shard_runner(settings: Settings, request: CrawlRequest, config: str | None):
+    """Runs each shard as a flow run of the crawl-shard deployment, all at once; waits for every one."""
+
+    def run_shards(crawl_key: str, shards: list[str]) -> None:
+        base = {
+            "crawl_key": crawl_key,
+            "landing_url": settings.landing_root,
+            "source": request.source,
+            "date": request.as_of.isoformat(),
+            "base_url": request.base_url,
+            "config": config,
+        }
+        futures = [run_shard.submit(settings.crawl_shard_deployment, {**base, "shard": s}) for s in shards]
+        ended = [future.result() for future in futures]
+        failed = [e for e in ended if e["state"] != "COMPLETED"]
+        if failed:
+            # The other shards' rows are kept: the load closes the crawl as interrupted, and
+            # every account of a failed shard gets a "not crawled" outcome.
+            run_shards.failed = [f"{e['shard']}: {e['state']} ({e['message']})" for e in failed]
+
+    run_shards.failed = []
+    return run_shards
+
+
 @flow(name="nightly-refresh", flow_run_name=run_name)
 def nightly_refresh(
     source: str = "web",
@@ -64,14 +99,21 @@ def nightly_refresh(
     base_url: str | None = None,
     config: str | None = None,
     warehouse: str | None = None,
+    shards: int | None = None,
 ) -> dict:
-    """Crawl (the watchlist by default), validate the new rows, derive features, publish."""
+    """Crawl (the watchlist by default, in `shards` parts), load, validate the new rows, derive features, publish."""
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     request = CrawlRequest(
         source=source, usernames=accounts, tag=tag, as_of=date or settings.today(), base_url=base_url
     )
-    refresh = jobs.refresh(settings, request, call=as_task)
+    shards = shards or settings.crawl_shards
+    runner = shard_runner(settings, request, config) if shards > 1 else None
+    refresh = jobs.refresh(settings, request, call=as_task, shards=shards, run_shards=runner)
     nightly_artifacts(refresh)
+    if runner is not None and runner.failed:
+        raise KicError(
+            "shard(s) failed after their retries, their accounts recorded as not crawled: " + "; ".join(runner.failed)
+        )
     return {
         "crawl_id": refresh.crawl.crawl_id,
         "feature_date": refresh.features.summary.feature_date.isoformat(),

@@ -124,7 +124,10 @@ def echo_crawl(summary) -> None:
         f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
         + (f" - {summary.message}" if summary.message else "")
     )
-    typer.echo(f"crawl log: {summary.log_file}")
+    for name, why in summary.refused.items():
+        typer.echo(f"landed file refused: {name}: {why}", err=True)
+    if summary.log_file:
+        typer.echo(f"crawl log: {summary.log_file}")
 
 
 def echo_features(features) -> None:
@@ -204,6 +207,9 @@ def run(
 @app.command("serve")
 def serve(
     port: Annotated[int, typer.Option(help="Port of the Prefect server and UI on 127.0.0.1.")] = 4200,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on this machine (crawl shards run on whichever is free).")
+    ] = 1,
 ) -> None:
     """Run the schedule on this machine: Prefect server and UI, work pool, deployments, worker.
 
@@ -212,7 +218,7 @@ def serve(
     """
     from kic.serve import serve_until_stopped
 
-    serve_until_stopped(load_settings(), port, echo=typer.echo)
+    serve_until_stopped(load_settings(), port, echo=typer.echo, workers=workers)
 
 
 # --- collecting ----------------------------------------------------------------------------
@@ -254,6 +260,35 @@ def crawl(
     echo_crawl(refresh.crawl)
     typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
     echo_features(refresh.features)
+    echo_where(settings)
+
+
+@app.command("load")
+def load(
+    crawl_keys: Annotated[
+        list[str] | None, typer.Argument(help="Crawls to load, by name (default: every finished crawl not loaded).")
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Move crawls that landed (e.g. `scrapy crawl` run by hand) into the warehouse, each in one transaction.
+
+    A crawl named here is loaded even if a shard never finished: it is closed as interrupted,
+    its unreached accounts recorded as not crawled. `kic features` then validates it.
+    """
+    from pipeline import jobs
+    from pipeline.crawl import unloaded_crawls
+
+    settings = settings_for(warehouse)
+    if not crawl_keys:
+        crawl_keys, running = unloaded_crawls(settings)
+        for key in running:
+            typer.echo(f"not loaded: {key} is still running (name it to load what landed and close it)")
+        if not crawl_keys:
+            typer.echo(f"nothing to load in {settings.landing_root}")
+            return
+    for summary in jobs.load(settings, crawl_keys):
+        echo_crawl(summary)
+    typer.echo("validate and derive features: kic features")
     echo_where(settings)
 
 

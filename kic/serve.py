@@ -83,6 +83,8 @@ class PrefectStack:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for server, CLI and worker
     log_dir: Path | None = None
     worker_poll_seconds: float | None = None
+    workers: int = 1  # worker processes polling the pool (each crawl shard runs on whichever is free)
+    worker_limit: int | None = None  # flow runs each worker runs at once (None: no limit)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -138,7 +140,10 @@ class PrefectStack:
         self.wait_healthy(server, timeout)
         self.run("work-pool", "create", work_pool_name(), "--type", "process", "--overwrite")
         self.run("--no-prompt", "deploy", "--all")
-        self.spawn("worker", "worker", "start", "--pool", work_pool_name(), "--name", "kic-worker")
+        for n in range(1, self.workers + 1):
+            name = "kic-worker" if self.workers == 1 else f"kic-worker-{n}"
+            limit = ["--limit", str(self.worker_limit)] if self.worker_limit else []
+            self.spawn(name, "worker", "start", "--pool", work_pool_name(), "--name", name, *limit)
         return self
 
     def wait_healthy(self, server: subprocess.Popen, timeout: float) -> None:
@@ -186,7 +191,7 @@ def raise_stop(signum, frame):
     raise Stop(signal.Signals(signum).name)
 
 
-def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], None] = print) -> None:
+def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], None] = print, workers: int = 1) -> None:
     """Sandbox (unless a real source is configured), Prefect stack, then wait for SIGINT or SIGTERM.
 
     Both signals are handled the same way, even when started in the background (where a
@@ -211,9 +216,12 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                     added = jobs.watch(settings, [a.username for a in sandbox.population.accounts], "sandbox")
                     echo(f"watchlist was empty: added the sandbox's {added} accounts")
                 echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
-            stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path))
+            stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers))
             echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
-            echo("deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays)")
+            echo(
+                "deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays), "
+                f"crawl-shard (started by nightly-refresh); {workers} worker(s) on pool {work_pool_name()}"
+            )
             echo(
                 f"run one now: PREFECT_API_URL={stack.api_url} "
                 "uv run prefect deployment run nightly-refresh/nightly-refresh"

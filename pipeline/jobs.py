@@ -9,7 +9,7 @@ nothing reaches features without validation, and a read never writes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -64,8 +64,7 @@ class Recluster:
 
 def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True):
     """Validate one crawl's raw rows and record the result; with `require`, stop on a table-level failure."""
-    rows = call(steps.read_crawl_rows)(settings, crawl_id)
-    validation = call(steps.validate_crawl_rows)(settings, rows)
+    validation = call(steps.validate_crawl_rows)(settings, crawl_id)
     call(steps.store_validation)(settings, validation)
     if require:
         call(steps.require_table_checks)(validation)
@@ -80,23 +79,52 @@ def derive_features(settings: Settings, feature_date: date | None = None, *, cal
         validate_crawl(settings, crawl_id, call=call, require=False)
         for crawl_id in call(steps.find_unvalidated_crawls)(settings)
     ]
-    rows = call(steps.compute_features)(settings, feature_date)
-    validation, keep = call(steps.validate_feature_rows)(settings, rows)
-    call(steps.store_validation)(settings, validation)
-    call(steps.require_table_checks)(validation)
-    summary = call(steps.write_features)(settings, rows.feature_date, keep)
-    return Features(summary, validation, crawl_validations)
+    rows = call(steps.validate_feature_rows)(settings, feature_date)
+    call(steps.store_validation)(settings, rows.validation)
+    call(steps.require_table_checks)(rows.validation)
+    summary = call(steps.write_features)(settings, rows)
+    return Features(summary, rows.validation, crawl_validations)
 
 
 def refresh(
-    settings: Settings, request: CrawlRequest, *, call: Call = direct, progress: Callable | None = None
+    settings: Settings,
+    request: CrawlRequest,
+    *,
+    call: Call = direct,
+    progress: Callable | None = None,
+    shards: int = 1,
+    run_shards: Callable[[str, list[str]], object] | None = None,
 ) -> Refresh:
-    """The nightly refresh: crawl → validate its rows → derive and validate features → publish."""
-    crawled = call(steps.crawl)(settings, request, progress)
+    """The nightly refresh: crawl (landing files) → load → validate its rows → derive and validate features → publish.
+
+    `run_shards(crawl_key, shards)` runs the shards elsewhere (the nightly flow: one flow run
+    per shard on the work pool) and returns once all have ended; by default the one shard
+    runs here.
+    """
+    opened = call(steps.open_crawl)(settings, request, shards)
+    log_file = None
+    if run_shards is None:
+        for shard in opened.shards:
+            log_file = call(steps.crawl)(settings, request, opened.crawl_key, shard, progress).log_file
+    else:
+        run_shards(opened.crawl_key, opened.shards)
+    return load_and_derive(settings, opened.crawl_key, call=call, log_file=log_file)
+
+
+def load_and_derive(settings: Settings, crawl_key: str, *, call: Call = direct, log_file=None) -> Refresh:
+    """What follows a crawl: load what landed → validate its rows → derive and validate features → publish."""
+    crawled = replace(call(steps.load)(settings, crawl_key), log_file=log_file)
     validation = validate_crawl(settings, crawled.crawl_id, call=call)
     features = derive_features(settings, crawled.as_of_date, call=call)
     call(steps.publish)(settings)
     return Refresh(crawled, validation, features)
+
+
+def load(settings: Settings, crawl_keys: list[str], *, call: Call = direct) -> list[CrawlSummary]:
+    """Load crawls that landed (e.g. run by hand with `scrapy crawl`), then publish; validation comes with features."""
+    loaded = [call(steps.load)(settings, key) for key in crawl_keys]
+    call(steps.publish)(settings)
+    return loaded
 
 
 def import_csv(settings: Settings, path: Path, as_of: date, *, call: Call = direct) -> Import:

@@ -10,17 +10,18 @@ from pipeline.settings import Settings
 from warehouse.errors import KicError
 
 
-def graph_access_token(settings: Settings) -> str | None:
-    """The Graph API token: KIC_GRAPH_ACCESS_TOKEN, else the Prefect Secret block named in settings."""
+def graph_access_token(settings: Settings, shard: str | None = None) -> str | None:
+    """The Graph API token: KIC_GRAPH_ACCESS_TOKEN (each worker's own environment), else the
+    Prefect Secret block named in settings, where `{shard}` stands for the shard's name
+    (e.g. `graph-token-{shard}`: one token per shard, since the API's limits are per token)."""
     if settings.graph_access_token is not None:
         return settings.graph_access_token.get_secret_value()
     if settings.graph_access_token_block:
         from prefect.blocks.system import Secret
 
+        name = settings.graph_access_token_block.replace("{shard}", shard or "shard-001-of-001")
         try:
-            return str(Secret.load(settings.graph_access_token_block).get())
+            return str(Secret.load(name).get())
         except ValueError as exc:
-            raise KicError(
-                f"Prefect Secret block {settings.graph_access_token_block!r} could not be read: {exc}"
-            ) from None
+            raise KicError(f"Prefect Secret block {name!r} could not be read: {exc}") from None
     return None

@@ -65,9 +65,23 @@ class Settings(BaseSettings):
     # How long a run waits for another process holding the warehouse before it gives up.
     lock_wait_seconds: float = Field(DEFAULT_LOCK_WAIT_SECONDS, ge=0)
 
+    # Landing: crawls write Parquet here, the loader moves it into the warehouse. A folder
+    # (default: `landing` beside the warehouse) or any fsspec URL (s3://bucket/kic-landing):
+    # crawlers on other machines need one they all reach.
+    landing_url: str | None = None
+    landing_retention_days: float = Field(7.0, ge=0)  # landed files kept this long after loading
+    # The nightly crawl is split into this many shards, each its own flow run of the
+    # crawl-shard deployment, picked up by any worker polling the work pool.
+    crawl_shards: int = Field(1, ge=1)
+    crawl_shard_deployment: str = "crawl-shard/crawl-shard"
+
     @property
     def analytics_path(self) -> Path:
         return self.analytics_copy or self.warehouse.with_name("analytics.duckdb")
+
+    @property
+    def landing_root(self) -> str:
+        return self.landing_url or str(self.data_dir / "landing")
 
     @property
     def data_dir(self) -> Path:

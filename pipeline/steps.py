@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.crawl import CrawlRequest, CrawlSummary, run_crawl
+from pipeline import crawl as crawling
+from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult, store_study_csv
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.study_csv import StudyCsv
@@ -35,12 +36,11 @@ log = logging.getLogger("kic.pipeline")
 
 IO, PURE = "io", "pure"
 
-CRAWL_ROWS = {
-    "raw.profiles": "SELECT * FROM raw.profiles WHERE crawl_id = ? ORDER BY username",
-    "raw.posts": "SELECT * FROM raw.posts WHERE crawl_id = ? ORDER BY post_id",
-    "raw.imported_media_means": "SELECT * FROM raw.imported_media_means WHERE crawl_id = ? ORDER BY username",
-}
 CRAWL_SOURCE = "SELECT source FROM raw.crawl_runs WHERE crawl_id = ?"
+# DuckDB's own memory while a step goes through a night's rows (its cache of the blocks
+# scanned, the feature query's aggregates): bounded, so that the steps' memory follows the
+# chunk and not the night; past it DuckDB spills to disk beside the warehouse.
+STREAMING_DUCKDB_MEMORY = "256MB"
 UNVALIDATED_CRAWLS = "SELECT crawl_id FROM staging.unvalidated_crawls ORDER BY crawl_id"
 CHANGES = """
 SELECT username, previous_persona, current_persona, change FROM clusters.changes ORDER BY change, username
@@ -66,23 +66,18 @@ class ValidationFailed(KicError):
 
 
 @dataclass(frozen=True)
-class CrawlRows:
-    """One crawl's raw rows per table, the tables' declared columns and the previous crawl's counts."""
-
-    crawl_id: int
-    rows: dict[str, pd.DataFrame]
-    columns: dict[str, list[str]]
-    previous: dict[str, int] | None  # rows per table of the source's previous readable crawl
-
-
-@dataclass(frozen=True)
 class FeatureRows:
-    """One date's feature rows as computed (not stored), the table's columns, the previous count."""
+    """One date's feature rows as validated: they stay in DuckDB (the feature query), and this
+    says which to leave out and what validation saw."""
 
     feature_date: date
-    rows: pd.DataFrame
-    columns: list[str]
-    previous: int | None
+    validation: object  # transforms.validation.Validation
+    fingerprint: feature_sql.Fingerprint  # of the rows validated: the write checks it writes those
+
+    @property
+    def quarantined(self) -> list[str]:
+        """Usernames of the rows validation quarantined (a few): the write leaves them out."""
+        return self.validation.quarantined_keys("features.influencer_features", "username")
 
 
 def open_warehouse(settings: Settings, read_only: bool = False):
@@ -100,23 +95,46 @@ def validator(settings: Settings):
 
 
 @io_step
+def open_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> crawling.OpenedCrawl:
+    """Pick the crawl's accounts (the watchlist by default), split them into shards, record it in the landing area."""
+    opened = crawling.open_crawl(settings, request, shards)
+    log.info("crawl %s: %d account(s) in %d shard(s)", opened.crawl_key, opened.accounts, len(opened.shards))
+    return opened
+
+
+@io_step
 def crawl(
-    settings: Settings, request: CrawlRequest, progress: Callable[[int, int], None] | None = None
-) -> CrawlSummary:
-    """Run the Scrapy spider in a subprocess; log what it stored and its Scrapy stats."""
-    summary = run_crawl(settings, request, progress)
+    settings: Settings,
+    request: CrawlRequest,
+    crawl_key: str,
+    shard: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> crawling.ShardRun:
+    """Run the Scrapy spider on one shard in a subprocess, landing what it fetches (never the warehouse)."""
+    run = crawling.run_shard(settings, request, crawl_key, shard, progress)
+    log.info("crawl %s %s: %d account(s), %s; log %s", crawl_key, shard, run.accounts, run.status, run.log_file)
+    if run.message:
+        log.warning("crawl %s %s: %s", crawl_key, shard, run.message)
+    return run
+
+
+@io_step
+def load(settings: Settings, crawl_key: str) -> CrawlSummary:
+    """Move a crawl's landed files into raw.* in one transaction and close its run; log what it stored."""
+    summary = crawling.load(settings, crawl_key)
     log.info(
-        "crawl %d (%s, %s): %d requested, %d profiles, %d posts; outcomes %s; log %s",
+        "crawl %d (%s, %s): %d requested, %d profiles, %d posts; outcomes %s",
         summary.crawl_id,
-        summary.source,
+        summary.crawl_key,
         summary.status,
         summary.accounts_requested,
         summary.profiles_written,
         summary.posts_written,
         summary.outcomes,
-        summary.log_file,
     )
     log.info("Scrapy stats of crawl %d: %s", summary.crawl_id, summary.stats)
+    for name, why in summary.refused.items():
+        log.warning("crawl %d: landed file %s refused: %s", summary.crawl_id, name, why)
     if summary.message:
         log.warning("crawl %d: %s", summary.crawl_id, summary.message)
     return summary
@@ -167,25 +185,28 @@ def find_unvalidated_crawls(settings: Settings) -> list[int]:
 
 
 @io_step
-def read_crawl_rows(settings: Settings, crawl_id: int) -> CrawlRows:
-    """Read one crawl's raw rows, the raw tables' columns and the previous crawl's row counts."""
+def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = quality.CHUNK_ROWS):
+    """Read one crawl's raw rows in chunks (read-only), run the raw and volume suites (renders Data Docs)."""
+    from transforms.validation import validate_crawl
+
+    # Reads the warehouse and writes only files (Data Docs, GX's results): an I/O step, retried.
     with open_warehouse(settings, read_only=True) as con:
-        rows = {table: con.execute(sql, [crawl_id]).df() for table, sql in CRAWL_ROWS.items()}
-        columns = {table: quality.table_columns(con, table) for table in CRAWL_ROWS}
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")
+        counts = quality.crawl_counts(con, crawl_id)
+        columns = {table: quality.table_columns(con, table) for table in quality.CRAWL_TABLES}
         (source,) = con.execute(CRAWL_SOURCE, [crawl_id]).fetchall()[0]
         previous = None
         if source in CRAWL_SOURCES:  # an import is a file of its own: no volume to compare
-            counts = quality.previous_crawl_counts(con, crawl_id, source) or (None, None)
-            previous = dict(zip(("raw.profiles", "raw.posts"), counts, strict=True))
-    return CrawlRows(crawl_id, rows, columns, previous)
-
-
-@pure_step
-def validate_crawl_rows(settings: Settings, crawl: CrawlRows):
-    """Run the raw suites and the volume suite; find the rows to quarantine (renders Data Docs)."""
-    from transforms.validation import validate_crawl
-
-    return validate_crawl(validator(settings), crawl.crawl_id, crawl.rows, crawl.columns, crawl.previous)
+            before = quality.previous_crawl_counts(con, crawl_id, source) or (None, None)
+            previous = dict(zip(("raw.profiles", "raw.posts"), before, strict=True))
+        return validate_crawl(
+            validator(settings),
+            crawl_id,
+            lambda table, key: quality.crawl_rows(con, table, crawl_id, key, chunk_rows),
+            counts,
+            columns,
+            previous,
+        )
 
 
 @io_step
@@ -207,34 +228,31 @@ def require_table_checks(validation) -> None:
 
 
 @io_step
-def compute_features(settings: Settings, feature_date: date | None) -> FeatureRows:
-    """Compute one date's feature rows in DuckDB (default: the latest validated data), without storing them."""
-    with open_warehouse(settings, read_only=True) as con:
-        day = feature_sql.feature_date_or_latest(con, feature_date)
-        return FeatureRows(
-            day,
-            feature_sql.compute_features(con, day),
-            quality.table_columns(con, "features.influencer_features"),
-            quality.previous_feature_count(con, day),
-        )
-
-
-@pure_step
-def validate_feature_rows(settings: Settings, features: FeatureRows):
-    """Run the features and volume suites; return the validation and the rows that passed."""
+def validate_feature_rows(
+    settings: Settings, feature_date: date | None, chunk_rows: int = quality.CHUNK_ROWS
+) -> FeatureRows:
+    """Compute one date's features in DuckDB (default: the latest data), validate them in chunks, read-only."""
     from transforms.validation import validate_features
 
-    return validate_features(
-        validator(settings), features.rows, features.columns, features.previous, features.feature_date
-    )
+    # Like validate_crawl_rows: reads the warehouse, writes only Data Docs. Nothing is stored.
+    with open_warehouse(settings, read_only=True) as con:
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")
+        day = feature_sql.feature_date_or_latest(con, feature_date)
+        columns = quality.table_columns(con, "features.influencer_features")
+        previous = quality.previous_feature_count(con, day)
+        rows = feature_sql.FeatureStream(con, day, chunk_rows)
+        validation = validate_features(validator(settings), rows, columns, previous, day)
+    return FeatureRows(day, validation, rows.fingerprint)
 
 
 @io_step
-def write_features(settings: Settings, feature_date: date, rows: pd.DataFrame) -> feature_sql.FeatureSummary:
-    """Replace one date's features with the validated rows, in one transaction."""
+def write_features(settings: Settings, features: FeatureRows) -> feature_sql.FeatureSummary:
+    """Replace one date's features with the rows that passed validation, from SQL, in one transaction."""
     with open_warehouse(settings) as con:
-        feature_sql.write_features(con, feature_date, rows)
-        return feature_sql.summarize_features(con, feature_date)
+        feature_sql.insert_features(
+            con, features.feature_date, features.quarantined, features.fingerprint, STREAMING_DUCKDB_MEMORY
+        )
+        return feature_sql.summarize_features(con, features.feature_date)
 
 
 # --- cluster --------------------------------------------------------------------------------

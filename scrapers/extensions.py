@@ -1,6 +1,6 @@
 """Progress lines for `kic crawl`'s progress bar (off unless KIC_PROGRESS is set).
 
-The crawl also reports its own crawl id on this channel, so the parent process never has
+The crawl also reports its own crawl key on this channel, so the parent process never has
 to guess which run is its own.
 """
 
@@ -15,14 +15,14 @@ from scrapers.signals import crawl_run_opened
 
 
 class ProgressLines:
-    """Prints `KIC-PROGRESS {"crawl_id": c, "done": n, "total": m}` to stdout: once the run is
-    recorded, then after each account."""
+    """Prints `KIC-PROGRESS {"crawl_key": k, "done": n, "total": m}` to stdout: once the crawl
+    has its landing place, then after each account."""
 
     PREFIX = "KIC-PROGRESS "
 
     def __init__(self, crawler):
         self.crawler = crawler
-        self.crawl_id = None
+        self.crawl_key = None
         self.done = 0
 
     @classmethod
@@ -34,8 +34,8 @@ class ProgressLines:
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
         return extension
 
-    def run_opened(self, crawl_id, spider):
-        self.crawl_id = crawl_id
+    def run_opened(self, crawl_key, spider):
+        self.crawl_key = crawl_key
         self.emit(spider)
 
     def item_scraped(self, item, spider):
@@ -45,5 +45,5 @@ class ProgressLines:
 
     def emit(self, spider):
         total = len(getattr(spider, "requested", ())) or self.done
-        line = {"crawl_id": self.crawl_id, "done": self.done, "total": total}
+        line = {"crawl_key": self.crawl_key, "done": self.done, "total": total}
         print(self.PREFIX + json.dumps(line), file=sys.stdout, flush=True)

@@ -1,16 +1,16 @@
-"""Writing crawled accounts into the warehouse's raw layer, in batches."""
+"""Landing crawled accounts as Parquet files, in batches, for the loader to move into raw.*."""
 
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+import uuid
 
 import pandas as pd
 
 from scrapers.items import AccountItem, DiscoveredAccountItem
 from scrapers.signals import crawl_run_opened
-from warehouse import raw, watchlist
-from warehouse.db import connect, transaction
+from warehouse.landing import Landing, new_crawl_key
+from warehouse.raw import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
 # Nullable integer columns: pandas would otherwise turn a None among ints into a float.
@@ -20,27 +20,24 @@ NULLABLE_INTS = {
     "account_outcomes": ["http_status"],
 }
 
-INTERRUPT_STALE_RUNS = """
-UPDATE raw.crawl_runs
-SET status = $interrupted, finished_at = now(),
-    message = 'the crawling process ended without closing its run'
-WHERE status = $running
-"""
 
+class LandingPipeline:
+    """Lands each account's outcome, profile and posts as Parquet files, in batches.
 
-class DuckDBPipeline:
-    """Stores each account's outcome, profile and posts in raw.*, tagged with the crawl run.
-
-    Holds one connection for the crawl. Accounts are buffered and written
-    KIC_BATCH_SIZE at a time, each batch in one transaction, so an account's rows land
-    together; whatever was written stays if the crawl is interrupted.
+    The crawl never opens the warehouse: a loader moves what landed into raw.* afterwards
+    (`kic load`, the nightly flow), holding the warehouse's write lock only for that. Accounts
+    are buffered and landed KIC_BATCH_SIZE at a time; whatever landed stays loadable if the
+    crawl is interrupted. At the end, every account asked for and not answered gets an outcome.
     """
 
-    def __init__(self, crawler, warehouse: str, batch_size: int, lock_wait_seconds: float):
+    def __init__(self, crawler, landing_url: str, crawl_key: str | None, shard: str, batch_size: int):
         self.crawler = crawler
-        self.warehouse = warehouse
+        self.landing = Landing(landing_url)
+        self.crawl_key = crawl_key
+        self.shard = shard
         self.batch_size = batch_size
-        self.lock_wait_seconds = lock_wait_seconds
+        self.attempt = uuid.uuid4().hex[:8]  # this process's batches never overwrite an earlier attempt's
+        self.batch = 0
         self.pending: list[AccountItem] = []
         self.discovered: list[DiscoveredAccountItem] = []
         self.written: set[str] = set()
@@ -50,25 +47,22 @@ class DuckDBPipeline:
         settings = crawler.settings
         return cls(
             crawler,
-            settings.get("KIC_WAREHOUSE"),
+            settings.get("KIC_LANDING_URL"),
+            settings.get("KIC_CRAWL_KEY") or None,
+            settings.get("KIC_SHARD"),
             settings.getint("KIC_BATCH_SIZE"),
-            settings.getfloat("KIC_LOCK_WAIT_SECONDS"),
         )
 
     def open_spider(self):
         spider = self.crawler.spider
-        self.resources = ExitStack()
-        self.con = self.resources.enter_context(connect(self.warehouse, lock_wait_seconds=self.lock_wait_seconds))
-        # This process holds the only write lock on the file, so any run still marked
-        # running belongs to a crawl that died without closing it.
-        self.con.execute(
-            INTERRUPT_STALE_RUNS, {"interrupted": RunStatus.INTERRUPTED, "running": RunStatus.RUNNING}
-        ).fetchall()
-        self.crawl_id = raw.open_run(
-            self.con, spider.source, spider.base_url, spider.as_of, accounts_requested=len(spider.requested)
-        )
-        spider.logger.info("crawl run %d into %s", self.crawl_id, self.warehouse)
-        self.crawler.signals.send_catch_log(crawl_run_opened, crawl_id=self.crawl_id, spider=spider)
+        if self.crawl_key is None:
+            # A crawl started by hand (`scrapy crawl instagram …`): it records its own request.
+            self.crawl_key = new_crawl_key(spider.source, spider.as_of)
+            self.landing.open_crawl(
+                self.crawl_key, spider.source, spider.base_url, spider.as_of, {self.shard: list(spider.requested)}
+            )
+        spider.logger.info("crawl %s, %s: landing in %s", self.crawl_key, self.shard, self.landing.url)
+        self.crawler.signals.send_catch_log(crawl_run_opened, crawl_key=self.crawl_key, spider=spider)
 
     def process_item(self, item):
         if isinstance(item, DiscoveredAccountItem):
@@ -87,12 +81,13 @@ class DuckDBPipeline:
         if not self.pending and not self.discovered:
             return
         started = time.perf_counter()
-        frames = rows_of(self.pending, self.crawl_id)
-        with transaction(self.con):
-            for table, frame in frames.items():
-                raw.append(self.con, table, frame)
-            for tag in {d["tag"] for d in self.discovered}:
-                watchlist.add(self.con, [d["username"] for d in self.discovered if d["tag"] == tag], f"tag:{tag}")
+        frames = rows_of(self.pending)
+        frames["discovered"] = pd.DataFrame(
+            {"username": [d["username"] for d in self.discovered], "tag": [d["tag"] for d in self.discovered]},
+            dtype=str,
+        )
+        self.batch += 1
+        self.landing.put_batch(self.crawl_key, self.shard, f"{self.attempt}-{self.batch:06d}", frames)
         self.crawler.stats.inc_value("kic/accounts_written", len(self.pending))
         self.crawler.stats.inc_value("kic/posts_written", len(frames["posts"]))
         self.crawler.stats.inc_value("kic/rows_written", sum(len(f) for f in frames.values()))
@@ -101,43 +96,37 @@ class DuckDBPipeline:
 
     def close_spider(self):
         spider = self.crawler.spider
-        try:
-            self.flush()
-            # Nothing is dropped silently: every account asked for gets an outcome. A run
-            # that could not reach them all (stopped, blocked) is marked interrupted.
-            unreached = [u for u in spider.requested if u not in self.written]
-            why = getattr(spider, "close_reason", None) or "stopped"
-            with transaction(self.con):
-                if unreached:
-                    raw.append(
-                        self.con,
-                        "account_outcomes",
-                        pd.DataFrame(
-                            {
-                                "crawl_id": self.crawl_id,
-                                "username": unreached,
-                                "status": AccountStatus.ERROR,
-                                "reason": f"not crawled: the crawl closed early ({why})",
-                                "fetched_at": raw.utcnow(),
-                            }
-                        ),
-                    )
-                raw.close_run(
-                    self.con,
-                    self.crawl_id,
-                    RunStatus.INTERRUPTED if unreached else RunStatus.SUCCEEDED,
-                    stats=self.crawler.stats.get_stats(),
-                    message=f"{len(unreached)} account(s) not crawled: {why}" if unreached else None,
-                )
-        finally:
-            self.resources.close()
+        self.flush()
+        # Nothing is dropped silently: every account asked for gets an outcome (tag crawls
+        # add accounts as they find them, so the spider's list is the one to check).
+        unreached = [u for u in spider.requested if u not in self.written]
+        why = getattr(spider, "close_reason", None) or "stopped"
+        if unreached:
+            outcomes = pd.DataFrame(
+                {
+                    "username": unreached,
+                    "status": AccountStatus.ERROR,
+                    "reason": f"not crawled: the crawl closed early ({why})",
+                    "fetched_at": utcnow(),
+                }
+            )
+            self.batch += 1
+            batch = f"{self.attempt}-{self.batch:06d}"
+            self.landing.put_batch(self.crawl_key, self.shard, batch, {"account_outcomes": outcomes})
+        self.landing.close_shard(
+            self.crawl_key,
+            self.shard,
+            RunStatus.INTERRUPTED if unreached else RunStatus.SUCCEEDED,
+            message=f"{len(unreached)} account(s) not crawled: {why}" if unreached else None,
+            stats=self.crawler.stats.get_stats(),
+        )
 
 
-def rows_of(items: list[AccountItem], crawl_id: int) -> dict[str, pd.DataFrame]:
-    """The raw.account_outcomes, raw.profiles and raw.posts rows of a batch of accounts."""
+def rows_of(items: list[AccountItem]) -> dict[str, pd.DataFrame]:
+    """The raw.account_outcomes, raw.profiles and raw.posts rows of a batch (the loader adds the crawl id)."""
     outcomes, profiles, posts = [], [], []
     for item in items:
-        stamp = {"crawl_id": crawl_id, "username": item["username"], "fetched_at": item["fetched_at"]}
+        stamp = {"username": item["username"], "fetched_at": item["fetched_at"]}
         outcomes.append(
             {
                 **stamp,

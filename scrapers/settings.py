@@ -39,10 +39,12 @@ DOWNLOADER_MIDDLEWARES = {
 # A login or checkpoint answer stops the crawl (see the spider): never push on through one.
 
 # --- Output ---------------------------------------------------------------------------
-ITEM_PIPELINES = {"scrapers.pipelines.DuckDBPipeline": 300}
-KIC_WAREHOUSE = "data/warehouse.duckdb"
-KIC_LOCK_WAIT_SECONDS = 120.0  # how long to wait for another process holding the warehouse
-KIC_BATCH_SIZE = 200  # accounts per warehouse write
+# The crawl lands Parquet files; it never opens the warehouse (`kic load` moves them in).
+ITEM_PIPELINES = {"scrapers.pipelines.LandingPipeline": 300}
+KIC_LANDING_URL = "data/landing"  # a folder, or any fsspec URL (s3://bucket/landing, …)
+KIC_CRAWL_KEY = ""  # set by `kic crawl` and the nightly flow; empty: the crawl names itself
+KIC_SHARD = "shard-001-of-001"  # which part of the crawl this process is
+KIC_BATCH_SIZE = 200  # accounts per landed batch
 KIC_PROGRESS = False  # progress lines on stdout, for `kic crawl`
 EXTENSIONS = {"scrapers.extensions.ProgressLines": 500}
 

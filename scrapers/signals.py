@@ -1,4 +1,4 @@
 """The project's own Scrapy signals."""
 
-# Sent by the DuckDB pipeline once the crawl run is recorded, with `crawl_id`.
+# Sent by the landing pipeline once the crawl has its landing place, with `crawl_key`.
 crawl_run_opened = object()

@@ -5,16 +5,19 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 
 import pytest
 
-from conftest import derive, mark_validated, subprocess_env
+from conftest import derive, kic, mark_validated, subprocess_env
 from pipeline.crawl import (
     SANDBOX_SCRAPY_SETTINGS,
     CrawlRequest,
     crawl_env,
-    run_crawl,
+    load,
+    open_crawl,
+    run_shard,
     scrapy_command,
 )
 from pipeline.settings import Settings
@@ -47,18 +50,25 @@ def sandbox_for(n=40, **sandbox):
 
 
 def crawl(settings, usernames=None, source="web", extra=None, sandbox=None, **request):
+    """Record the crawl in the landing area, crawl its one shard, load what landed."""
     with Sandbox(sandbox or sandbox_for()) as sandbox:
-        return run_crawl(
-            settings,
-            CrawlRequest(
-                source=source,
-                usernames=usernames,
-                as_of=DAY,
-                base_url=sandbox.url,
-                scrapy_settings={**FAST, **(extra or {})},
-                **request,
-            ),
+        request = CrawlRequest(
+            source=source,
+            usernames=usernames,
+            as_of=DAY,
+            base_url=sandbox.url,
+            scrapy_settings={**FAST, **(extra or {})},
+            **request,
         )
+        opened = open_crawl(settings, request)
+        run = run_shard(settings, request, opened.crawl_key, opened.shards[0])
+    return replace(load(settings, opened.crawl_key), log_file=run.log_file)
+
+
+def shard_stats(settings):
+    """Scrapy's stats of the crawl's one shard."""
+    (stats,) = json.loads(rows(settings, "SELECT stats FROM raw.crawl_runs")[0][0]).values()
+    return stats
 
 
 def rows(settings, sql, params=None):
@@ -96,7 +106,7 @@ def test_web_crawl_stores_what_the_sandbox_serves_and_an_outcome_for_every_accou
     assert got[n[5]][0] == "error" and "malformed JSON" in got[n[5]][1]
     detail = rows(settings, "SELECT detail FROM raw.account_outcomes WHERE username = ?", [n[5]])[0][0]
     assert detail.startswith('{"data"')  # the bad answer, kept for diagnosis
-    stats = json.loads(rows(settings, "SELECT stats FROM raw.crawl_runs")[0][0])
+    stats = shard_stats(settings)
     assert stats["retry/reason_count/429 Unknown Status"] == 2
     assert stats["retry/backoff_seconds"] >= 2.0  # waited the Retry-After of both 429s
 
@@ -185,18 +195,13 @@ def test_hashtag_discovery_fills_the_watchlist_and_crawls_each_account_once(tmp_
     assert rows(settings, "SELECT count(*) FROM raw.profiles WHERE username = ?", [n[3]]) == [(1,)]
 
 
-def test_an_interrupted_crawl_keeps_what_it_wrote_and_is_marked_so(tmp_path):
+def interrupt_crawl(settings, tmp_path, stop: signal.Signals, after: int):
+    """Start a slow crawl of 40 accounts in batches of 4 and send it `stop` once `after` are done."""
     n = names()
-    settings, box = settings_for(tmp_path), sandbox_for(faults={"slow": n, "slow_seconds": 0.2})
-    with connect(settings.warehouse) as con:  # a run left "running" by a crawler that died
-        con.execute(
-            "INSERT INTO raw.crawl_runs (source, as_of_date, started_at, status) "
-            "VALUES ('web', '2026-05-31', now(), 'running')"
-        ).fetchall()
+    box = sandbox_for(faults={"slow": n, "slow_seconds": 0.2})
     with Sandbox(box) as sandbox:
-        usernames = tmp_path / "names.txt"
-        usernames.write_text("\n".join(n))
         request = CrawlRequest(
+            usernames=n,
             as_of=DAY,
             base_url=sandbox.url,
             scrapy_settings={
@@ -206,22 +211,49 @@ def test_an_interrupted_crawl_keeps_what_it_wrote_and_is_marked_so(tmp_path):
                 "KIC_BATCH_SIZE": "4",
             },
         )
-        command = scrapy_command(settings, request, usernames, tmp_path / "crawl.log")
+        opened = open_crawl(settings, request)
+        usernames = tmp_path / "names.txt"
+        usernames.write_text("\n".join(n))
+        command = scrapy_command(settings, request, opened.crawl_key, opened.shards[0], usernames, tmp_path / "c.log")
         env = subprocess_env(crawl_env(settings, "web"))
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
             for line in child.stdout:
-                if line.startswith(ProgressLines.PREFIX) and json.loads(line[len(ProgressLines.PREFIX) :])["done"] >= 8:
-                    child.send_signal(signal.SIGINT)  # Ctrl-C: Scrapy shuts down gracefully
+                if (
+                    line.startswith(ProgressLines.PREFIX)
+                    and json.loads(line[len(ProgressLines.PREFIX) :])["done"] >= after
+                ):
+                    child.send_signal(stop)
                     break
             child.stdout.read()
-            assert child.wait(timeout=60) == 0
-    runs = rows(settings, "SELECT crawl_id, status, profiles_written, message FROM raw.crawl_runs ORDER BY 1")
-    assert runs[0][1] == "interrupted"  # the dead run is closed as such
-    crawl_id, status, profiles, message = runs[1]
-    assert status == "interrupted" and 8 <= profiles < 40 and "not crawled" in message
-    got = outcomes(settings, crawl_id)
+            child.wait(timeout=60)
+    assert not settings.warehouse.exists()  # the crawl never opened the warehouse
+    return load(settings, opened.crawl_key)
+
+
+def test_an_interrupted_crawl_keeps_what_it_landed_and_is_marked_so(tmp_path):
+    settings = settings_for(tmp_path)
+    summary = interrupt_crawl(settings, tmp_path, signal.SIGINT, after=8)  # Ctrl-C: Scrapy closes gracefully
+    assert summary.status == "interrupted" and 8 <= summary.profiles_written < 40
+    assert "not crawled" in summary.message
+    got = outcomes(settings, summary.crawl_id)
     assert len(got) == 40
-    assert rows(settings, "SELECT count(*) FROM raw.profiles WHERE crawl_id = ?", [crawl_id])[0][0] == profiles
+    assert rows(settings, "SELECT count(*) FROM raw.profiles WHERE crawl_id = ?", [summary.crawl_id])[0][0] == (
+        summary.profiles_written
+    )
+
+
+def test_a_killed_crawl_is_loadable_and_its_unreached_accounts_are_recorded(tmp_path):
+    settings = settings_for(tmp_path)
+    summary = interrupt_crawl(settings, tmp_path, signal.SIGKILL, after=12)  # no close: only landed batches
+    got = outcomes(settings, summary.crawl_id)
+    assert len(got) == 40  # every account asked for has an outcome
+    crawled = {u for u, (status, _) in got.items() if status != "error"}
+    not_crawled = {u for u, (_, reason) in got.items() if reason and reason.startswith("not crawled")}
+    assert len(crawled) >= 8 and crawled.isdisjoint(not_crawled) and len(crawled) + len(not_crawled) == 40
+    assert summary.status == "interrupted" and "never finished" in summary.message
+    # Loading again stores nothing twice.
+    again = load(settings, summary.crawl_key)
+    assert again.crawl_id == summary.crawl_id and len(outcomes(settings, summary.crawl_id)) == 40
 
 
 def test_features_read_each_accounts_latest_readable_crawl(tmp_path):
@@ -260,7 +292,7 @@ def test_scrapy_crawl_works_from_the_project_root(tmp_path):
                 "-s",
                 f"KIC_WEB_BASE_URL={sandbox.url}",
                 "-s",
-                f"KIC_WAREHOUSE={settings.warehouse}",
+                f"KIC_LANDING_URL={settings.landing_root}",
                 "-s",
                 "DOWNLOAD_DELAY=0",
             ],
@@ -272,6 +304,11 @@ def test_scrapy_crawl_works_from_the_project_root(tmp_path):
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Spider closed (finished)" in result.stderr
+    assert not settings.warehouse.exists()  # it landed files; `kic load` moves them in
+    loaded = kic("load", "-w", str(settings.warehouse))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "(web, succeeded): 5 account(s), 5 profile(s)" in loaded.stdout
     assert rows(settings, "SELECT status, accounts_requested, profiles_written FROM raw.crawl_runs") == [
         ("succeeded", 5, 5)
     ]
+    assert "nothing to load" in kic("load", "-w", str(settings.warehouse)).stdout

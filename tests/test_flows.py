@@ -211,15 +211,17 @@ def test_a_failing_task_fails_the_run_and_leaves_the_warehouse_as_it_was(env):
 def test_tasks_are_the_steps_by_name_and_only_io_steps_retry():
     every_step = [f for f in vars(steps).values() if callable(f) and hasattr(f, "step_kind")]
     assert {
+        "open_crawl",
         "crawl",
-        "read_crawl_rows",
+        "load",
+        "validate_crawl_rows",
+        "validate_feature_rows",
         "store_validation",
         "write_features",
         "publish",
         "read_features",
         "write_snapshot",
         "fit",
-        "validate_crawl_rows",
         "require_table_checks",
     } <= {f.__name__ for f in every_step}
     for step in every_step:
@@ -227,7 +229,8 @@ def test_tasks_are_the_steps_by_name_and_only_io_steps_retry():
         assert task.name == step.__name__
         assert (task.retries > 0) == (step.step_kind == steps.IO), step.__name__
         assert len(step.__doc__.strip().splitlines()) == 1, f"{step.__name__}: one-line docstring"
-    io_reads = [f for f in every_step if f.__name__.startswith(("read_", "find_", "compute_"))]
+    # The validations read the warehouse (in chunks, read-only): I/O steps too.
+    io_reads = [f for f in every_step if f.__name__.startswith(("read_", "find_", "validate_"))]
     assert io_reads and all(steps.is_io(f) for f in io_reads)
 
 

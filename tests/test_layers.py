@@ -71,8 +71,7 @@ def test_scrapy_settings_are_plain_constants_that_match_the_product_defaults(tmp
     assert defaults.posts_per_account == scrapy_settings.KIC_POSTS_PER_ACCOUNT
     assert defaults.tag_max_pages == scrapy_settings.KIC_TAG_MAX_PAGES
     assert defaults.timezone == scrapy_settings.KIC_TIMEZONE
-    assert defaults.lock_wait_seconds == scrapy_settings.KIC_LOCK_WAIT_SECONDS
-    assert Path(scrapy_settings.KIC_WAREHOUSE) == defaults.warehouse
+    assert defaults.landing_root == scrapy_settings.KIC_LANDING_URL  # the crawl lands; it has no warehouse
 
 
 def test_no_lower_module_imports_an_upper_layer():

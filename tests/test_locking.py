@@ -7,6 +7,7 @@ sleeps, no races.
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date
 
 import duckdb
@@ -15,6 +16,8 @@ import pytest
 from conftest import subprocess_env, synthetic_crawl
 from pipeline import jobs
 from pipeline.settings import Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from warehouse.db import connect
 
@@ -105,3 +108,50 @@ def test_a_run_that_cannot_get_the_warehouse_fails_clearly_and_loses_nothing(set
     assert error.startswith("Error: cannot open warehouse") and "lock" in error.lower() and "PID" in error
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(1,)]
+
+
+@pytest.mark.e2e
+def test_a_slow_crawl_holds_no_lock_while_accounts_are_added_and_a_recluster_runs(settings, tmp_path):
+    """The crawl lands files and never opens the warehouse: the others need not wait for it."""
+    box = SandboxSettings(influencers=32, seed=11, date=date(2026, 6, 2), faults={"slow_rate": 1.0, "slow_seconds": 25})
+    with Sandbox(box) as sandbox:
+        names = ",".join(a.username for a in sandbox.population.accounts)
+        env = subprocess_env({**KIC_ENV, "KIC_WEB_BASE_URL": sandbox.url})
+        crawl = subprocess.Popen(
+            [sys.executable, "-m", "kic", "crawl", "-w", str(settings.warehouse), "--accounts", names],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        landing = settings.warehouse.parent / "landing"
+        while not list(landing.glob("*/request.json")):  # the crawl is recorded, its crawler starting
+            assert crawl.poll() is None, crawl.communicate()
+            time.sleep(0.2)
+        # Both must get the warehouse at once: they may wait 5 s, every answer takes 25 s (under Scrapy's 30 s timeout).
+        others = {**env, "KIC_LOCK_WAIT_SECONDS": "5"}
+        added = subprocess.run(
+            [sys.executable, "-m", "kic", "accounts", "add", "newcomer", "-w", str(settings.warehouse)],
+            env=others,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        reclustered = subprocess.run(
+            [sys.executable, "-m", "kic", "recluster", "-w", str(settings.warehouse)],
+            env=others,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # The crawler was still crawling all along (its shard not closed): the test shows something.
+        assert not list(landing.glob("*/shard-*/closed.json")), "the crawl ended before the others ran"
+        out, err = crawl.communicate(timeout=300)
+    assert added.returncode == 0, added.stderr
+    assert reclustered.returncode == 0 and "snapshot 2" in reclustered.stdout, reclustered.stderr
+    assert crawl.returncode == 0, err
+    assert "(web, succeeded): 32 account(s)" in out
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM watchlist.accounts WHERE username = 'newcomer'").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
+        assert con.execute("SELECT count(DISTINCT username) FROM raw.account_outcomes").fetchall()[0][0] >= 32

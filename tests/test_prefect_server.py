@@ -166,13 +166,14 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
         api = f"http://127.0.0.1:{port}/api"
         with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             deployments = {d.name: d for d in client.read_deployments()}
-            assert set(deployments) == {"nightly-refresh", "weekly-recluster"}
+            assert set(deployments) == {"nightly-refresh", "weekly-recluster", "crawl-shard"}
             schedules = {
                 name: [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] for name, d in deployments.items()
             }
             assert schedules == {
                 "nightly-refresh": [("0 3 * * *", "Asia/Seoul")],
                 "weekly-recluster": [("0 5 * * 1", "Asia/Seoul")],
+                "crawl-shard": [],  # started by nightly-refresh, one run per shard
             }
             assert [p.name for p in client.read_work_pools()] == ["kic-process"]
 

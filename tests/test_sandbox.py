@@ -108,8 +108,8 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                             fetched_at=raw.utcnow(),
                         )
                     )
-                for table, frame in rows_of(items, crawl_id).items():
-                    raw.append(con, table, frame)
+                for table, frame in rows_of(items).items():
+                    raw.append(con, table, frame.assign(crawl_id=crawl_id))
                 raw.close_run(con, crawl_id, "succeeded")
                 mark_validated(con, crawl_id)
             derive(con, day)

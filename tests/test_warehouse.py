@@ -2,6 +2,7 @@ import re
 from datetime import date
 
 import duckdb
+import pandas as pd
 import pytest
 
 from conftest import FETCHED_AT, synthetic_crawl
@@ -21,6 +22,7 @@ from warehouse.db import (
     views,
 )
 from warehouse.errors import KicError
+from warehouse.landing import Landing, load_crawl
 
 GRAIN = re.compile(
     r"-- Grain: (?P<grain>[^\n]*?)(?:\n-- [^\n]*)*?Key: (?P<key>\([^)]*\)|\w+)\.?[^\n]*\n"
@@ -159,7 +161,22 @@ def populated(tmp_path_factory):
     jobs.import_csv(settings, study_layout, date(2026, 3, 9))
     with connect(settings.warehouse) as con:  # a crawl no one has validated yet
         synthetic_crawl(con, Population(12, seed=5), date(2026, 3, 10), validated=False)
+    landing = Landing(str(tmp / "landing"))  # two crawls that came through the landing area
+    for n, key in enumerate(("web-2026-03-11-a", "web-2026-03-12-b")):
+        landing.open_crawl(key, "web", None, date(2026, 3, 11 + n), {"shard-001-of-001": ["landed.one", "landed.two"]})
+        outcomes = pd.DataFrame({"username": ["landed.one", "landed.two"], "status": "ok", "fetched_at": FETCHED_AT})
+        landing.put_batch(key, "shard-001-of-001", "0000aaaa-000001", {"account_outcomes": outcomes})
+        with connect(settings.warehouse) as con:
+            load_crawl(con, landing, key)
     return settings.warehouse
+
+
+def test_landing_keys_are_unique(populated):
+    with connect(populated, read_only=True) as con:
+        keys = [
+            k for (k,) in con.execute("SELECT landing_key FROM raw.crawl_runs WHERE landing_key IS NOT NULL").fetchall()
+        ]
+    assert len(keys) == 2 and len(set(keys)) == 2
 
 
 @pytest.mark.parametrize("name,grain,key", declared_tables(), ids=[t[0] for t in declared_tables()])

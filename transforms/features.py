@@ -1,7 +1,13 @@
-"""Deriving features.influencer_features from the staging layer (the SQL is in sql/)."""
+"""Deriving features.influencer_features from the staging layer (the SQL is in sql/).
+
+The feature rows of a date stay in DuckDB: validation reads them from the feature query a
+chunk at a time (`FeatureStream`), and the write inserts them from the same query, minus
+the rows validation quarantined (`insert_features`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -13,6 +19,7 @@ import pandas as pd
 
 from warehouse.db import insert_frame, scalar, transaction
 from warehouse.errors import KicError
+from warehouse.quality import CHUNK_ROWS, chunks
 from warehouse.snapshots import clusterable_fingerprint
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -47,10 +54,32 @@ ORDER BY influencers DESC
 
 HOW_TO_REFRESH = "run the nightly-refresh deployment or `kic features`"
 
+# A row's hash over every column but computed_at (which is the time of the query): the
+# XOR of those over a date's rows, with their count, fingerprints the rows validation saw.
+ROW_HASH = "hash(*COLUMNS(* EXCLUDE (computed_at)))"
+FEATURE_ROWS_HASHED = f"SELECT *, {ROW_HASH} AS row_hash FROM ({{query}}) AS f"
+# The write computes the rows once, into a temporary table: fingerprinted, then inserted.
+COMPUTE_FEATURES = "CREATE OR REPLACE TEMP TABLE computed_features AS " + FEATURE_ROWS_HASHED
+COMPUTED_FINGERPRINT = "SELECT count(*), coalesce(bit_xor(row_hash), 0) FROM computed_features"
+# The rows to write: all but the quarantined usernames (a short list), matched NULL-safely.
+INSERT_KEPT = """
+INSERT INTO features.influencer_features BY NAME
+SELECT f.* EXCLUDE (row_hash) FROM computed_features AS f
+WHERE NOT EXISTS (SELECT 1 FROM unnest($quarantined::VARCHAR[]) AS q(username)
+                  WHERE q.username IS NOT DISTINCT FROM f.username)
+"""
+
+Fingerprint = tuple[int, int]  # (rows, XOR of their row hashes)
+
 
 @cache
 def sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def feature_query() -> str:
+    """The feature query ($feature_date), to be wrapped as a subquery."""
+    return sql("influencer_features").strip().removesuffix(";")
 
 
 @dataclass(frozen=True)
@@ -96,13 +125,85 @@ def feature_date_or_latest(con: duckdb.DuckDBPyConnection, feature_date: date | 
     return feature_date
 
 
+class FeatureStream:
+    """The feature rows of one date as the feature query gives them, a chunk at a time (none
+    stored, none kept); once read through, `fingerprint` is that of the rows it gave.
+
+    It holds `con` while it is read (see warehouse.quality.chunks).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, feature_date: date, chunk_rows: int = CHUNK_ROWS):
+        self.con, self.feature_date, self.chunk_rows = con, feature_date, chunk_rows
+        self.rows = 0
+        self.hashes = 0
+        self.done = False
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        self.rows, self.hashes, self.done = 0, 0, False
+        query = FEATURE_ROWS_HASHED.format(query=feature_query())
+        for chunk in chunks(self.con, query, {"feature_date": self.feature_date}, self.chunk_rows):
+            hashes = chunk["row_hash"].to_numpy(dtype=np.uint64)
+            self.hashes ^= int(np.bitwise_xor.reduce(hashes)) if len(hashes) else 0
+            self.rows += len(chunk)
+            yield chunk.drop(columns="row_hash")
+        self.done = True
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        if not self.done:
+            raise RuntimeError("the feature rows were not read through: no fingerprint yet")
+        return self.rows, self.hashes
+
+
+def insert_features(
+    con: duckdb.DuckDBPyConnection,
+    feature_date: date,
+    quarantined: list[str],
+    validated: Fingerprint | None,
+    memory_limit: str | None = None,
+) -> int:
+    """Replace the features of one date with the feature query's rows but the `quarantined`
+    usernames, in one transaction, in SQL; return how many rows were written.
+
+    `validated` is the fingerprint of the rows validation read: if the query gives other rows
+    now (another run validated a crawl since), nothing is written. None skips the check.
+
+    The query runs once, into a temporary table, within DuckDB's `memory_limit` if given (its
+    aggregates are the night's size: past the limit they spill); the insert then runs at
+    DuckDB's default limit, for the table's PRIMARY KEY index must be in memory, cannot spill
+    and grows with the whole feature history.
+    """
+    with transaction(con):
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+        try:
+            con.execute(COMPUTE_FEATURES.format(query=feature_query()), {"feature_date": feature_date}).fetchall()
+        finally:
+            if memory_limit is not None:
+                con.execute("RESET memory_limit")
+        rows, hashes = con.execute(COMPUTED_FINGERPRINT).fetchall()[0]
+        if validated is not None and (rows, int(hashes)) != tuple(validated):
+            raise KicError(
+                f"the features of {feature_date} changed since they were validated "
+                f"({validated[0]} rows validated, {rows} now): derive them again"
+            )
+        con.execute("DELETE FROM features.influencer_features WHERE feature_date = ?", [feature_date]).fetchall()
+        written = con.execute(
+            INSERT_KEPT, {"quarantined": [None if pd.isna(u) else u for u in quarantined]}
+        ).fetchall()[0][0]
+        con.execute("DROP TABLE computed_features")
+    return written
+
+
 def compute_features(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:
-    """The feature rows of one date, computed in SQL, not yet stored."""
+    """The feature rows of one date as one DataFrame, not yet stored (for small dates and tests;
+    the pipeline streams them: FeatureStream)."""
     return con.execute(sql("influencer_features"), {"feature_date": feature_date}).df()
 
 
 def write_features(con: duckdb.DuckDBPyConnection, feature_date: date, rows: pd.DataFrame) -> None:
-    """Replace the features of one date with `rows`, in one transaction."""
+    """Replace the features of one date with `rows`, in one transaction (for tests' crafted
+    rows; the pipeline writes from SQL: insert_features)."""
     with transaction(con):
         con.execute("DELETE FROM features.influencer_features WHERE feature_date = ?", [feature_date]).fetchall()
         insert_frame(con, "features.influencer_features", rows)

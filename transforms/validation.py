@@ -1,9 +1,11 @@
 """Validating each night's new rows with Great Expectations (1.x), before they reach features.
 
 Suites are defined in code. Row-level expectations find rows to quarantine; table-level
-ones (schema, volume against the previous crawl) stop the run. Frames are validated in
-bounded chunks, through GX's pandas datasource (its SQL datasource does not work on
-DuckDB: GX closes the connection before fetching, GX issues #10738 and #11579).
+ones (schema, volume against the previous crawl) stop the run. Rows come as a stream of
+bounded chunks (read from DuckDB by the caller) and each chunk goes through GX's pandas
+datasource (its SQL datasource does not work on DuckDB: GX closes the connection before
+fetching, GX issues #10738 and #11579). What the chunks found is merged as they pass:
+counts, and the keys of the rows to quarantine; never the rows.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import math
 import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -36,7 +39,6 @@ logging.getLogger("great_expectations.data_context.types.base").setLevel(logging
 
 DOCS_SITE = "kic"
 DATASOURCE = "kic_frames"
-CHUNK_ROWS = 250_000  # rows per validation batch: memory stays bounded on big nights
 USERNAME_PATTERN = r"^[a-z0-9._]{1,30}$"
 MEDIA_KINDS = ["image", "video", "igtv"]
 NOT_CLUSTERABLE_REASONS = [
@@ -52,8 +54,11 @@ MAX_PLAUSIBLE_ER = 100.0
 MAX_PLAUSIBLE_ACTIVE_RATE = 100.0
 VOLUME_DROP_LIMIT = 0.5  # fewer than half the previous rows fails the run
 
-# Expectations whose failure is about the table, not a row: they stop the run.
+# Expectations whose failure is about the table, not a row: they stop the run. On a stream
+# of chunks they are checked once, on the first chunk (the columns are the table's, and
+# the first chunk is empty only when the table is).
 TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"}
+ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
 def mean_columns(columns: list[str]) -> list[str]:
@@ -67,6 +72,11 @@ def non_negative(*columns: str) -> list:
 
 # Suites take the table's columns as the warehouse declares them (its DDL is the one
 # definition of a table's shape); a frame with other columns fails the schema check.
+# Uniqueness is checked within each chunk, which finds every repeat of a key because all
+# rows of a key land in one chunk: the raw tables' keys need not be PRIMARY KEYs, so the
+# caller streams the rows of any repeated key together (warehouse.quality.crawl_rows); the
+# features' key (username, feature_date) is the table's PRIMARY KEY, and the feature query
+# gives one row per username.
 
 
 def raw_profiles_suite(columns: list[str]) -> gx.ExpectationSuite:
@@ -155,6 +165,17 @@ def suite(name: str, expectations: list) -> gx.ExpectationSuite:
     return built
 
 
+def row_level(full: gx.ExpectationSuite) -> gx.ExpectationSuite:
+    """A suite's row-level expectations (copies), run on the chunks after the first."""
+    copies = []
+    for expectation in full.expectations:
+        if expectation.expectation_type not in TABLE_LEVEL:
+            config = expectation.configuration
+            config.id = None  # a copy, owned by the new suite
+            copies.append(config.to_domain_obj())
+    return suite(f"{full.name}-rows", copies)
+
+
 def volume_frame(counts: dict[str, tuple[int, int | None]]) -> pd.DataFrame:
     """table -> (rows now, rows in the previous run or None)."""
     return pd.DataFrame(
@@ -175,7 +196,7 @@ class ExpectationOutcome:
     success: bool
     unexpected_count: int | None
     observed_value: str | None
-    failing_index: list = field(default_factory=list)  # frame index labels of failing rows
+    failing_index: list = field(default_factory=list)  # positions of failing rows in the chunk validated
 
 
 @dataclass
@@ -185,6 +206,7 @@ class SuiteValidation:
     rows_validated: int
     expectations: list[ExpectationOutcome]
     data_docs: str | None
+    quarantine: pd.DataFrame = field(default_factory=lambda: quarantine_frame([]))  # the rows it quarantines
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -193,15 +215,6 @@ class SuiteValidation:
     @property
     def table_level_ok(self) -> bool:
         return all(e.success for e in self.expectations if e.level == "table")
-
-    def failing_rows(self) -> dict[object, list[str]]:
-        """Index label -> the row-level expectations that row failed."""
-        rows: dict[object, list[str]] = {}
-        for outcome in self.failed:
-            if outcome.level == "row":
-                for label in outcome.failing_index:
-                    rows.setdefault(label, []).append(outcome.expectation)
-        return rows
 
 
 class Validator:
@@ -223,30 +236,58 @@ class Validator:
             self.unrendered = []
 
     def validate(
-        self, frame: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str, table_level: bool = False
+        self,
+        chunks: Iterable[pd.DataFrame],
+        expectation_suite: gx.ExpectationSuite,
+        run_name: str,
+        *,
+        table_name: str | None = None,
+        key: list[str] | None = None,
+        table_level: bool = False,
     ) -> SuiteValidation:
-        """Validate `frame` chunk by chunk; merge what each chunk found.
+        """Validate a table's rows chunk by chunk (at least one chunk, maybe empty); merge what
+        each chunk found as it passes: unexpected counts summed, success if every chunk
+        succeeded, and (given the table's `key`) the keys of the rows to quarantine.
 
-        With `table_level`, every expectation counts as one about the table (the volume
-        suite's rows are tables).
+        Table-level expectations run on the first chunk only; the later chunks get the
+        row-level ones. With `table_level`, every expectation counts as one about the table
+        (the volume suite's rows are tables).
         """
-        frame = frame.reset_index(drop=True)
-        chunks = [frame.iloc[i : i + CHUNK_ROWS] for i in range(0, max(len(frame), 1), CHUNK_ROWS)]
+        validation_id = f"{expectation_suite.name}-{run_name}-{uuid.uuid4().hex[:8]}"
+        later_chunks: gx.ExpectationSuite | None = None
         merged: dict[str, ExpectationOutcome] = {}
+        quarantined: list[dict] = []
+        rows = 0
         for number, chunk in enumerate(chunks):
-            result = self.run_checkpoint(chunk, expectation_suite, f"{run_name}-{number}" if number else run_name)
-            for outcome in outcomes(result, table_level):
+            chunk = chunk.reset_index(drop=True)  # failing rows come back as positions
+            if number == 0:
+                checked = expectation_suite
+            else:
+                later_chunks = later_chunks or row_level(expectation_suite)
+                checked = later_chunks
+            result = self.run_checkpoint(chunk, checked, f"{run_name}-{number}" if number else run_name)
+            found = outcomes(result, table_level)
+            if key is not None:
+                quarantined += quarantine_records(validation_id, found, chunk, table_name, key)
+            for outcome in found:
+                outcome.failing_index = []  # kept as keys above, not as positions
                 seen = merged.setdefault(outcome.expectation, outcome)
                 if seen is not outcome:
                     seen.success = seen.success and outcome.success
                     seen.unexpected_count = (seen.unexpected_count or 0) + (outcome.unexpected_count or 0)
-                    seen.failing_index += outcome.failing_index
+            rows += len(chunk)
+        if not merged:
+            raise ValueError(f"{expectation_suite.name}: no chunk to validate (an empty table is one empty chunk)")
+        for outcome in merged.values():
+            if outcome.expectation.startswith(ROW_COUNT):
+                outcome.observed_value = str(rows)  # the table's rows, not the first chunk's
         return SuiteValidation(
-            validation_id=f"{expectation_suite.name}-{run_name}-{uuid.uuid4().hex[:8]}",
+            validation_id=validation_id,
             suite=expectation_suite.name,
-            rows_validated=len(frame),
+            rows_validated=rows,
             expectations=list(merged.values()),
             data_docs=str(self.docs_dir / "index.html"),
+            quarantine=quarantine_frame(quarantined),
         )
 
     def run_checkpoint(self, chunk: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str):
@@ -344,9 +385,18 @@ class Validation:
     """Every suite run on one crawl's rows (or one feature date's), and the rows they quarantine."""
 
     suites: list[SuiteValidation]
-    quarantine: pd.DataFrame  # one row per (failing row, expectation)
     crawl_id: int | None = None
     feature_date: object = None
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        """One row per (failing row, expectation): the rows' keys."""
+        return pd.concat([v.quarantine for v in self.suites], ignore_index=True)
+
+    def quarantined_keys(self, table_name: str, column: str) -> list:
+        """The distinct values of one key column among a table's quarantined rows."""
+        quarantine = self.quarantine
+        return quarantine.loc[quarantine["table_name"] == table_name, column].drop_duplicates().tolist()
 
     def table_failures(self) -> list[str]:
         """The failed table-level checks, readable: they stop a run."""
@@ -364,7 +414,7 @@ class Validation:
 
     def frames(self, run_at) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """The quality.validation_runs, quality.expectation_results and quality.quarantined_rows rows."""
-        per_suite = self.quarantine["validation_id"].value_counts() if len(self.quarantine) else {}
+        quarantine = self.quarantine
         runs = pd.DataFrame(
             [
                 {
@@ -377,7 +427,7 @@ class Validation:
                     "expectations": len(v.expectations),
                     "passed": len(v.expectations) - len(v.failed),
                     "failed": len(v.failed),
-                    "rows_quarantined": int(per_suite.get(v.validation_id, 0)),
+                    "rows_quarantined": len(v.quarantine),
                     "table_level_ok": v.table_level_ok,
                     "data_docs": v.data_docs,
                 }
@@ -398,26 +448,40 @@ class Validation:
                 for e in v.expectations
             ]
         ).astype({"unexpected_count": "Int64"})
-        return runs, results, self.quarantine
+        return runs, results, quarantine
 
 
-def quarantine_frame(validation: SuiteValidation, rows: pd.DataFrame, table_name: str, key: list[str]) -> pd.DataFrame:
-    """One row per (failing row, expectation) of `rows` (positions as validated)."""
+QUARANTINE_COLUMNS = ["validation_id", "table_name", *QUARANTINE_KEYS, "row_key", "expectation"]
+
+
+def quarantine_records(
+    validation_id: str, found: list[ExpectationOutcome], chunk: pd.DataFrame, table_name: str, key: list[str]
+) -> list[dict]:
+    """One record per (failing row, row-level expectation) of a chunk: the row's keys, not the row."""
+    failing: dict[int, list[str]] = {}
+    for outcome in found:
+        if outcome.level == "row" and not outcome.success:
+            for position in outcome.failing_index:
+                failing.setdefault(position, []).append(outcome.expectation)
     records = []
-    for position, expectations in validation.failing_rows().items():
-        row = rows.iloc[position]
+    for position, expectations in failing.items():
+        row = chunk.iloc[position]
         for expectation in expectations:
             records.append(
                 {
-                    "validation_id": validation.validation_id,
+                    "validation_id": validation_id,
                     "table_name": table_name,
                     **{column: row.get(column) for column in QUARANTINE_KEYS},
                     "row_key": ", ".join(f"{k}={row[k]}" for k in key),
                     "expectation": expectation,
                 }
             )
-    columns = ["validation_id", "table_name", *QUARANTINE_KEYS, "row_key", "expectation"]
-    frame = pd.DataFrame(records, columns=columns)
+    return records
+
+
+def quarantine_frame(records: list[dict]) -> pd.DataFrame:
+    """quality.quarantined_rows rows: one per (failing row, expectation)."""
+    frame = pd.DataFrame(records, columns=QUARANTINE_COLUMNS)
     return frame.astype({"crawl_id": "Int64"}).drop_duplicates(
         subset=["validation_id", "table_name", "row_key", "expectation"]
     )
@@ -432,43 +496,46 @@ RAW_SUITES = {
     "raw.imported_media_means": (raw_imported_means_suite, ["crawl_id", "username"]),
 }
 FEATURES_TABLE = "features.influencer_features"
+FEATURES_KEY = ["username", "feature_date"]
+
+Chunks = Iterable[pd.DataFrame]  # a table's rows, a bounded chunk at a time (at least one chunk)
 
 
 def validate_crawl(
     validator: Validator,
     crawl_id: int,
-    rows: dict[str, pd.DataFrame],
+    rows: Callable[[str, list[str]], Chunks],
+    counts: dict[str, int],
     columns: dict[str, list[str]],
     previous: dict[str, int] | None,
 ) -> Validation:
     """Validate one crawl's raw rows (tables that have rows) and, given the previous crawl's
-    counts, their volume; find the rows to quarantine."""
+    counts, their volume (`counts`: rows per table, counted in SQL); find the rows to
+    quarantine. `rows(table, key)` streams a table's rows, all rows of a repeated key in
+    one chunk."""
     run = f"crawl-{crawl_id}"
-    suites, quarantines = [], []
-    for table, frame in rows.items():
-        if frame.empty and table != "raw.profiles":  # a crawl stores profiles, maybe no posts
+    suites = []
+    for table, (make_suite, key) in RAW_SUITES.items():
+        if not counts[table] and table != "raw.profiles":  # a crawl stores profiles, maybe no posts
             continue
-        make_suite, key = RAW_SUITES[table]
-        result = validator.validate(frame, make_suite(columns[table]), run)
-        suites.append(result)
-        quarantines.append(quarantine_frame(result, frame, table, key))
+        chunks = rows(table, key)
+        suites.append(validator.validate(chunks, make_suite(columns[table]), run, table_name=table, key=key))
     if previous is not None:
-        counts = {table: (len(rows[table]), previous.get(table)) for table in previous}
-        suites.append(validator.validate(volume_frame(counts), volume_suite(), run, table_level=True))
+        volume = {table: (counts[table], previous.get(table)) for table in previous}
+        suites.append(validator.validate([volume_frame(volume)], volume_suite(), run, table_level=True))
     validator.render_docs()
-    return Validation(suites, pd.concat(quarantines), crawl_id=crawl_id)
+    return Validation(suites, crawl_id=crawl_id)
 
 
 def validate_features(
-    validator: Validator, features: pd.DataFrame, columns: list[str], previous: int | None, feature_date
-) -> tuple[Validation, pd.DataFrame]:
-    """Validate one date's feature rows and their volume; return the rows that passed."""
+    validator: Validator, rows: Chunks, columns: list[str], previous: int | None, feature_date
+) -> Validation:
+    """Validate one date's feature rows as they stream from the feature query, then their
+    volume (the rows the query gave); find the rows to quarantine."""
     run = f"features-{feature_date}"
-    result = validator.validate(features, features_suite(columns), run)
+    result = validator.validate(rows, features_suite(columns), run, table_name=FEATURES_TABLE, key=FEATURES_KEY)
     volume = validator.validate(
-        volume_frame({FEATURES_TABLE: (len(features), previous)}), volume_suite(), run, table_level=True
+        [volume_frame({FEATURES_TABLE: (result.rows_validated, previous)})], volume_suite(), run, table_level=True
     )
     validator.render_docs()
-    quarantine = quarantine_frame(result, features, FEATURES_TABLE, ["username", "feature_date"])
-    keep = features.drop(index=features.index[list(result.failing_rows())])
-    return Validation([result, volume], quarantine, feature_date=feature_date), keep
+    return Validation([result, volume], feature_date=feature_date)

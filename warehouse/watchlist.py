@@ -48,6 +48,10 @@ def active_usernames(warehouse: str | Path, *, lock_wait_seconds: float = DEFAUL
         return [u for (u,) in con.execute(ACTIVE_USERNAMES).fetchall()]
 
 
+def active(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [u for (u,) in con.execute(ACTIVE_USERNAMES).fetchall()]
+
+
 def active_count(con: duckdb.DuckDBPyConnection) -> int:
     return scalar(con, "SELECT count(*) FROM watchlist.accounts WHERE active")
 

@@ -2,7 +2,8 @@
 
 scrapy crawl instagram -a usernames=name1,name2 [-a source=web|graph] [-a date=YYYY-MM-DD]
 scrapy crawl instagram -a tag=뷰티          # discover accounts posting under a hashtag
-scrapy crawl instagram                      # the watchlist kept in the warehouse
+
+Lands what it fetched under KIC_LANDING_URL; `kic load` moves it into the warehouse.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from scrapers.parsing import (
 )
 from scrapers.usernames import normalize_account
 from warehouse.vocabulary import AccountStatus
-from warehouse.watchlist import active_usernames
 
 SOURCES = ("web", "graph")
 GRAPH_MEDIA_FIELDS = "id,like_count,comments_count,media_type,media_product_type,timestamp"
@@ -66,10 +66,8 @@ class InstagramSpider(scrapy.Spider):
         spider.posts_per_account = settings.getint("KIC_POSTS_PER_ACCOUNT")
         spider.base_url = spider.graph_base_url if spider.source == "graph" else spider.web_base_url
         if not spider.requested and not spider.tag:
-            warehouse = settings.get("KIC_WAREHOUSE")
-            lock_wait = settings.getfloat("KIC_LOCK_WAIT_SECONDS")
-            for username in active_usernames(warehouse, lock_wait_seconds=lock_wait):
-                spider.requested[username] = None
+            # The crawler never opens the warehouse: `kic crawl` hands it the watchlist.
+            raise ValueError("name the accounts (-a usernames=a,b or -a usernames_file=FILE) or a hashtag (-a tag=…)")
         # Secrets come from the environment, never from Scrapy settings (which Scrapy logs).
         session = os.environ.get("KIC_WEB_SESSIONID")
         spider.web_cookies = {"sessionid": session} if session else {}
