@@ -24,11 +24,7 @@ class Meter:
 
     @staticmethod
     def rss() -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return process_status("VmRSS")
 
     def sample(self):
         while self.running:
@@ -58,6 +54,15 @@ class Meter:
                 return step(*args, **kwargs)
 
         return run
+
+
+def process_status(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM, …), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def run_process(command: list[str]) -> tuple[float, int]:

@@ -41,20 +41,14 @@ from pathlib import Path
 
 import duckdb
 
+from models import personas
 from warehouse.db import STORAGE_COMPATIBILITY, connect
 from warehouse.publish import COLUMNS, PARTITION_FILES, PARTITIONED, publish_copy, published_dir
 
 FIRST_NIGHT = date(2025, 1, 1)
 WEEK = 7
 BIG_TABLES = ("raw.profiles", "raw.account_outcomes", "features.influencer_features", "clusters.assignments")
-PERSONAS = [
-    "Highest benefit",
-    "Low Cost High benefit",
-    "High Interactive",
-    "Middle benefit",
-    "Middle Interactive",
-    "Lowest benefit",
-]
+PERSONAS = sorted(set(personas.PERSONAS.values()))
 USERNAME = "'beauty_' || lpad(i::VARCHAR, 7, '0')"
 
 # Values of a timed night: random, of the study's rough shape. Of an older night: the same

@@ -30,7 +30,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
+from meter import MIB, Meter, process_status, run_process  # this folder is on the path when the script runs
 
 DAY = date(2026, 6, 1)
 FETCHED_AT = datetime.combine(DAY, datetime.min.time()) + timedelta(hours=3)
@@ -123,11 +123,7 @@ class KernelPeakMeter(Meter):
 
     @staticmethod
     def high_water_mark() -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return process_status("VmHWM")
 
     def process_peak(self) -> int:
         self.lifetime = max(self.lifetime, self.high_water_mark())

@@ -66,8 +66,9 @@ def run_shard(deployment: str, parameters: dict) -> dict:
     return {"shard": parameters["shard"], "state": state.type.value, "message": state.message}
 
 
-def shard_runner(settings: Settings, request: CrawlRequest, config: str | None):
-    """Runs each shard as a flow run of the crawl-shard deployment, all at once; waits for every one."""
+def shard_runner(settings: Settings, request: CrawlRequest, config: str | None, failed: list[str]):
+    """Runs each shard as a flow run of the crawl-shard deployment, all at once; waits for every
+    one, and adds the shards that still failed after their retries to `failed`."""
 
     def run_shards(crawl_key: str, shards: list[str]) -> None:
         base = {
@@ -79,14 +80,11 @@ def shard_runner(settings: Settings, request: CrawlRequest, config: str | None):
             "config": config,
         }
         futures = [run_shard.submit(settings.crawl_shard_deployment, {**base, "shard": s}) for s in shards]
+        # The other shards' rows are kept: the load closes the crawl as interrupted, and
+        # every account of a failed shard gets a "not crawled" outcome.
         ended = [future.result() for future in futures]
-        failed = [e for e in ended if e["state"] != "COMPLETED"]
-        if failed:
-            # The other shards' rows are kept: the load closes the crawl as interrupted, and
-            # every account of a failed shard gets a "not crawled" outcome.
-            run_shards.failed = [f"{e['shard']}: {e['state']} ({e['message']})" for e in failed]
+        failed.extend(f"{e['shard']}: {e['state']} ({e['message']})" for e in ended if e["state"] != "COMPLETED")
 
-    run_shards.failed = []
     return run_shards
 
 
@@ -107,13 +105,13 @@ def nightly_refresh(
         source=source, usernames=accounts, tag=tag, as_of=date or settings.today(), base_url=base_url
     )
     shards = shards or settings.crawl_shards
-    runner = shard_runner(settings, request, config) if shards > 1 else None
+    failed: list[str] = []
+    runner = shard_runner(settings, request, config, failed) if shards > 1 else None
     refresh = jobs.refresh(settings, request, call=as_task, shards=shards, run_shards=runner)
     nightly_artifacts(refresh)
-    if runner is not None and runner.failed:
-        raise KicError(
-            "shard(s) failed after their retries, their accounts recorded as not crawled: " + "; ".join(runner.failed)
-        )
+    if failed:
+        shards_failed = "; ".join(failed)
+        raise KicError(f"shard(s) failed after their retries, their accounts recorded as not crawled: {shards_failed}")
     return {
         "crawl_id": refresh.crawl.crawl_id,
         "feature_date": refresh.features.summary.feature_date.isoformat(),

@@ -147,6 +147,7 @@ def scrapy_command(
         args += ["-a", f"date={request.as_of.isoformat()}"]
     # Everything the spider reads from the settings object is passed on as given here,
     # so the crawl follows the caller's settings, whatever the child's environment says.
+    target = target_url(settings, request)
     scrapy_settings = {
         **base_urls(settings, request),
         "KIC_LANDING_URL": settings.landing_root,
@@ -160,7 +161,7 @@ def scrapy_command(
         "KIC_GRAPH_API_VERSION": settings.graph_api_version,
         "KIC_PROGRESS": "True",  # progress lines, and the crawl key, on stdout
         "LOG_FILE": str(log_file),
-        **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target_url(settings, request)) else {}),
+        **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target) else {}),
         **request.scrapy_settings,
     }
     for name, value in scrapy_settings.items():

@@ -34,12 +34,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 from pipeline.imports import store_study_csv  # noqa: E402
 from pipeline.study_csv import read_study_csv  # noqa: E402
 from sandbox.synthetic import Population  # noqa: E402
-from transforms.features import (  # noqa: E402
-    compute_features,
-    feature_date_or_latest,
-    summarize_features,
-    write_features,
-)
+from transforms.features import feature_date_or_latest, insert_features, summarize_features  # noqa: E402
 from warehouse import raw  # noqa: E402
 from warehouse.db import connect, insert_frame, transaction  # noqa: E402
 from warehouse.vocabulary import RunStatus  # noqa: E402
@@ -146,7 +141,7 @@ def derive(con, day: date | None = None):
     """Compute and store one date's features straight from SQL (the pipeline validates them
     first); default: the latest validated data. Returns the date's FeatureSummary."""
     day = feature_date_or_latest(con, day)
-    write_features(con, day, compute_features(con, day))
+    insert_features(con, day, quarantined=[], validated=None)
     return summarize_features(con, day)
 
 

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from warehouse.db import insert_frame, scalar, transaction
+from warehouse.db import scalar, transaction
 from warehouse.errors import KicError
 from warehouse.quality import CHUNK_ROWS, chunks
 from warehouse.snapshots import clusterable_fingerprint
@@ -193,20 +193,6 @@ def insert_features(
         ).fetchall()[0][0]
         con.execute("DROP TABLE computed_features")
     return written
-
-
-def compute_features(con: duckdb.DuckDBPyConnection, feature_date: date) -> pd.DataFrame:
-    """The feature rows of one date as one DataFrame, not yet stored (for small dates and tests;
-    the pipeline streams them: FeatureStream)."""
-    return con.execute(sql("influencer_features"), {"feature_date": feature_date}).df()
-
-
-def write_features(con: duckdb.DuckDBPyConnection, feature_date: date, rows: pd.DataFrame) -> None:
-    """Replace the features of one date with `rows`, in one transaction (for tests' crafted
-    rows; the pipeline writes from SQL: insert_features)."""
-    with transaction(con):
-        con.execute("DELETE FROM features.influencer_features WHERE feature_date = ?", [feature_date]).fetchall()
-        insert_frame(con, "features.influencer_features", rows)
 
 
 def summarize_features(con: duckdb.DuckDBPyConnection, feature_date: date) -> FeatureSummary:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, connect, insert_frame, scalar
+from warehouse.db import insert_frame, scalar
 from warehouse.raw import utcnow
 
 ACTIVE_USERNAMES = "SELECT username FROM watchlist.accounts WHERE active ORDER BY added_at, username"
@@ -38,14 +37,6 @@ def remove(con: duckdb.DuckDBPyConnection, usernames: Iterable[str]) -> int:
         "WHERE active AND username IN (SELECT unnest(?)) RETURNING 1) SELECT count(*) FROM changed",
         [names],
     )
-
-
-def active_usernames(warehouse: str | Path, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> list[str]:
-    """The active watchlist, read with a short read-only connection (empty if no warehouse)."""
-    if not Path(warehouse).exists():
-        return []
-    with connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds) as con:
-        return [u for (u,) in con.execute(ACTIVE_USERNAMES).fetchall()]
 
 
 def active(con: duckdb.DuckDBPyConnection) -> list[str]:
