@@ -37,6 +37,21 @@ PERSONAS = {
 }
 
 
+# Follower tiers marketers use, by upper bound (exclusive); the last has none. The SQL macro
+# follower_tier() of warehouse/views/000_macros.sql uses the same bounds (tested).
+FOLLOWER_TIERS = (("nano", 10_000), ("micro", 100_000), ("mid", 500_000), ("macro", 1_000_000), ("mega", None))
+
+
+def follower_tier(followers: np.ndarray) -> np.ndarray:
+    """The follower tier of each count (object array of tier names; None where the count is NaN)."""
+    counts = np.asarray(followers, dtype=np.float64)
+    bounds = np.array([bound for _, bound in FOLLOWER_TIERS[:-1]], dtype=np.float64)
+    names = np.array([name for name, _ in FOLLOWER_TIERS], dtype=object)
+    tiers = names[np.searchsorted(bounds, counts, side="right").clip(max=len(names) - 1)]
+    tiers[np.isnan(counts)] = None
+    return tiers
+
+
 def level(value: float, cohort_mean: float, cohort_sd: float) -> str:
     """low / middle / high by distance above the cohort mean, in cohort standard deviations."""
     if not cohort_sd > 0:

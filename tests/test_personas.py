@@ -42,3 +42,18 @@ def test_equal_personas_rank_by_mean_active_rate():
     named = name_personas(profiles, cohort)
     assert named["persona"].tolist() == ["Lowest benefit"] * 2
     assert named["rank"].tolist() == [2, 1]
+
+
+def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
+    from models.personas import FOLLOWER_TIERS, follower_tier
+    from warehouse.db import connect
+
+    bounds = [bound for _, bound in FOLLOWER_TIERS if bound]
+    counts = sorted({0, *bounds, *(b - 1 for b in bounds), 5_000_000, 10**9})
+    with connect(tmp_path / "w.duckdb") as con:
+        rows = con.execute("SELECT follower_tier(c) FROM unnest(?::BIGINT[]) t(c)", [counts]).fetchall()
+    in_sql = [row[0] for row in rows]
+    in_python = list(follower_tier(counts))
+    assert in_python == in_sql
+    assert in_python[:3] == ["nano", "nano", "micro"]  # 0, 9,999, 10,000
+    assert in_python[-1] == "mega" and follower_tier([float("nan")])[0] is None
