@@ -306,7 +306,11 @@ def main_job_copy(main_job, tmp_path):
 
 def pytest_itemcollected(item):
     """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
-    `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once."""
+    `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once.
+    Every other test runs on the worker that runs the rest of its file, so that a module's
+    fixtures (a built warehouse, the study's clustering) are built once, not once per worker."""
     if "prefect_harness" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.e2e)
         item.add_marker(pytest.mark.xdist_group("prefect_harness"))
+    else:
+        item.add_marker(pytest.mark.xdist_group(item.path.stem))
