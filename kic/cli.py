@@ -504,3 +504,37 @@ def sql(
         except duckdb.Error as exc:
             raise KicError(f"query failed: {first_line(exc)}") from None
     print_frame(frame, fmt)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    xlsx = "xlsx"
+
+
+@app.command("export")
+def export(
+    version: Annotated[int | None, typer.Argument(help="Snapshot version (default latest).")] = None,
+    persona: Annotated[str | None, typer.Option(help="Only the influencers of this persona.")] = None,
+    fmt: Annotated[
+        ExportFormat | None, typer.Option("--format", "-f", help="File format (default: the output's suffix).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced if it exists).")] = ...,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Export a snapshot's influencers, one row each: profile URL, persona, followers, tier, ER and
+    active_rate (%), follower growth over 7 and 28 days, the follower-jump flag."""
+    from pipeline import steps
+
+    suffix = output.suffix.lower().lstrip(".")
+    if fmt is None and suffix not in ExportFormat.__members__:
+        raise KicError(f"say --format csv, parquet or xlsx: {output} has no suffix that names one")
+    exported = steps.export(settings_for(warehouse), version, persona, str(fmt or suffix), output)
+    typer.echo(
+        f"{exported.rows:,} influencer(s) of snapshot {exported.version}"
+        + (f" ({exported.persona})" if exported.persona else "")
+        + f" written to {exported.path}"
+    )

@@ -27,6 +27,7 @@ from transforms import features as feature_sql
 from warehouse import quality, raw, watchlist
 from warehouse.db import connect, schema_version
 from warehouse.errors import KicError
+from warehouse.export import Export, export_snapshot
 from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table
 from warehouse.snapshots import write_snapshot as store_snapshot
@@ -304,3 +305,18 @@ def read_snapshot(settings: Settings, version: int) -> tuple[pd.DataFrame, pd.Da
 def publish(settings: Settings) -> Path:
     """Refresh the analysts' read-only copy of the warehouse."""
     return publish_copy(settings.warehouse, settings.analytics_path, lock_wait_seconds=settings.lock_wait_seconds)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def analysts_copy(settings: Settings) -> Path:
+    """What reading steps open: the analysts' copy, else the warehouse itself (not published yet)."""
+    return settings.analytics_path if settings.analytics_path.exists() else settings.warehouse
+
+
+@io_step
+def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
+    """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
+    with connect(analysts_copy(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        return export_snapshot(con, version, persona, fmt, output)

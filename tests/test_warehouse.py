@@ -64,6 +64,11 @@ def test_every_table_and_view_states_its_grain_and_key():
     assert {name for _, name in current_objects()} == {name for name, _, _ in declared_tables()}
 
 
+def test_the_history_view_declares_its_key_so_the_key_test_covers_it():
+    declared = {name: key for name, _, key in declared_tables()}
+    assert declared["features.influencer_history"] == ("username", "feature_date")
+
+
 def test_views_live_apart_from_migrations_and_exist_in_a_new_warehouse(warehouse_path):
     expected = {name for kind, name in current_objects() if kind == "VIEW"}
     with connect(warehouse_path) as con:
