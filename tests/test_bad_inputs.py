@@ -1,0 +1,155 @@
+"""Every command that takes input, walked through a table of bad inputs.
+
+Each row: the command line, the exit code, a fragment of the one line expected on stderr.
+Every refused input leaves both warehouse files (the scheduler's and the analysts' copy,
+with its published folder) byte for byte as they were. Inputs refused row by row (an
+import keeps the good rows) are a table of their own: the bad row is named and not stored.
+"""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import cli
+
+HEADER = (
+    "account,post,follower,follow,open_account,official_account,image_love,image_comment,"
+    "video_love,video_comment,igtv_love,igtv_comment"
+)
+SMALL_GRID = {
+    "KIC_CLUSTERING__KMEANS_K": "[3]",
+    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
+    "KIC_CLUSTERING__ELBOW_K": "[1]",
+    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+}
+
+
+def study_row(username: str, follower: str = "1000", image_love: str = "30") -> str:
+    return f"https://www.instagram.com/{username}/,10,{follower},5,1,0,{image_love},2,0,0,0,0"
+
+
+# Files the commands below are given, created in the test's folder.
+FILES = {
+    "empty.csv": "",
+    "header-only.csv": HEADER + "\n",
+    "wrong-columns.csv": "name,followers\nalpha,10\n",
+    "accounts-empty.csv": "",
+    "kic.toml": None,  # written per case
+}
+WAREHOUSE = "warehouse.duckdb"
+LONG_NAME = "a" * 500
+
+# (id, argv, kic.toml text or None, environment, exit code, fragment of the one error line)
+REFUSED = [
+    ("import: empty file", ["import-csv", "empty.csv"], None, {}, 1, "the file is empty"),
+    ("import: header only", ["import-csv", "header-only.csv"], None, {}, 1, "header but no rows"),
+    ("import: wrong columns", ["import-csv", "wrong-columns.csv"], None, {}, 1, "missing column(s)"),
+    ("import: missing path", ["import-csv", "nowhere.csv"], None, {}, 1, "nowhere.csv: no such file"),
+    ("import: a date that does not parse", ["import-csv", "empty.csv", "--as-of", "31/12"], None, {}, 1, "not a date"),
+    ("accounts add: a quote", ["accounts", "add", "o'brien"], None, {}, 1, "not an Instagram username"),
+    ("accounts add: a semicolon", ["accounts", "add", "a;drop table"], None, {}, 1, "not an Instagram username"),
+    ("accounts add: ../", ["accounts", "add", "../../etc/passwd"], None, {}, 1, "not an Instagram username"),
+    ("accounts add: spaces", ["accounts", "add", "two words"], None, {}, 1, "not an Instagram username"),
+    ("accounts add: Hangul", ["accounts", "add", "뷰티"], None, {}, 1, "not an Instagram username"),
+    ("accounts add: 500 characters", ["accounts", "add", LONG_NAME], None, {}, 1, "not an Instagram username"),
+    ("accounts import: missing path", ["accounts", "import", "nowhere.csv"], None, {}, 1, "no such file"),
+    ("accounts import: empty file", ["accounts", "import", "accounts-empty.csv"], None, {}, 1, "empty"),
+    ("show: a version that does not exist", ["show", "99"], None, {}, 1, "no snapshot version 99"),
+    ("show: a version that is not a number", ["show", "latest"], None, {}, 2, "Invalid value"),
+    ("export: a version that does not exist", ["export", "99", "-o", "out.csv"], None, {}, 1, "99"),
+    ("export: an unknown persona", ["export", "--persona", "Nobody", "-o", "out.csv"], None, {}, 1, "Nobody"),
+    ("export: a missing folder", ["export", "-o", "no/such/folder/out.csv"], None, {}, 1, "no/such/folder"),
+    ("sql: a write", ["sql", "DELETE FROM raw.crawl_runs"], None, {}, 1, "read-only"),
+    ("crawl: a date that does not parse", ["crawl", "--date", "2026-13-45"], None, {}, 1, "is not a date"),
+    ("crawl: a date in the future", ["crawl", "--date", "2999-01-01"], None, {}, 1, "after today"),
+    ("kic.toml: a syntax error", ["snapshots"], "warehouse = \n", {}, 1, "TOML"),
+    ("kic.toml: an unknown key", ["snapshots"], "warehous = 'x.duckdb'\n", {}, 1, "warehous"),
+    ("kic.toml: a wrong type", ["snapshots"], "[clustering]\nseed = 'forty-two'\n", {}, 1, "clustering.seed"),
+    ("KIC_*: a wrong type", ["snapshots"], None, {"KIC_CLUSTERING__KMEANS_N_INIT": "many"}, 1, "kmeans_n_init"),
+    ("KIC_*: an unknown choice", ["snapshots"], None, {"KIC_CLUSTERING__SCALING": "log"}, 1, "clustering.scaling"),
+]
+
+# (id, CSV row, the account named) for rows an import rejects while keeping the others.
+REJECTED_ROWS = [
+    ("text in numbers", study_row("bad.text", follower="many"), "bad.text"),
+    ("negative", study_row("bad.negative", follower="-5"), "bad.negative"),
+    ("NaN", study_row("bad.nan", follower="NaN"), "bad.nan"),
+    ("inf", study_row("bad.inf", image_love="inf"), "bad.inf"),
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A warehouse with one import, one snapshot and its analysts' copy, made by the CLI."""
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    csv = folder / "cohort.csv"
+    rows = [study_row(f"acct.{i:02d}", follower=str(1000 + 137 * i), image_love=str(30 + 3 * i)) for i in range(30)]
+    csv.write_text(HEADER + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in SMALL_GRID.items():
+            env.setenv(name, value)
+        for args in (["import-csv", csv, "--as-of", "2026-11-01"], ["recluster"]):
+            result = cli(*args, "-w", folder / WAREHOUSE)
+            assert result.returncode == 0, result.stderr
+    csv.unlink()
+    assert (folder / "analytics.duckdb").is_file()
+    return folder
+
+
+@pytest.fixture
+def workdir(built, tmp_path, monkeypatch):
+    """The built warehouse copied into this test's folder, which is the working directory."""
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+    for name, text in FILES.items():
+        if text is not None:
+            (tmp_path / name).write_text(text, encoding="utf-8")
+    for name in [n for n in os.environ if n.startswith("KIC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """sha256 of every warehouse file: the scheduler's, the analysts' copy and its folder."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and ("duckdb" in p.name or "published" in str(p))]
+    assert any(p.name == WAREHOUSE for p in files) and any(p.name == "analytics.duckdb" for p in files)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.parametrize("argv,toml,env,code,fragment", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypatch, argv, toml, env, code, fragment):
+    if toml is not None:
+        (workdir / "kic.toml").write_text(toml, encoding="utf-8")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = fingerprint(workdir)
+    result = cli(*argv, "-w", workdir / WAREHOUSE)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr
+    if code == 1:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert fingerprint(workdir) == before
+    assert not (workdir / "out.csv").exists()
+
+
+@pytest.mark.parametrize("row,username", [r[1:] for r in REJECTED_ROWS], ids=[r[0] for r in REJECTED_ROWS])
+def test_a_bad_row_is_rejected_by_name_and_the_good_rows_are_kept(workdir, row, username):
+    csv = workdir / "mixed.csv"
+    csv.write_text("\n".join([HEADER, study_row("good.one"), row, ""]), encoding="utf-8")
+    result = cli("import-csv", csv, "-w", workdir / WAREHOUSE, "--as-of", "2026-11-02")
+    assert result.returncode == 0, result.stderr
+    assert "1 account(s) stored, 1 row(s) rejected" in result.stdout
+    query = (
+        "SELECT (SELECT list(username ORDER BY username) FROM features.influencer_features "
+        "WHERE feature_date = DATE '2026-11-02' AND username IN ('good.one', $1)), "
+        "(SELECT list(line_number) FROM raw.rejected_rows WHERE username = $1)"
+    )
+    with duckdb.connect(str(workdir / WAREHOUSE), read_only=True) as con:
+        features, rejected_lines = con.execute(query, [username]).fetchone()
+    assert features == ["good.one"] and rejected_lines == [3]
