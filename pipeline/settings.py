@@ -27,6 +27,7 @@ from pydantic_settings import (
 from models.config import BEST_SILHOUETTE, STUDY_CANDIDATE, ClusteringConfig
 from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS
 from warehouse.errors import KicError
+from warehouse.query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_SECONDS
 
 __all__ = ["BEST_SILHOUETTE", "STUDY_CANDIDATE", "ClusteringConfig", "Settings", "config_file", "load_settings"]
 
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
     # crawl-shard deployment, picked up by any worker polling the work pool.
     crawl_shards: int = Field(1, ge=1)
     crawl_shard_deployment: str = "crawl-shard/crawl-shard"
+
+    # `kic sql`: a query is stopped after this long, and refused if it returns more rows.
+    sql_timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0)
+    sql_max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1)
 
     @field_validator("timezone")
     @classmethod
