@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
-from warehouse.db import connect, first_line
+from warehouse.db import connect
 from warehouse.errors import KicError
 
 console = Console()
@@ -490,19 +490,32 @@ def show(
 
 @app.command("sql")
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run on the warehouse, read-only.")],
+    query: Annotated[str, typer.Argument(help="One SELECT-like statement, run read-only on the analysts' copy.")],
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
+    allow_files: Annotated[
+        Path | None,
+        typer.Option(
+            "--allow-files",
+            metavar="DIR",
+            help="At your own terminal: let the statement read files in DIR and COPY … TO a file there "
+            "(a folder apart from the warehouse's and the copy's).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a read-only SQL query on the warehouse."""
-    import duckdb
+    """Run one read-only SELECT-like statement on the analysts' copy (no other files; time and rows bounded)."""
+    from warehouse.query import run_query
 
     settings = settings_for(warehouse)
-    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
-        try:
-            frame = con.execute(query).df()
-        except duckdb.Error as exc:
-            raise KicError(f"query failed: {first_line(exc)}") from None
+    frame = run_query(
+        readable(settings),
+        query,
+        timeout_seconds=settings.sql_timeout_seconds,
+        max_rows=settings.sql_max_rows,
+        files=allow_files,
+        protected=(settings.warehouse, settings.analytics_path),
+        lock_wait_seconds=settings.lock_wait_seconds,
+    )
     print_frame(frame, fmt)
 
 

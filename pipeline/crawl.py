@@ -197,7 +197,10 @@ def run_shard(
     if not usernames and not request.tag:
         landing.close_shard(crawl_key, shard, RunStatus.SUCCEEDED, None, {"kic/accounts_written": 0})
         return ShardRun(crawl_key, shard, 0, RunStatus.SUCCEEDED, None, None)
-    settings.logs_path.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.logs_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KicError(f"cannot create the log folder {settings.logs_path}: {exc.strerror}") from None
     log_file = settings.logs_path / f"crawl-{crawl_key}-{shard}-{datetime.now().astimezone():%H%M%S-%f}.log"
     with tempfile.TemporaryDirectory() as tmp:
         usernames_file = None

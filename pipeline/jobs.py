@@ -20,6 +20,7 @@ from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult
 from pipeline.settings import ClusteringConfig, Settings
 from transforms.features import FeatureSummary
+from warehouse.publish import PublishFailed
 
 Call = Callable[[Callable], Callable]
 
@@ -60,6 +61,14 @@ class Recluster:
     clustering: object  # models.recluster.Clustering
     cluster_table: pd.DataFrame
     changes: pd.DataFrame
+
+
+def publish(settings: Settings, stored: str, *, call: Call = direct) -> None:
+    """Publish the analysts' copy after a job stored `stored`; if that fails, say that it is stored."""
+    try:
+        call(steps.publish)(settings)
+    except PublishFailed as exc:
+        raise PublishFailed(f"{stored} is stored in the warehouse {settings.warehouse}, but {exc}") from None
 
 
 def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True):
@@ -116,14 +125,14 @@ def load_and_derive(settings: Settings, crawl_key: str, *, call: Call = direct, 
     crawled = replace(call(steps.load)(settings, crawl_key), log_file=log_file)
     validation = validate_crawl(settings, crawled.crawl_id, call=call)
     features = derive_features(settings, crawled.as_of_date, call=call)
-    call(steps.publish)(settings)
+    publish(settings, f"crawl {crawled.crawl_id} and the features of {crawled.as_of_date}", call=call)
     return Refresh(crawled, validation, features)
 
 
 def load(settings: Settings, crawl_keys: list[str], *, call: Call = direct) -> list[CrawlSummary]:
     """Load crawls that landed (e.g. run by hand with `scrapy crawl`), then publish; validation comes with features."""
     loaded = [call(steps.load)(settings, key) for key in crawl_keys]
-    call(steps.publish)(settings)
+    publish(settings, "crawl(s) " + ", ".join(str(summary.crawl_id) for summary in loaded), call=call)
     return loaded
 
 
@@ -133,14 +142,14 @@ def import_csv(settings: Settings, path: Path, as_of: date, *, call: Call = dire
     loaded = call(steps.store_import)(settings, path, parsed, as_of)
     validation = validate_crawl(settings, loaded.crawl_id, call=call)
     features = derive_features(settings, as_of, call=call)
-    call(steps.publish)(settings)
+    publish(settings, f"import {loaded.crawl_id} and the features of {as_of}", call=call)
     return Import(loaded, validation, features)
 
 
 def features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:
     """Derive one date's features (validated) and publish."""
     derived = derive_features(settings, feature_date, call=call)
-    call(steps.publish)(settings)
+    publish(settings, f"the features of {derived.summary.feature_date}", call=call)
     return derived
 
 
@@ -157,19 +166,19 @@ def recluster(
     fitted = call(steps.fit)(rows, clustering or settings.clustering, day)
     version = call(steps.write_snapshot)(settings, fitted)
     table, changes = call(steps.read_snapshot)(settings, version)
-    call(steps.publish)(settings)
+    publish(settings, f"snapshot {version}", call=call)
     return Recluster(version, fitted, table, changes)
 
 
 def watch(settings: Settings, usernames: list[str], added_from: str, *, call: Call = direct) -> int:
     """Watch accounts, then publish."""
     added = call(steps.watch)(settings, usernames, added_from)
-    call(steps.publish)(settings)
+    publish(settings, "the watchlist", call=call)
     return added
 
 
 def unwatch(settings: Settings, usernames: list[str], *, call: Call = direct) -> int:
     """Stop watching accounts, then publish."""
     removed = call(steps.unwatch)(settings, usernames)
-    call(steps.publish)(settings)
+    publish(settings, "the watchlist", call=call)
     return removed

@@ -8,13 +8,14 @@ lists are JSON, e.g. `KIC_CLUSTERING__KMEANS_K='[3, 4, 5]'`. Read here and only 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +27,7 @@ from pydantic_settings import (
 from models.config import BEST_SILHOUETTE, STUDY_CANDIDATE, ClusteringConfig
 from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS
 from warehouse.errors import KicError
+from warehouse.query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_SECONDS
 
 __all__ = ["BEST_SILHOUETTE", "STUDY_CANDIDATE", "ClusteringConfig", "Settings", "config_file", "load_settings"]
 
@@ -74,6 +76,19 @@ class Settings(BaseSettings):
     # crawl-shard deployment, picked up by any worker polling the work pool.
     crawl_shards: int = Field(1, ge=1)
     crawl_shard_deployment: str = "crawl-shard/crawl-shard"
+
+    # `kic sql`: a query is stopped after this long, and refused if it returns more rows.
+    sql_timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0)
+    sql_max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Asia/Seoul)") from None
+        return name
 
     @property
     def analytics_path(self) -> Path:
@@ -128,6 +143,21 @@ def config_file() -> Path:
     return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
 
 
+def not_json(exc: SettingsError) -> str | None:
+    """Which KIC_* variable holds the JSON that could not be read, and why (pydantic-settings
+    names only the top-level field)."""
+    cause = exc.__cause__
+    if not isinstance(cause, json.JSONDecodeError):
+        return None
+    names = sorted(name for name, value in os.environ.items() if name.upper().startswith("KIC_") and value == cause.doc)
+    if not names:
+        return None
+    return (
+        f"{', '.join(names)}={cause.doc!r} is not valid JSON ({cause.msg}, column {cause.colno}); "
+        "lists and tables are JSON, e.g. '[3, 4, 5]'"
+    )
+
+
 def load_settings(config: str | Path | None = None, **overrides) -> Settings:
     """Read settings now from `config` (default: `$KIC_CONFIG` or ./kic.toml, if there) and
     the environment; `overrides` win over both. Never cached."""
@@ -139,8 +169,12 @@ def load_settings(config: str | Path | None = None, **overrides) -> Settings:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise KicError(f"config file {path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise KicError(
+            f"config file {path}: not valid TOML (not UTF-8: byte {exc.start} is {exc.object[exc.start]:#x})"
+        ) from None
     except SettingsError as exc:  # e.g. a KIC_* list that is not JSON
-        raise KicError(f"invalid settings: {exc}") from None
+        raise KicError(f"invalid settings: {not_json(exc) or exc}") from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise KicError(f"invalid settings (in {path} or KIC_* variables): {problems}") from None

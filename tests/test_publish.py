@@ -2,6 +2,9 @@
 published incrementally. Real DuckDB files; the warehouse is built once per module and each
 test publishes its own copy of it."""
 
+import errno
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO, derive, import_study, synthetic_crawl
+from conftest import REPO, assert_one_line_error, cli, derive, import_study, synthetic_crawl
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
@@ -253,3 +256,65 @@ def test_the_copy_reads_only_its_folder_and_opens_in_the_duckdb_cli(warehouse, c
     )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == f"{expected[0][0]},{expected[0][1]}"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 MiB file system (tmpfs), for a disk that fills up; skipped where mounting is not permitted."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(folder: Path, room: int) -> Path:
+    """Write a file into `folder` until its file system is full (a real ENOSPC), then free `room` bytes."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    os.truncate(filler, max(0, filler.stat().st_size - room))
+    return filler
+
+
+# No room at all: the new snapshot's partition fails; room for partitions: the copy itself fails.
+@pytest.mark.parametrize("room", [0, 256 * 1024], ids=["partition", "copy"])
+def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporary_file(
+    warehouse, small_disk, monkeypatch, room
+):
+    copy = small_disk / "analytics.duckdb"
+    publish_copy(warehouse, copy)  # the copy as analysts have it, two snapshots
+    snapshots = "SELECT count(*) FROM clusters.snapshots"
+    assert rows(copy, snapshots) == [(2,)]
+    before = {path: path.read_bytes() for path in small_disk.rglob("*") if path.is_file()}
+    filler = fill(small_disk, room)
+    monkeypatch.setenv("KIC_ANALYTICS_COPY", str(copy))
+    for name, value in CLUSTERING.items():
+        monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", json.dumps(value) if isinstance(value, list) else value)
+
+    result = cli("recluster", "-w", warehouse)
+
+    assert_one_line_error(
+        result, f"snapshot 3 is stored in the warehouse {warehouse}", f"analysts' copy {copy}", "No space left"
+    )
+    assert rows(warehouse, snapshots) == [(3,)]
+    # Nothing left half-written on the full disk (a new partition may stay: it is whole, and
+    # listed by the next copy), and what analysts had is as it was.
+    after = {path: path.read_bytes() for path in small_disk.rglob("*") if path.is_file() and path != filler}
+    assert {path: content for path, content in after.items() if path in before} == before
+    assert [path.name for path in set(after) - set(before) if not path.name.endswith(".parquet")] == []
+    assert rows(copy, snapshots) == [(2,)]
+    filler.unlink()  # room again: the next publish catches up
+    publish_copy(warehouse, copy)
+    assert rows(copy, snapshots) == [(3,)]

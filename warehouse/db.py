@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -26,6 +27,10 @@ DEFAULT_LOCK_WAIT_SECONDS = 120.0
 # Files are written in the storage format of DuckDB 1.4 (LTS), so that any DuckDB CLI from
 # 1.4 on (including the 1.5 one on PyPI) opens the warehouse, not only DuckDB 2.
 STORAGE_COMPATIBILITY = "v1.4.0"
+
+# A DuckDB file is three 4 KiB headers, then blocks of `block_size` bytes.
+FILE_HEADERS_BYTES = 3 * 4096
+DATABASE_SIZE = "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()"
 
 SCHEMA_VERSION_DDL = """
 CREATE SCHEMA IF NOT EXISTS meta;
@@ -133,9 +138,14 @@ def connect(
     if read_only and not path.exists():
         raise KicError(f"no warehouse at {path}: run `kic run` or `kic import-csv` first")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KicError(f"cannot create the warehouse's folder {path.parent}: {exc.strerror}") from None
+    opened = path.stat() if path.exists() else None
     con = open_with_retry(path, read_only, lock_wait_seconds)
     try:
+        check_whole(con, path, opened)
         if read_only:
             have, need = schema_version(con), latest_version()
             if have != need:
@@ -147,8 +157,40 @@ def connect(
             migrate(con)
             apply_views(con)
         yield con
+    except duckdb.Error as exc:
+        if is_damage(exc, path):
+            raise KicError(f"{path} is damaged ({first_line(exc)}): restore it from a backup") from None
+        raise
     finally:
         con.close()
+
+
+def check_whole(con: duckdb.DuckDBPyConnection, path: Path, opened: os.stat_result | None) -> None:
+    """Refuse a file cut short (an interrupted copy, a disk that filled up) before anything reads
+    or writes it: DuckDB opens it, and fails only on the first missing block it reads.
+
+    DuckDB writes whole blocks after its headers, so the file is FILE_HEADERS_BYTES plus a whole
+    number of blocks, at least as many as it uses (trailing free blocks may be cut off).
+    """
+    now = path.stat()
+    if opened is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        return  # created just now, or replaced since (a publish swapping the copy in): not this file
+    block_size, used = con.execute(DATABASE_SIZE).fetchall()[0]
+    blocks, partial = divmod(now.st_size - FILE_HEADERS_BYTES, block_size)
+    if partial or blocks < used:
+        raise KicError(
+            f"{path} is damaged: {now.st_size:,} bytes, where DuckDB's headers and at least {used} whole blocks "
+            f"of {block_size:,} bytes were expected (cut short?): restore it from a backup"
+        )
+
+
+def is_damage(exc: duckdb.Error, path: Path) -> bool:
+    """Whether DuckDB failed because `path` itself is damaged (what check_whole cannot see: a
+    used block cut off while free ones remain, a block overwritten)."""
+    text = str(exc)
+    return text.startswith("Corrupt database file") or (
+        "Could not read enough bytes" in text and os.path.abspath(path) in text
+    )
 
 
 def is_lock_conflict(exc: Exception) -> bool:
@@ -163,6 +205,8 @@ def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float) -> du
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
+            if is_damage(exc, path):
+                raise KicError(f"{path} is damaged ({first_line(exc)}): restore it from a backup") from None
             if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
                 raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
             log.warning(

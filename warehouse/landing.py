@@ -103,7 +103,10 @@ class Landing:
         """Write a file under a temporary name, then rename it: readers never see it half-written."""
         folder, name = path.rsplit("/", 1)
         temporary = f"{folder}/{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex[:8]}"
-        self.fs.makedirs(folder, exist_ok=True)
+        try:
+            self.fs.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise KicError(f"cannot create the landing folder {folder}: {exc.strerror or exc}") from None
         local = self.local_path(temporary)
         if local is not None:
             write(local)

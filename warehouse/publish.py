@@ -22,15 +22,19 @@ The copy is small, so that a publish costs what changed, not the whole history:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import duckdb
 
-from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, scalar, views
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, first_line, scalar, views
+from warehouse.errors import KicError
 
 # Bumped when partitions are written differently: every file is then written anew.
 EXPORT_FORMAT = "parquet-1"
+# Suffix of a partition file being written (renamed into place once whole).
+PARTIAL = ".tmp"
 # The name the copy being built is attached under, while the warehouse is the default database.
 COPY_ALIAS = "kic_analysts_copy"
 
@@ -110,23 +114,56 @@ def published_dir(copy: Path) -> Path:
     return copy.with_name(copy.stem + ".published")
 
 
+class PublishFailed(KicError):
+    """The analysts' copy could not be published; the warehouse and the previous copy are intact."""
+
+
 def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Path:
     """Publish the warehouse to `copy` (tables, views, schema version), atomically: write the
     partitions not written yet, build a new small copy beside the old one, swap it in, then
     remove the partition files it no longer lists. Whatever is missing or damaged (the copy,
-    partition files) is written anew."""
+    partition files) is written anew. If that fails (a full disk), the temporary files are
+    removed and PublishFailed says why: the copy in place stays whole."""
     target = Path(os.path.abspath(copy))
     folder = published_dir(target)
     staging = target.with_name(target.name + ".tmp")
-    # The warehouse's write lock is held throughout: one publisher at a time, one consistent state.
-    with connect(warehouse, lock_wait_seconds=lock_wait_seconds) as con:
-        files = write_partitions(con, folder)
-        for leftover in (staging, staging.with_name(staging.name + ".wal")):  # of a publish cut short
-            leftover.unlink(missing_ok=True)
-        build_copy(con, staging, files)
-        os.replace(staging, target)
-        remove_unlisted(folder, files)
+    temporary = [staging, staging.with_name(staging.name + ".wal")]
+    try:
+        # The warehouse's write lock is held throughout: one publisher at a time, one consistent state.
+        with connect(warehouse, lock_wait_seconds=lock_wait_seconds) as con:
+            files = write_partitions(con, folder)
+            remove(temporary)  # of a publish cut short
+            build_copy(con, staging, files)
+            os.replace(staging, target)
+            remove_unlisted(folder, files)
+    except (OSError, duckdb.IOException, KicError) as exc:  # a full disk, the warehouse held too long
+        remove(temporary + sorted(folder.rglob(f"*{PARTIAL}")))
+        raise PublishFailed(
+            f"publishing the analysts' copy {copy} failed ({io_reason(exc)}): it still holds what was last "
+            "published, its temporary files are removed; the next writing command (e.g. `kic features`) "
+            "publishes it once that is fixed"
+        ) from None
     return copy
+
+
+def io_reason(exc: BaseException) -> str:
+    """What went wrong, in one line. DuckDB wraps the operating system's reason: after
+    "Original error: " (a failed checkpoint), or as the "exception_message" of a JSON object
+    (a failed asynchronous write)."""
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+    text = str(exc)
+    if "Original error: " in text:
+        return text.rsplit("Original error: ", 1)[1].splitlines()[0]
+    try:
+        return json.loads(text[text.index("{") :])["exception_message"]
+    except (ValueError, KeyError, TypeError):
+        return first_line(exc)
+
+
+def remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, list[Path]]:
@@ -143,7 +180,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, 
         for part, file_name in listed:
             path = directory / file_name
             if not is_whole_parquet(path):
-                written = path.with_name(path.name + ".tmp")
+                written = path.with_name(path.name + PARTIAL)
                 con.execute(
                     f"COPY (SELECT * FROM {table} WHERE {column} = $part) TO {literal(written)} (FORMAT parquet)",
                     {"part": part},
