@@ -31,12 +31,14 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
                 "rank": int(r.rank),
                 "persona": r.persona,
                 "size": int(r.size),
-                "mean_er": round(float(r.mean_er), 4),
-                "mean_active_rate": round(float(r.mean_active_rate), 4),
+                "mean ER (%)": round(float(r.mean_er), 4),
+                "mean active_rate (%)": round(float(r.mean_active_rate), 4),
+                "follower tier": r.follower_tier,
             }
             for r in table.itertuples()
         ],
-        description=f"Snapshot {version}: {clustering.published}, features of {clustering.feature_date}",
+        description=f"Snapshot {version}: {clustering.published} "
+        f"({clustering.parameters['published_because']}), features of {clustering.feature_date}",
     )
     path = clustering.parameters["path"]
     create_table_artifact(

@@ -57,8 +57,17 @@ WarehouseOption = Annotated[
     typer.Option("--warehouse", "-w", help="DuckDB file (default: $KIC_WAREHOUSE or data/warehouse.duckdb)."),
 ]
 DateOption = Annotated[str | None, typer.Option("--date", help="Day the crawl describes, YYYY-MM-DD (default today).")]
-# The cluster table as printed on a terminal; csv and json carry every column.
-TABLE_COLUMNS = ["rank", "persona", "size", "mean_er", "mean_active_rate", "median_follower"]
+# The cluster table as printed on a terminal, headed with units; csv and json carry every
+# column under its warehouse name (ER and active_rate columns are percentages there too).
+TABLE_COLUMNS = {
+    "rank": "rank",
+    "persona": "persona",
+    "size": "size",
+    "mean_er": "mean ER (%)",
+    "mean_active_rate": "mean active_rate (%)",
+    "median_follower": "median followers",
+    "follower_tier": "tier",
+}
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -113,7 +122,7 @@ def format_cell(value) -> str:
 
 def show_clusters(frame, version: int, fmt: Format = Format.table) -> None:
     if fmt is Format.table:
-        frame = frame[TABLE_COLUMNS]
+        frame = frame[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
     print_frame(frame, fmt, title=f"Snapshot {version}")
 
 
@@ -428,7 +437,10 @@ def recluster(
     warehouse: WarehouseOption = None,
     publish: Annotated[
         str | None,
-        typer.Option(help=f"Candidate to publish, e.g. kmeans-k4, or {BEST_SILHOUETTE}."),
+        typer.Option(
+            help=f"Candidate to publish, e.g. kmeans-k4, or {BEST_SILHOUETTE}; one giving a number of personas "
+            "outside clustering.min_personas..max_personas (4..8) gives way to the nearest candidate inside."
+        ),
     ] = None,
     scaling: Annotated[str | None, typer.Option(help="none, standard or minmax.")] = None,
     strategy: Annotated[
@@ -461,6 +473,7 @@ def recluster(
         f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
         f"{clustering.parameters['path']} path, stored in {settings.warehouse}"
     )
+    typer.echo(f"published: {clustering.published}, {clustering.parameters['published_because']}")
 
 
 @app.command("snapshots")

@@ -220,14 +220,36 @@ def check_publishable(cfg: ClusteringConfig) -> None:
         )
 
 
-def choose(results: list[CandidateResult], silhouettes: dict[str, float | None], publish: str) -> CandidateResult:
-    """The candidate to publish: one named in the settings, or the best mean silhouette."""
+def choose(
+    results: list[CandidateResult],
+    silhouettes: dict[str, float | None],
+    publish: str,
+    personas: tuple[int, int] = (1, 2**31),
+) -> tuple[CandidateResult, str]:
+    """The candidate to publish, and why: the one named in the settings, or the best mean
+    silhouette; either way giving a number of personas inside `personas` (min, max) if any can."""
+    low, high = personas
+    inside = [r for r in results if low <= r.n_clusters <= high]
+    span = f"{low}–{high} personas (clustering.min_personas / max_personas)"
     if publish == BEST_SILHOUETTE:
-        scored = [r for r in results if silhouettes.get(r.name) is not None]
+        scored = [r for r in (inside or results) if silhouettes.get(r.name) is not None]
         if not scored:
             raise KicError("no candidate has a silhouette to choose by (too few influencers?)")
-        return max(scored, key=lambda r: silhouettes[r.name])
-    for candidate in results:
-        if candidate.name == publish:
-            return candidate
-    raise KicError(f"candidate {publish!r} could not be fitted on {len(results[0].labels)} influencers")
+        best = max(scored, key=lambda r: silhouettes[r.name])
+        among = f"the candidates giving {span}" if inside else f"all candidates (none gives {span})"
+        return best, f"best mean silhouette among {among}"
+    named = next((r for r in results if r.name == publish), None)
+    if named is None:
+        raise KicError(f"candidate {publish!r} could not be fitted on {len(results[0].labels)} influencers")
+    if low <= named.n_clusters <= high:
+        return named, "as set (clustering.publish)"
+    same = [r for r in inside if r.algorithm == named.algorithm]
+    pool = same or inside
+    if not pool:
+        return named, f"as set; it gives {named.n_clusters} personas and no candidate gives {span}"
+    pick = min(pool, key=lambda r: (abs(r.n_clusters - named.n_clusters), -(silhouettes.get(r.name) or -1.0)))
+    nearest = "the same algorithm's nearest" if same else "the nearest"
+    return pick, (
+        f"{publish} gives {named.n_clusters} personas, outside {span}: {pick.name} ({pick.n_clusters}) is "
+        f"{nearest} inside"
+    )

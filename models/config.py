@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The study's final model: complete linkage cut at distance 20 (six personas).
 STUDY_CANDIDATE = "hierarchical-complete-t20"
@@ -46,6 +46,17 @@ class ClusteringConfig(BaseModel):
     memory_limit_gib: float = Field(4.0, gt=0)
     # A candidate name (e.g. "kmeans-k4") or "best-silhouette".
     publish: str = STUDY_CANDIDATE
+    # How many personas a marketer can use. A candidate to publish that gives fewer or more
+    # is replaced by the candidate of the same algorithm (else any) whose count is nearest
+    # inside the range (ties: higher silhouette); the snapshot records why.
+    min_personas: int = Field(4, ge=1)
+    max_personas: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _persona_range(self) -> ClusteringConfig:
+        if self.min_personas > self.max_personas:
+            raise ValueError(f"min_personas ({self.min_personas}) is above max_personas ({self.max_personas})")
+        return self
 
     @field_validator("kmeans_k", "kmedoids_k", "hierarchical_k")
     @classmethod

@@ -1,10 +1,21 @@
 """Naming clusters as the study's marketing personas.
 
-Rule: a cluster's mean ER and mean active_rate are each placed on a level relative to the
-whole clustered cohort, by how many cohort standard deviations they lie above the cohort
-mean: low (< 2 sd), middle (2 to 5 sd), high (>= 5 sd). The (ER level, active_rate level)
-pair names the persona. The study's six names cover six pairs; the other three are
-named in the same spirit. On the study's data this gives exactly the study's mapping.
+Levels. A cluster's mean ER and mean active_rate (both percentages) are each placed on a
+level by a robust z-score against the whole clustered cohort: (cluster mean - cohort
+median) / (1.4826 x the cohort's median absolute deviation), a scale a few outliers cannot
+inflate (the cohort standard deviation can: one influencer at 500 % ER made a cluster at
+10 % look ordinary). low below 3.5 (Iglewicz and Hoaglin's cutoff for a value that stands
+out), middle from 3.5, high from 12 (the study's "very high" clusters lie at 17 and beyond,
+its middling ones at 10 and below). The level is a threshold on the cluster's own mean, so
+names are monotone: a cluster named higher on an axis never has a lower mean on it. On the
+study's data this gives exactly the study's mapping.
+
+Names. The (ER level, active_rate level) pair names the persona: the study's six names
+cover six pairs; the other three are named in the same spirit. Two clusters on the same
+pair are told apart by follower tier (nano < 10k, micro < 100k, mid < 500k, macro < 1M,
+mega; of the cluster's median follower count), e.g. "Lowest benefit · micro"; clusters that
+share the tier too by their mean ER, then mean active_rate ("· ER 11.3 %"), so every name
+within a snapshot is its own. A cluster alone on its pair keeps the plain name.
 
 Rank orders personas by value to a marketer: score = 2 * ER level + 3 * active_rate level
 (levels 0, 1, 2), so active_rate (buying intent) weighs more than ER (trust), but a high
@@ -18,8 +29,10 @@ import numpy as np
 import pandas as pd
 
 LEVELS = ("low", "middle", "high")
-MIDDLE_FROM_SD = 2.0
-HIGH_FROM_SD = 5.0
+MIDDLE_FROM_Z = 3.5
+HIGH_FROM_Z = 12.0
+MAD_TO_SD = 1.4826  # the median absolute deviation of a normal sample, times this, estimates its sd
+MEAN_AD_TO_SD = 1.2533  # the same for the mean absolute deviation, used where over half the values are equal
 ER_WEIGHT, ACTIVE_RATE_WEIGHT = 2, 3
 
 # (ER level, active_rate level) -> persona.
@@ -52,30 +65,60 @@ def follower_tier(followers: np.ndarray) -> np.ndarray:
     return tiers
 
 
-def level(value: float, cohort_mean: float, cohort_sd: float) -> str:
-    """low / middle / high by distance above the cohort mean, in cohort standard deviations."""
-    if not cohort_sd > 0:
+def robust_scale(values: np.ndarray) -> tuple[float, float]:
+    """The cohort's median and robust spread (MAD-based; mean-AD-based if the MAD is 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    median = float(np.median(values))
+    deviations = np.abs(values - median)
+    spread = MAD_TO_SD * float(np.median(deviations))
+    if not spread > 0:
+        spread = MEAN_AD_TO_SD * float(deviations.mean())
+    return median, spread
+
+
+def level(value: float, cohort_median: float, cohort_spread: float) -> str:
+    """low / middle / high by the robust z-score of a cluster's mean in its cohort."""
+    if not cohort_spread > 0:
         return "low"
-    z = (value - cohort_mean) / cohort_sd
-    if z >= HIGH_FROM_SD:
+    z = (value - cohort_median) / cohort_spread
+    if z >= HIGH_FROM_Z:
         return "high"
-    if z >= MIDDLE_FROM_SD:
+    if z >= MIDDLE_FROM_Z:
         return "middle"
     return "low"
 
 
-def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
-    """Add er_level, active_rate_level, persona and rank to per-cluster profiles.
+def unique_names(out: pd.DataFrame) -> pd.Series:
+    """Each cluster's persona, qualified where two clusters would share a name (see the module)."""
+    names = out["persona"].copy()
+    qualifiers = [
+        lambda rows: " · " + rows["follower_tier"].fillna("unknown tier"),
+        lambda rows: rows["mean_er"].map(lambda v: f" · ER {v:.1f} %"),
+        lambda rows: rows["mean_active_rate"].map(lambda v: f" · active_rate {v:.1f} %"),
+        lambda rows: rows["cluster"].map(lambda c: f" · cluster {c}"),
+    ]
+    for qualify in qualifiers:
+        shared = names.duplicated(keep=False)
+        if not shared.any():
+            break
+        names[shared] = names[shared] + qualify(out[shared])
+    return names
 
-    `profiles` needs mean_er and mean_active_rate per cluster; `cohort` the er and
-    active_rate of every clustered influencer.
+
+def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Add er_level, active_rate_level, follower_tier, persona and rank to per-cluster profiles.
+
+    `profiles` needs cluster, mean_er, mean_active_rate and median_follower per cluster;
+    `cohort` the er and active_rate of every clustered influencer.
     """
     out = profiles.copy()
-    er_mean, er_sd = cohort["er"].mean(), cohort["er"].std()
-    ar_mean, ar_sd = cohort["active_rate"].mean(), cohort["active_rate"].std()
-    out["er_level"] = [level(v, er_mean, er_sd) for v in out["mean_er"]]
-    out["active_rate_level"] = [level(v, ar_mean, ar_sd) for v in out["mean_active_rate"]]
+    er_median, er_spread = robust_scale(cohort["er"])
+    ar_median, ar_spread = robust_scale(cohort["active_rate"])
+    out["er_level"] = [level(v, er_median, er_spread) for v in out["mean_er"]]
+    out["active_rate_level"] = [level(v, ar_median, ar_spread) for v in out["mean_active_rate"]]
+    out["follower_tier"] = follower_tier(out["median_follower"]) if "median_follower" in out else None
     out["persona"] = [PERSONAS[pair] for pair in zip(out["er_level"], out["active_rate_level"], strict=True)]
+    out["persona"] = unique_names(out)
     score = ER_WEIGHT * out["er_level"].map(LEVELS.index) + ACTIVE_RATE_WEIGHT * out["active_rate_level"].map(
         LEVELS.index
     )

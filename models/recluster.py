@@ -154,7 +154,9 @@ def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, pro
     with probe("silhouettes"):
         scores = silhouettes(X, [r.labels for r in results], cfg.silhouette_sample_size, cfg.seed)
     by_name = {r.name: s for r, s in zip(results, scores, strict=True)}
-    published = choose(results, {name: s.mean for name, s in by_name.items()}, cfg.publish)
+    published, why = choose(
+        results, {name: s.mean for name, s in by_name.items()}, cfg.publish, (cfg.min_personas, cfg.max_personas)
+    )
     with probe("profiles"):
         profiles, clusters = cluster_profiles(features, published.labels)
     candidates = pd.DataFrame(
@@ -179,7 +181,7 @@ def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, pro
     return Clustering(
         feature_date=feature_date,
         data_fingerprint=features.fingerprint,
-        parameters={**cfg.model_dump(mode="json"), "path": path, "influencers": len(X)},
+        parameters={**cfg.model_dump(mode="json"), "path": path, "influencers": len(X), "published_because": why},
         published=published.name,
         candidates=candidates,
         elbow=pd.DataFrame({"k": list(sse_by_k), "sse": list(sse_by_k.values())}),

@@ -26,6 +26,7 @@ SMALL_GRID = {
     "KIC_CLUSTERING__KMEDOIDS_K": "[]",
     "KIC_CLUSTERING__ELBOW_K": "[1]",
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+    "KIC_CLUSTERING__MIN_PERSONAS": "3",
 }
 
 
@@ -116,7 +117,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, monkeypatch):
 
 def test_settings_come_from_kic_toml_and_env_overrides_it(tmp_path, monkeypatch):
     (tmp_path / "kic.toml").write_text(
-        'warehouse = "from-file.duckdb"\n[clustering]\npublish = "kmeans-k3"\nkmeans_k = [3]\n'
+        'warehouse = "from-file.duckdb"\n[clustering]\npublish = "kmeans-k3"\nmin_personas = 3\nkmeans_k = [3]\n'
         "kmedoids_k = []\nelbow_k = [1]\n"
     )
     monkeypatch.chdir(tmp_path)

@@ -24,7 +24,7 @@ FIRST = date(2026, 4, 1)
 SNAPSHOT_DAY = FIRST + timedelta(days=28)
 # Day 0, then every day from 21 to 28: growth over 7 and 28 days, and 7 daily rates before day 28.
 CRAWL_DAYS = [FIRST] + [FIRST + timedelta(days=n) for n in range(21, 29)]
-CLUSTERING = ClusteringConfig(kmeans_k=[3], kmedoids_k=[], elbow_k=[1], publish="kmeans-k3")
+CLUSTERING = ClusteringConfig(kmeans_k=[3], kmedoids_k=[], elbow_k=[1], publish="kmeans-k3", min_personas=3)
 COLUMNS = [
     "username",
     "profile_url",

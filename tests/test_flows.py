@@ -26,7 +26,7 @@ from warehouse.db import connect
 SEED = 21
 NIGHT = date(2026, 6, 1)
 CLUSTERING = ClusteringConfig(
-    kmeans_k=[3], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1, 2], publish="kmeans-k3"
+    kmeans_k=[3], kmedoids_k=[], hierarchical_thresholds=[], elbow_k=[1, 2], publish="kmeans-k3", min_personas=3
 )
 
 

@@ -21,9 +21,10 @@ from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from warehouse.db import connect
 
-CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3"}
+CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
 KIC_ENV = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+    "KIC_CLUSTERING__MIN_PERSONAS": "3",
     "KIC_CLUSTERING__KMEANS_K": "[3]",
     "KIC_CLUSTERING__KMEDOIDS_K": "[]",
     "KIC_CLUSTERING__ELBOW_K": "[1]",

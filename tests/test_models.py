@@ -126,10 +126,28 @@ def test_choose_by_name_or_best_silhouette():
     )
     results, _, _ = fit_candidates(X, cfg)
     scores = {r.name: s.mean for r, s in zip(results, silhouettes(X, [r.labels for r in results], 999, 0), strict=True)}
-    best = choose(results, scores, "best-silhouette")
-    assert scores[best.name] == max(scores.values())
+    best, why = choose(results, scores, "best-silhouette")
+    assert scores[best.name] == max(scores.values()) and "best mean silhouette" in why
     assert best.n_clusters == 3
-    assert choose(results, scores, "kmeans-k4").name == "kmeans-k4"
+    assert choose(results, scores, "kmeans-k4")[0].name == "kmeans-k4"
+
+
+def test_a_candidate_outside_the_persona_range_gives_way_to_the_nearest_inside():
+    X = blobs(3)
+    cfg = ClusteringConfig(
+        kmeans_k=[2, 3, 4], kmedoids_k=[3], hierarchical_thresholds=[10], elbow_k=[1], publish="kmeans-k2"
+    )
+    results, _, _ = fit_candidates(X, cfg)
+    scores = {r.name: s.mean for r, s in zip(results, silhouettes(X, [r.labels for r in results], 999, 0), strict=True)}
+    # kmeans-k2 gives 2: below a range of 3-4, the same algorithm's nearest inside is kmeans-k3.
+    picked, why = choose(results, scores, "kmeans-k2", (3, 4))
+    assert picked.name == "kmeans-k3" and "kmeans-k2 gives 2 personas, outside 3–4" in why
+    assert choose(results, scores, "kmeans-k2", (2, 4))[0].name == "kmeans-k2"  # inside: as set
+    # best-silhouette only looks inside the range when a candidate falls in it.
+    assert choose(results, scores, "best-silhouette", (4, 4))[0].n_clusters == 4
+    # Nothing inside: the candidate as set, and the reason says so.
+    picked, why = choose(results, scores, "kmeans-k4", (7, 9))
+    assert picked.name == "kmeans-k4" and "no candidate gives 7–9" in why
 
 
 def test_an_unknown_published_candidate_fails_before_fitting():

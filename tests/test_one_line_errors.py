@@ -15,6 +15,7 @@ SMALL_GRID = {
     "KIC_CLUSTERING__KMEDOIDS_K": "[]",
     "KIC_CLUSTERING__ELBOW_K": "[1]",
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+    "KIC_CLUSTERING__MIN_PERSONAS": "3",
 }
 
 

@@ -1,17 +1,22 @@
 import itertools
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import STUDY_RANKING
-from models.personas import LEVELS, PERSONAS, level, name_personas
+from models.personas import LEVELS, PERSONAS, level, name_personas, robust_scale
 
 
-def test_levels_are_cohort_standard_deviations_above_the_mean():
-    assert level(10 + 1.99 * 2, 10, 2) == "low"
-    assert level(10 + 2.0 * 2, 10, 2) == "middle"
-    assert level(10 + 4.99 * 2, 10, 2) == "middle"
-    assert level(10 + 5.0 * 2, 10, 2) == "high"
+def test_levels_are_robust_z_scores_of_the_cluster_mean():
+    assert level(10 + 3.49 * 2, 10, 2) == "low"
+    assert level(10 + 3.5 * 2, 10, 2) == "middle"
+    assert level(10 + 11.99 * 2, 10, 2) == "middle"
+    assert level(10 + 12.0 * 2, 10, 2) == "high"
     assert level(3, 3, 0) == "low"
+    median, spread = robust_scale(np.array([1.0, 2.0, 3.0, 4.0, 1000.0]))
+    assert median == 3.0 and spread == pytest.approx(1.4826)  # the outlier moves neither
+    assert robust_scale(np.array([0.0] * 6 + [1.0] * 4)) == (0.0, pytest.approx(1.2533 * 0.4))  # MAD 0: mean AD
 
 
 def test_every_level_pair_has_its_own_persona():
@@ -20,11 +25,11 @@ def test_every_level_pair_has_its_own_persona():
 
 
 def test_rank_follows_the_studys_order_and_places_the_other_three():
-    cohort = pd.DataFrame({"er": [0.0, 1.0] * 50, "active_rate": [0.0, 1.0] * 50})  # mean .5, sd ~.5
-    value = {"low": 0.5, "middle": 0.5 + 3 * 0.5025, "high": 0.5 + 6 * 0.5025}
+    cohort = pd.DataFrame({"er": [0.0, 1.0, 2.0] * 50, "active_rate": [0.0, 1.0, 2.0] * 50})  # median 1, MAD 1
+    value = {"low": 1.0, "middle": 1.0 + 5 * 1.4826, "high": 1.0 + 15 * 1.4826}
     profiles = pd.DataFrame(
         [
-            {"cluster": i, "mean_er": value[e], "mean_active_rate": value[a]}
+            {"cluster": i, "mean_er": value[e], "mean_active_rate": value[a], "median_follower": 5000.0}
             for i, (e, a) in enumerate(itertools.product(LEVELS, LEVELS))
         ]
     )
@@ -36,12 +41,52 @@ def test_rank_follows_the_studys_order_and_places_the_other_three():
     assert order.index("Balanced Middle") < order.index("High Interactive")
 
 
-def test_equal_personas_rank_by_mean_active_rate():
+def test_clusters_on_the_same_levels_are_told_apart_by_tier_then_by_their_means():
     cohort = pd.DataFrame({"er": [1.0, 2.0, 3.0] * 10, "active_rate": [1.0, 2.0, 3.0] * 10})
-    profiles = pd.DataFrame({"cluster": [1, 2], "mean_er": [2.0, 2.0], "mean_active_rate": [1.5, 2.5]})
+    profiles = pd.DataFrame(
+        {
+            "cluster": [1, 2, 3, 4],
+            "mean_er": [2.0, 2.0, 2.5, 2.0],
+            "mean_active_rate": [1.5, 2.5, 2.0, 1.0],
+            "median_follower": [5_000.0, 50_000.0, 60_000.0, 2_000_000.0],
+        }
+    )
     named = name_personas(profiles, cohort)
-    assert named["persona"].tolist() == ["Lowest benefit"] * 2
-    assert named["rank"].tolist() == [2, 1]
+    assert named["persona"].tolist() == [
+        "Lowest benefit · nano",
+        "Lowest benefit · micro · ER 2.0 %",
+        "Lowest benefit · micro · ER 2.5 %",
+        "Lowest benefit · mega",
+    ]
+    assert named["follower_tier"].tolist() == ["nano", "micro", "micro", "mega"]
+    assert named["rank"].tolist() == [3, 1, 2, 4]  # equal levels: by mean active_rate
+    alone = name_personas(profiles.iloc[[0]], cohort)
+    assert alone["persona"].tolist() == ["Lowest benefit"]  # alone on its levels: the plain name
+
+
+def test_a_few_outliers_no_longer_hide_a_high_engagement_cluster():
+    """A crafted cohort: a core at 2 % ER, a cluster of 40 at 10 %, and five accounts at 500 %.
+    The outliers inflate the standard deviation (to about 38) so that the sd rule the product
+    used put the 10 % cluster at z 0.1: "Lowest benefit", like the core. The robust rule does not."""
+    rng = np.random.default_rng(7)
+    core = rng.normal(2.0, 1.2, 900).clip(0.1)
+    er = np.concatenate([core, rng.normal(10.0, 0.5, 40), np.full(5, 500.0)])
+    active_rate = rng.normal(2.0, 0.5, len(er)).clip(0.1)
+    labels = np.repeat([0, 1, 2], [900, 40, 5])
+    profiles = pd.DataFrame(
+        {
+            "cluster": [1, 2, 3],
+            "mean_er": [er[labels == c].mean() for c in range(3)],
+            "mean_active_rate": [active_rate[labels == c].mean() for c in range(3)],
+            "median_follower": [20_000.0] * 3,
+        }
+    )
+    cohort = pd.DataFrame({"er": er, "active_rate": active_rate})
+    sd_z = (profiles["mean_er"][1] - er.mean()) / er.std(ddof=1)
+    assert sd_z < 2  # the old rule's "low": it named the 10 % cluster "Lowest benefit"
+    named = name_personas(profiles, cohort)
+    assert named["er_level"].tolist() == ["low", "middle", "high"]
+    assert named["persona"].tolist() == ["Lowest benefit", "Middle Interactive", "High Interactive"]
 
 
 def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
@@ -57,3 +102,49 @@ def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
     assert in_python == in_sql
     assert in_python[:3] == ["nano", "nano", "micro"]  # 0, 9,999, 10,000
     assert in_python[-1] == "mega" and follower_tier([float("nan")])[0] is None
+
+
+def persona_table(n: int, seed: int, **settings):
+    from dataclasses import dataclass
+    from datetime import date
+
+    from models.config import ClusteringConfig
+    from models.recluster import recluster
+    from sandbox.synthetic import study_shaped_cohort
+
+    @dataclass(frozen=True)
+    class Cohort:
+        er: np.ndarray
+        active_rate: np.ndarray
+        follower: np.ndarray
+        fingerprint: str = "test"
+
+    return recluster(Cohort(**study_shaped_cohort(n, seed)), ClusteringConfig(**settings), date(2026, 11, 1))
+
+
+def assert_unique_and_monotone(profiles: pd.DataFrame) -> None:
+    assert profiles["persona"].is_unique, profiles[["persona", "size", "mean_er", "mean_active_rate"]]
+    for axis, mean in (("er_level", "mean_er"), ("active_rate_level", "mean_active_rate")):
+        rank = profiles[axis].map(LEVELS.index)
+        for higher in profiles.index:
+            lower = rank < rank[higher]
+            assert (profiles.loc[lower, mean] <= profiles.loc[higher, mean]).all(), (axis, profiles)
+
+
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.e2e), pytest.param(3, marks=pytest.mark.e2e)])
+def test_names_are_unique_and_monotone_on_generated_cohorts(seed):
+    result = persona_table(1_000, seed)
+    assert 4 <= result.n_clusters <= 8
+    assert_unique_and_monotone(result.profiles)
+
+
+@pytest.mark.e2e  # 5,000 influencers: the scalable path, about 9 s
+def test_the_persona_count_stays_in_range_on_a_bigger_cohort_and_the_snapshot_says_why():
+    """On 5,000 influencers the study's cut (t = 20) gives 8 personas; a range of 4-6 makes the
+    rule publish the same algorithm's nearest cut inside it (t = 25: 5), and say so."""
+    bounded = persona_table(5_000, 1, max_personas=6)
+    counts = dict(zip(bounded.candidates["candidate"], bounded.candidates["n_clusters"], strict=True))
+    assert counts["hierarchical-complete-t20"] == 8
+    assert bounded.published == "hierarchical-complete-t25" and 4 <= bounded.n_clusters <= 6
+    assert "hierarchical-complete-t20 gives 8 personas, outside 4–6" in bounded.parameters["published_because"]
+    assert_unique_and_monotone(bounded.profiles)

@@ -23,7 +23,7 @@ from sandbox.synthetic import Population
 from warehouse.db import connect
 from warehouse.publish import PARTITIONED, publish_copy, published_dir
 
-CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3"}
+CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
 NIGHTS = (date(2026, 6, 1), date(2026, 6, 8))
 STUDY_CSV = [
     ",account,post,follower,follow,open_account,official_account"
@@ -119,6 +119,9 @@ def test_the_copy_answers_every_query_as_the_warehouse_does(warehouse, copy):
         columns = f"SELECT column_name, column_type FROM (DESCRIBE {name})"
         assert rows(copy, columns) == rows(warehouse, columns), name
         assert sorted_rows(copy, f"FROM {name}") == sorted_rows(warehouse, f"FROM {name}"), name
+    comments = "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE comment IS NOT NULL ORDER BY ALL"
+    assert ("profiles", "mean_er", "mean ER of the cluster, percent") in rows(warehouse, comments)
+    assert rows(copy, comments) == rows(warehouse, comments)  # units travel with the copy
     for query in README_QUERIES:
         assert sorted_rows(copy, query) == sorted_rows(warehouse, query), query
     # Not a vacuous comparison: every partitioned table has rows, the copy is small.

@@ -87,7 +87,9 @@ def test_rate_limit_bursts_come_with_retry_after():
 def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path, sandbox):
     """28 nightly refreshes (answers fetched and parsed as the spider does) and 4 weekly reclusters."""
     usernames = [a.username for a in sandbox.population.accounts]
-    cfg = ClusteringConfig(kmeans_k=[3], kmedoids_k=[], elbow_k=[1], hierarchical_thresholds=[5], publish="kmeans-k3")
+    cfg = ClusteringConfig(
+        kmeans_k=[3], kmedoids_k=[], elbow_k=[1], hierarchical_thresholds=[5], publish="kmeans-k3", min_personas=3
+    )
     nightly_er = []
     with connect(tmp_path / "w.duckdb") as con, ThreadPoolExecutor(8) as pool:
         for night in range(28):

@@ -101,6 +101,11 @@ SCHEMAS = """
 SELECT schema_name FROM duckdb_schemas()
 WHERE database_name = current_database() AND NOT internal ORDER BY ALL
 """
+# Column comments (units, what a column holds) travel with the copy: analysts read them there.
+COLUMN_COMMENTS = """
+SELECT schema_name, table_name, column_name, comment FROM duckdb_columns()
+WHERE database_name = current_database() AND NOT internal AND comment IS NOT NULL ORDER BY ALL
+"""
 NULL_COLUMNS = """
 SELECT string_agg(format('NULL::{} AS "{}"', data_type, column_name), ', ' ORDER BY column_index)
 FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?
@@ -210,6 +215,8 @@ def build_copy(con: duckdb.DuckDBPyConnection, path: Path, files: dict[str, list
                 con.execute(f"CREATE TABLE {target} AS FROM {table} LIMIT 0").fetchall()
             else:
                 con.execute(f"CREATE TABLE {target} AS FROM {table}").fetchall()
+        for schema, name, column, comment in con.execute(COLUMN_COMMENTS).fetchall():
+            con.execute(f'COMMENT ON COLUMN {COPY_ALIAS}.{schema}.{name}."{column}" IS {literal(comment)}').fetchall()
         con.execute(f"USE {COPY_ALIAS}")  # the views' names resolve in the copy
         try:
             for _, _, sql in views():

@@ -26,7 +26,7 @@ FROM clusters.snapshots ORDER BY version
 LATEST_VERSION = "SELECT max(version) FROM clusters.snapshots"
 CLUSTER_TABLE = """
 SELECT rank, persona, cluster, size, mean_er, mean_active_rate, median_er,
-       median_active_rate, median_follower, er_level, active_rate_level
+       median_active_rate, median_follower, follower_tier, er_level, active_rate_level
 FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
 
