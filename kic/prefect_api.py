@@ -1,7 +1,12 @@
 """The Prefect API that `kic run` records its flow runs in.
 
 A configured PREFECT_API_URL, else the local server `kic serve` runs (when it answers),
-else a temporary server for this run (Prefect's default), its runs kept in PREFECT_HOME.
+else a temporary server for this run, its runs kept in PREFECT_HOME.
+
+The temporary server runs in a session of its own: a Ctrl-C at the terminal reaches `kic
+run` only, whose flow engine records the crashed run in the server, then the server is
+stopped. (Prefect's own temporary server shares the terminal's process group: Ctrl-C killed
+it first, and reporting the crash to it retried for minutes.)
 """
 
 from __future__ import annotations
@@ -37,5 +42,20 @@ def prefect_api() -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: LOCAL_SERVER_API}):
             yield f"the local server at {LOCAL_SERVER_API} (kic serve)"
     else:
-        with temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            yield "a temporary local server (runs kept in PREFECT_HOME; `kic serve` shows them)"
+        from kic.serve import PrefectStack, free_port
+
+        server = PrefectStack(port=free_port(), deploy=False, own_session=True, env={"PREFECT_UI_ENABLED": "false"})
+        with server, temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+            try:
+                yield f"a temporary local server at {server.api_url} (its runs kept in PREFECT_HOME)"
+            finally:
+                drain_to_server()
+
+
+def drain_to_server(timeout: float = 10) -> None:
+    """Send the logs and events Prefect still holds to the server, before it is stopped."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)

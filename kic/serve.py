@@ -59,6 +59,13 @@ def port_holder(port: int) -> str | None:
     return None
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 no one listens on now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
 def require_free_port(port: int) -> None:
     """Refuse to start on a taken port (a leftover server would otherwise be taken for ours)."""
     with socket.socket() as probe:
@@ -85,6 +92,10 @@ class PrefectStack:
     worker_poll_seconds: float | None = None
     workers: int = 1  # worker processes polling the pool (each crawl shard runs on whichever is free)
     worker_limit: int | None = None  # flow runs each worker runs at once (None: no limit)
+    deploy: bool = True  # create the work pool, deploy prefect.yaml, start the workers; False: the server only
+    # In a session of its own, a child does not get the terminal's Ctrl-C: the parent handles
+    # it and stops the child after (a `kic run` reports its crashed flow run to the server first).
+    own_session: bool = False
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -116,6 +127,7 @@ class PrefectStack:
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
+            start_new_session=self.own_session,
         )
         self.processes.append(process)
         return process
@@ -138,6 +150,8 @@ class PrefectStack:
         require_free_port(self.port)
         server = self.spawn("server", "server", "start", "--host", HOST, "--port", str(self.port))
         self.wait_healthy(server, timeout)
+        if not self.deploy:
+            return self
         self.run("work-pool", "create", work_pool_name(), "--type", "process", "--overwrite")
         self.run("--no-prompt", "deploy", "--all")
         for n in range(1, self.workers + 1):

@@ -203,3 +203,45 @@ def test_the_installed_command_runs_and_errors_in_one_line(tmp_path):
     """Smoke test of `python -m kic` in a subprocess, as the README's users run it."""
     assert "Usage" in kic("--help").stdout
     assert_one_line_error(kic("show", "-w", str(tmp_path / "none.duckdb")), "none.duckdb")
+
+
+@pytest.mark.e2e
+def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seconds(tmp_path):
+    """As at a terminal: SIGINT to kic run's whole process group once the weekly flow runs.
+    kic run records the crash and exits 130; the temporary Prefect server it started is gone
+    (before, the server died first and reporting the crash to it retried for minutes)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import subprocess_env
+
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "kic", "run", "--influencers", "60"],
+            cwd=tmp_path,
+            env=subprocess_env({"PREFECT_API_URL": ""}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Flow run 'weekly-recluster" not in log.read_text() and run.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(timeout=60) == 130, log.read_text()[-2000:]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    said = log.read_text()
+    assert "Crashed" in said and "Traceback" not in said[said.index("Flow run 'weekly-recluster") :]
+    api = re.search(r"temporary local server at (\S+/api)", said).group(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{api}/health", timeout=2)
