@@ -235,6 +235,8 @@ def test_the_scalable_path_records_how_each_candidate_was_fitted_and_sampled_sil
         strategy="scalable",
         max_micro_clusters=1_000,
         silhouette_sample_size=1_000,
+        kmeans_sample_size=1_000,
+        kmedoids_sample_size=400,
         kmeans_k=[3, 4, 5],
         elbow_k=[1, 2, 3],
         kmedoids_k=[3],
