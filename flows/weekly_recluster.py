@@ -6,12 +6,12 @@ import datetime as dt
 
 import pandas as pd
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
 from flows.tasks import IO_TASK, PURE_TASK, as_task
-from pipeline import jobs
+from pipeline import jobs, steps
 from pipeline.settings import ClusteringConfig, load_settings
 
 
@@ -66,6 +66,17 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
     )
 
 
+@task(name="report_artifact", **PURE_TASK)
+def report_artifact(version: int, report: str) -> None:
+    """Point the run at the snapshot's HTML report (charts of personas, elbow, silhouettes, moves)."""
+    create_markdown_artifact(
+        key="weekly-report",
+        markdown=f"## Snapshot {version}: report\n\nOne self-contained HTML file (open it in a browser, "
+        f"offline): `{report}`\n\nAgain at any time: `kic report {version}`",
+        description=f"Snapshot {version}'s report",
+    )
+
+
 @task(name="name_run", **IO_TASK)
 def name_run(result: jobs.Recluster) -> str:
     """Rename this flow run after what it made: weekly-recluster-<feature date>-v<snapshot version>."""
@@ -86,10 +97,13 @@ def weekly_recluster(
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     result = jobs.recluster(settings, clustering, feature_date, call=as_task)
     weekly_artifacts(result)
+    report = as_task(steps.report)(settings, result.version)
+    report_artifact(result.version, str(report))
     name_run(result)
     return {
         "version": result.version,
         "published": result.clustering.published,
         "clusters": result.clustering.n_clusters,
         "changed": len(result.changes),
+        "report": str(report),
     }

@@ -564,3 +564,20 @@ def export(
         + (f" ({exported.persona})" if exported.persona else "")
         + f" written to {exported.path}"
     )
+
+
+@app.command("report")
+def report(
+    version: Annotated[int | None, typer.Argument(help="Snapshot version (default latest).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file to write (default: data/reports/snapshot-VERSION.html)."),
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Write a snapshot's report as one self-contained HTML file: personas on ER x active_rate
+    (%), the K-means elbow, silhouettes, persona sizes over time and the moves since the last."""
+    from pipeline import steps
+
+    written = steps.report(settings_for(warehouse), version, output)
+    typer.echo(f"report written to {written}")

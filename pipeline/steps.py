@@ -27,7 +27,7 @@ from transforms import features as feature_sql
 from warehouse import quality, raw, watchlist
 from warehouse.db import connect, schema_version
 from warehouse.errors import KicError
-from warehouse.export import Export, export_snapshot
+from warehouse.export import Export, export_snapshot, write_atomically
 from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table
 from warehouse.snapshots import write_snapshot as store_snapshot
@@ -320,3 +320,24 @@ def export(settings: Settings, version: int | None, persona: str | None, fmt: st
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
     with connect(analysts_copy(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         return export_snapshot(con, version, persona, fmt, output)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+@io_step
+def report(settings: Settings, version: int | None, output: Path | None = None) -> Path:
+    """Write a snapshot's report (charts and tables) as one self-contained HTML file, atomically."""
+    from pipeline.report import render
+    from warehouse.report import read_report_data
+    from warehouse.snapshots import resolve_version
+
+    with connect(analysts_copy(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        version = resolve_version(con, version)
+        data = read_report_data(con, version)
+    page = render(data)
+    if output is None:
+        output = settings.data_dir / "reports" / f"snapshot-{version}.html"
+        output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
+    return output

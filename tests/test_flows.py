@@ -2,6 +2,7 @@
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -160,7 +161,10 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     ) == [(1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
     found, run = artifacts(second)
     assert run.name == "weekly-recluster-2026-06-08-v2"  # renamed after what it made
-    assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes"} <= set(found)
+    assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes", "weekly-report"} <= set(found)
+    report = Path(second.result()["report"])
+    assert report.name == "snapshot-2.html" and "data:image/png;base64," in report.read_text(encoding="utf-8")
+    assert str(report) in found["weekly-report"].data
     assert (
         sum(r["size"] for r in table(found["weekly-clusters"]))
         == rows(env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]
