@@ -439,7 +439,7 @@ def recluster(
         str | None,
         typer.Option(
             help=f"Candidate to publish, e.g. kmeans-k4, or {BEST_SILHOUETTE}; one giving a number of personas "
-            "outside clustering.min_personas..max_personas (4..8) gives way to the nearest candidate inside."
+            "outside clustering.min_personas..max_personas (default 4..8) gives way to the nearest candidate inside."
         ),
     ] = None,
     scaling: Annotated[str | None, typer.Option(help="none, standard or minmax.")] = None,
@@ -492,7 +492,7 @@ def show(
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """The cluster table of a snapshot."""
+    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent."""
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)

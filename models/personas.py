@@ -14,8 +14,11 @@ Names. The (ER level, active_rate level) pair names the persona: the study's six
 cover six pairs; the other three are named in the same spirit. Two clusters on the same
 pair are told apart by follower tier (nano < 10k, micro < 100k, mid < 500k, macro < 1M,
 mega; of the cluster's median follower count), e.g. "Lowest benefit · micro"; clusters that
-share the tier too by their mean ER, then mean active_rate ("· ER 11.3 %"), so every name
-within a snapshot is its own. A cluster alone on its pair keeps the plain name.
+share the tier too by their mean ER, then mean active_rate, to one decimal ("· ER 11.3 %"),
+and, as a last resort, clusters alike on all of these (the same persona to a marketer) by
+their cluster number ("· cluster 7"); so every name within a snapshot is its own. Clusters
+are never merged: the snapshot keeps the clustering as fitted. A cluster alone on its pair
+keeps the plain name.
 
 Rank orders personas by value to a marketer: score = 2 * ER level + 3 * active_rate level
 (levels 0, 1, 2), so active_rate (buying intent) weighs more than ER (trust), but a high
@@ -76,16 +79,19 @@ def robust_scale(values: np.ndarray) -> tuple[float, float]:
     return median, spread
 
 
-def level(value: float, cohort_median: float, cohort_spread: float) -> str:
-    """low / middle / high by the robust z-score of a cluster's mean in its cohort."""
+def levels(values, cohort_median: float, cohort_spread: float) -> np.ndarray:
+    """low / middle / high of each value by its robust z-score in the cohort (all "low" if the
+    cohort has no spread: nothing stands out)."""
+    values = np.asarray(values, dtype=np.float64)
     if not cohort_spread > 0:
-        return "low"
-    z = (value - cohort_median) / cohort_spread
-    if z >= HIGH_FROM_Z:
-        return "high"
-    if z >= MIDDLE_FROM_Z:
-        return "middle"
-    return "low"
+        return np.full(values.shape, LEVELS[0], dtype=object)
+    z = (values - cohort_median) / cohort_spread
+    return np.array(LEVELS, dtype=object)[np.searchsorted([MIDDLE_FROM_Z, HIGH_FROM_Z], z, side="right")]
+
+
+def level(value: float, cohort_median: float, cohort_spread: float) -> str:
+    """The level of one value (see levels)."""
+    return str(levels([value], cohort_median, cohort_spread)[0])
 
 
 def unique_names(out: pd.DataFrame) -> pd.Series:
@@ -114,8 +120,8 @@ def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     out = profiles.copy()
     er_median, er_spread = robust_scale(cohort["er"])
     ar_median, ar_spread = robust_scale(cohort["active_rate"])
-    out["er_level"] = [level(v, er_median, er_spread) for v in out["mean_er"]]
-    out["active_rate_level"] = [level(v, ar_median, ar_spread) for v in out["mean_active_rate"]]
+    out["er_level"] = levels(out["mean_er"], er_median, er_spread)
+    out["active_rate_level"] = levels(out["mean_active_rate"], ar_median, ar_spread)
     out["follower_tier"] = follower_tier(out["median_follower"]) if "median_follower" in out else None
     out["persona"] = [PERSONAS[pair] for pair in zip(out["er_level"], out["active_rate_level"], strict=True)]
     out["persona"] = unique_names(out)

@@ -1,11 +1,16 @@
 import itertools
+from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import STUDY_RANKING
-from models.personas import LEVELS, PERSONAS, level, name_personas, robust_scale
+from conftest import STUDY_RANKING, study_path
+from models.config import ClusteringConfig
+from models.personas import LEVELS, PERSONAS, level, levels, name_personas, robust_scale
+from models.recluster import cluster_profiles, fit_candidates, recluster
+from sandbox.synthetic import study_shaped_cohort
 
 
 def test_levels_are_robust_z_scores_of_the_cluster_mean():
@@ -14,6 +19,9 @@ def test_levels_are_robust_z_scores_of_the_cluster_mean():
     assert level(10 + 11.99 * 2, 10, 2) == "middle"
     assert level(10 + 12.0 * 2, 10, 2) == "high"
     assert level(3, 3, 0) == "low"
+    # Many at once, as name_personas places a snapshot's clusters: the same thresholds.
+    z = np.array([-1.0, 3.49, 3.5, 11.99, 12.0, 40.0])
+    assert levels(10 + z * 2, 10, 2).tolist() == ["low", "low", "middle", "middle", "high", "high"]
     median, spread = robust_scale(np.array([1.0, 2.0, 3.0, 4.0, 1000.0]))
     assert median == 3.0 and spread == pytest.approx(1.4826)  # the outlier moves neither
     assert robust_scale(np.array([0.0] * 6 + [1.0] * 4)) == (0.0, pytest.approx(1.2533 * 0.4))  # MAD 0: mean AD
@@ -104,42 +112,103 @@ def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
     assert in_python[-1] == "mega" and follower_tier([float("nan")])[0] is None
 
 
+@dataclass(frozen=True)
+class Cohort:
+    """Clusterable features as recluster() reads them (er and active_rate in percent)."""
+
+    er: np.ndarray
+    active_rate: np.ndarray
+    follower: np.ndarray
+    fingerprint: str = "test"
+
+
+DAY = date(2026, 11, 1)
+# Every candidate kind whose names the tests check, without PAM (slow, and named the same way).
+LIGHT_GRID = {"kmeans_k": [3, 4, 5, 6, 7, 8], "kmeans_n_init": 2, "kmedoids_k": [], "elbow_k": []}
+
+
+# Every ER / active_rate column of the features and clusters layers, tables and views alike,
+# with its comment: the catalogue says which are percentages.
+PERCENT_COLUMNS = """
+SELECT schema_name || '.' || table_name || '.' || column_name AS name, comment
+FROM duckdb_columns()
+WHERE database_name = current_database() AND schema_name IN ('features', 'clusters')
+  AND regexp_matches(column_name, '^((mean|median)_)?(er|active_rate)$')
+ORDER BY name
+"""
+
+
+def test_every_er_and_active_rate_column_says_it_is_a_percentage(tmp_path):
+    from warehouse.db import connect
+
+    with connect(tmp_path / "w.duckdb") as con:
+        columns = con.execute(PERCENT_COLUMNS).fetchall()
+    assert {"clusters.latest_profiles.mean_er", "features.influencer_features.er"} <= {name for name, _ in columns}
+    assert [name for name, comment in columns if "percent" not in (comment or "")] == []
+
+
 def persona_table(n: int, seed: int, **settings):
-    from dataclasses import dataclass
-    from datetime import date
-
-    from models.config import ClusteringConfig
-    from models.recluster import recluster
-    from sandbox.synthetic import study_shaped_cohort
-
-    @dataclass(frozen=True)
-    class Cohort:
-        er: np.ndarray
-        active_rate: np.ndarray
-        follower: np.ndarray
-        fingerprint: str = "test"
-
-    return recluster(Cohort(**study_shaped_cohort(n, seed)), ClusteringConfig(**settings), date(2026, 11, 1))
+    return recluster(Cohort(**study_shaped_cohort(n, seed)), ClusteringConfig(**settings), DAY)
 
 
 def assert_unique_and_monotone(profiles: pd.DataFrame) -> None:
+    """Every name its own; on each axis, a cluster on a higher level never has a lower mean."""
     assert profiles["persona"].is_unique, profiles[["persona", "size", "mean_er", "mean_active_rate"]]
     for axis, mean in (("er_level", "mean_er"), ("active_rate_level", "mean_active_rate")):
-        rank = profiles[axis].map(LEVELS.index)
-        for higher in profiles.index:
-            lower = rank < rank[higher]
-            assert (profiles.loc[lower, mean] <= profiles.loc[higher, mean]).all(), (axis, profiles)
+        level_of = profiles[axis].map(LEVELS.index).to_numpy()
+        means = profiles[mean].to_numpy()
+        named_higher = level_of[:, None] > level_of[None, :]  # clusters x clusters: a handful
+        assert (means[:, None] >= means[None, :])[named_higher].all(), (axis, profiles)
 
 
-@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.e2e), pytest.param(3, marks=pytest.mark.e2e)])
-def test_names_are_unique_and_monotone_on_generated_cohorts(seed):
+def assert_every_candidate_named_well(features: Cohort, cfg: ClusteringConfig) -> int:
+    """Name the clusters of every candidate (not only the published one); return how many."""
+    X = np.column_stack([features.er, features.active_rate])
+    results, _, _ = fit_candidates(X, cfg)
+    for candidate in results:
+        profiles, _ = cluster_profiles(features, candidate.labels)
+        assert_unique_and_monotone(profiles)
+    return len(results)
+
+
+@pytest.mark.parametrize("n, seed", [(1_000, 1), (1_000, 2), (3_000, 3), (5_000, 17)])
+def test_every_candidates_names_are_unique_and_monotone_on_generated_cohorts(n, seed):
+    cohort = Cohort(**study_shaped_cohort(n, seed))
+    assert assert_every_candidate_named_well(cohort, ClusteringConfig(**LIGHT_GRID)) == 9
+
+
+def test_every_candidates_names_are_unique_and_monotone_on_the_study_data():
+    """The study's cleaned cohort, its own ER and active_rate columns (STUDY.md: the pipeline's
+    features reproduce them to four decimals); tests/test_study.py checks the published table."""
+    study = pd.read_csv(study_path("beauty_data_extend.csv"))
+    features = Cohort(*(study[column].to_numpy(np.float64) for column in ("ER", "active_rate", "follower")))
+    assert assert_every_candidate_named_well(features, ClusteringConfig(**LIGHT_GRID)) == 9
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.e2e  # the default grid, PAM included: about 6 s each
+def test_the_published_names_are_unique_and_monotone_with_the_default_grid(seed):
     result = persona_table(1_000, seed)
     assert 4 <= result.n_clusters <= 8
     assert_unique_and_monotone(result.profiles)
 
 
-@pytest.mark.e2e  # 5,000 influencers: the scalable path, about 9 s
-def test_the_persona_count_stays_in_range_on_a_bigger_cohort_and_the_snapshot_says_why():
+def test_the_persona_count_stays_in_the_default_range_on_5000_influencers():
+    """On this 5,000-influencer cohort the study's cut (t = 20) gives 9 clusters, above the
+    default max_personas of 8: the rule publishes the same algorithm's nearest cut inside
+    (t = 25: 6), and the snapshot's parameters say why."""
+    result = persona_table(5_000, 17, kmeans_k=[4], kmedoids_k=[], elbow_k=[])
+    counts = dict(zip(result.candidates["candidate"], result.candidates["n_clusters"], strict=True))
+    assert counts["hierarchical-complete-t20"] == 9
+    assert result.published == "hierarchical-complete-t25" and 4 <= result.n_clusters <= 8
+    assert result.candidates.set_index("candidate").loc["hierarchical-complete-t25", "is_published"]
+    why = result.parameters["published_because"]
+    assert "hierarchical-complete-t20 gives 9 personas, outside 4–8" in why and "same algorithm's nearest" in why
+    assert_unique_and_monotone(result.profiles)
+
+
+@pytest.mark.e2e  # 5,000 influencers, the default grid on the scalable path: about 9 s
+def test_the_persona_count_stays_in_a_narrower_range_on_a_bigger_cohort_and_the_snapshot_says_why():
     """On 5,000 influencers the study's cut (t = 20) gives 8 personas; a range of 4-6 makes the
     rule publish the same algorithm's nearest cut inside it (t = 25: 5), and say so."""
     bounded = persona_table(5_000, 1, max_personas=6)

@@ -304,7 +304,7 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     filler = fill(small_disk, room)
     monkeypatch.setenv("KIC_ANALYTICS_COPY", str(copy))
     for name, value in CLUSTERING.items():
-        monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", json.dumps(value) if isinstance(value, list) else value)
+        monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", value if isinstance(value, str) else json.dumps(value))
 
     result = cli("recluster", "-w", warehouse)
 

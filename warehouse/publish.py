@@ -101,10 +101,13 @@ SCHEMAS = """
 SELECT schema_name FROM duckdb_schemas()
 WHERE database_name = current_database() AND NOT internal ORDER BY ALL
 """
-# Column comments (units, what a column holds) travel with the copy: analysts read them there.
+# Column comments of tables (units, what a column holds) travel with the copy: analysts read
+# them there. The views' own come with the view files applied to the copy.
 COLUMN_COMMENTS = """
-SELECT schema_name, table_name, column_name, comment FROM duckdb_columns()
-WHERE database_name = current_database() AND NOT internal AND comment IS NOT NULL ORDER BY ALL
+SELECT c.schema_name, c.table_name, c.column_name, c.comment
+FROM duckdb_columns() AS c
+JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name)
+WHERE c.database_name = current_database() AND NOT c.internal AND c.comment IS NOT NULL ORDER BY ALL
 """
 NULL_COLUMNS = """
 SELECT string_agg(format('NULL::{} AS "{}"', data_type, column_name), ', ' ORDER BY column_index)
