@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import PROFILE_URL, USERNAME
 from warehouse.errors import KicError
+from warehouse.vocabulary import MAX_PLAUSIBLE_COUNT
 
 COUNT_COLUMNS = ("post", "follower", "follow")
 FLAG_COLUMNS = ("open_account", "official_account")
@@ -117,6 +118,10 @@ def check_rows(chunk: pd.DataFrame, seen: set[str]) -> tuple[pd.DataFrame, pd.Da
         problems[f"{column} is -1 (the crawler could not read it)"] = value.eq(CRAWLER_FAILURE_MARKER)
         problems[f"{column} is negative"] = value.lt(0) & value.ne(CRAWLER_FAILURE_MARKER)
         problems[f"{column} is not finite"] = value.notna() & ~np.isfinite(value)
+        # Caught here, not stored: above 2^63 a count wraps to a negative int64, and 1e300 overflows features.
+        problems[f"{column} is too large (above {MAX_PLAUSIBLE_COUNT:.0e})"] = np.isfinite(value) & value.gt(
+            MAX_PLAUSIBLE_COUNT
+        )
     for column in (*COUNT_COLUMNS, *FLAG_COLUMNS):
         value = numbers[column]
         problems[f"{column} is not a whole number"] = value.ge(0) & np.isfinite(value) & (value % 1).ne(0)

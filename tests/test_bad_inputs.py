@@ -112,6 +112,8 @@ REJECTED_ROWS = [
     ("negative", study_row("bad.negative", follower="-5"), "bad.negative"),
     ("NaN", study_row("bad.nan", follower="NaN"), "bad.nan"),
     ("inf", study_row("bad.inf", image_love="inf"), "bad.inf"),
+    ("followers past int64", study_row("bad.overflow", follower=str(2**63)), "bad.overflow"),
+    ("a 1e300 mean", study_row("bad.huge", image_love="1e300"), "bad.huge"),
 ]
 
 
