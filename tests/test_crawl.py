@@ -1,6 +1,7 @@
 """Real crawls: the Scrapy spider in a subprocess against the sandbox on a random loopback port."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -332,6 +333,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def crawlers(pid: int) -> list[int]:
+    """The Scrapy processes below `pid`."""
+    found = []
+    for child in descendants(pid):
+        try:
+            if b"scrapy" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
 def is_alive(pid: int) -> bool:
     """Running, not a zombie waiting for a reaper."""
     try:
@@ -363,13 +376,13 @@ def test_kill_9_of_kic_crawl_takes_its_scrapy_child_with_it(tmp_path):
         with subprocess.Popen(
             command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         ) as parent:
-            scrapy = []
 
             def crawler_started() -> bool:
-                scrapy[:] = [p for p in descendants(parent.pid) if b"scrapy" in Path(f"/proc/{p}/cmdline").read_bytes()]
-                return bool(scrapy) or parent.poll() is not None
+                return bool(crawlers(parent.pid)) or parent.poll() is not None
 
-            assert wait_until(crawler_started, 120) and scrapy, "kic crawl never started its crawler"
+            assert wait_until(crawler_started, 120), "kic crawl never started its crawler"
+            scrapy = crawlers(parent.pid)
+            assert scrapy, "kic crawl ended before its crawler started"
             parent.kill()
             parent.wait()
             # Generous: Scrapy stops gracefully on the SIGTERM, finishing the requests in flight.
@@ -379,3 +392,40 @@ def test_kill_9_of_kic_crawl_takes_its_scrapy_child_with_it(tmp_path):
     (crawl_key,) = landing.crawl_keys()
     (shard,) = landing.request(crawl_key)["shards"]
     assert landing.unanswered(crawl_key, shard)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_crawl_whose_processes_all_died_is_closed_by_the_next_kic_load(tmp_path):
+    """kill -9 of the whole group: no process closes the shard. `kic load` must see its crawler is
+    gone, load what landed, close the run as interrupted and record the rest as not crawled."""
+    n = names()
+    warehouse, landing_root = tmp_path / "w.duckdb", tmp_path / "landing"
+    env = {"KIC_LANDING_URL": str(landing_root)}
+    with Sandbox(sandbox_for(faults={"slow": n, "slow_seconds": 3.0})) as sandbox:
+        assert kic("accounts", "add", *n, "-w", str(warehouse)).returncode == 0
+        command = [sys.executable, "-m", "kic", "crawl", "-w", str(warehouse), "--date", DAY.isoformat()]
+        with subprocess.Popen(
+            command,
+            env=subprocess_env({**env, "KIC_WEB_BASE_URL": sandbox.url}),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ) as parent:
+
+            def crawler_started() -> bool:
+                return bool(crawlers(parent.pid)) or parent.poll() is not None
+
+            assert wait_until(crawler_started, 120) and crawlers(parent.pid), "kic crawl never started its crawler"
+            # Once the crawler has recorded its process (the sandbox is slow: it cannot have finished).
+            wait_until(lambda: any(landing_root.glob("*/*/process.json")) or parent.poll() is not None, 120)
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+    loaded = kic("load", "-w", str(warehouse), env=env, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "still running" not in loaded.stdout and "interrupted" in loaded.stdout, loaded.stdout
+    with connect(warehouse, read_only=True) as con:
+        statuses = con.execute("SELECT status FROM raw.crawl_runs").fetchall()
+        outcomes_count = con.execute("SELECT count(DISTINCT username) FROM raw.account_outcomes").fetchone()[0]
+    assert ("interrupted",) in statuses
+    assert outcomes_count == len(n)  # every account asked for has an outcome, "not crawled" for the unreached
