@@ -69,6 +69,9 @@ TABLE_COLUMNS = {
     "follower_tier": "tier",
 }
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+EncodingOption = Annotated[
+    str | None, typer.Option("--encoding", help="The file's encoding (default: detect UTF-8, UTF-8 with BOM or cp949).")
+]
 
 
 def settings_for(warehouse: Path | None, **overrides) -> Settings:
@@ -354,15 +357,18 @@ def accounts_add(
 def accounts_import(
     path: Annotated[Path, typer.Argument(help="The study's account CSV, or one username or URL per line.")],
     warehouse: WarehouseOption = None,
+    encoding: EncodingOption = None,
 ) -> None:
     """Watch every account listed in a file."""
     from pipeline import jobs
     from pipeline.account_lists import read_account_list
+    from pipeline.text_files import describe
 
-    listed = read_account_list(path)
+    listed = read_account_list(path, encoding)
     added = jobs.watch(settings_for(warehouse), listed.usernames, f"file:{path.name}")
     typer.echo(
         f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
+        f" (read as {describe(listed.encoding)})"
         + (f"; {listed.duplicates} duplicate(s) skipped" if listed.duplicates else "")
     )
     for number, value in listed.invalid:
@@ -399,16 +405,19 @@ def import_csv(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Day the data describes, YYYY-MM-DD (default today).")
     ] = None,
+    encoding: EncodingOption = None,
 ) -> None:
     """Import a CSV of per-account means in the study's layout as one run, validate it, derive its features."""
     from pipeline import jobs
+    from pipeline.text_files import describe
 
     settings = settings_for(warehouse)
-    result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or settings.today())
+    result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding)
     loaded = result.load
     typer.echo(
         f"import {loaded.crawl_id}: {loaded.accounts} account(s) stored, {loaded.rejected} row(s) rejected"
         + (f" ({loaded.note})" if loaded.note else "")
+        + f"; read as {describe(loaded.encoding)}"
     )
     if loaded.rejected:
         typer.echo(f'see why: kic sql "FROM raw.rejected_rows WHERE crawl_id = {loaded.crawl_id}"')

@@ -6,6 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import normalize_account
 from warehouse.errors import KicError
 
@@ -17,18 +18,19 @@ class AccountList:
     usernames: list[str]  # in file order, each once
     invalid: list[tuple[int, str]]  # (line number, value)
     duplicates: int
+    encoding: str = "utf-8"  # the codec the file was read with
 
 
-def read_account_list(path: Path) -> AccountList:
+def read_account_list(path: Path, encoding: str | None = None) -> AccountList:
     """Usernames from a CSV with an account column (the study's file has it as column "0",
-    after its saved index) or from a plain list, one username or profile URL per line."""
-    path = Path(path)
+    after its saved index) or from a plain list, one username or profile URL per line.
+    The encoding is detected (UTF-8 with or without BOM, cp949/EUC-KR) unless given."""
+    path = check_file(path)
+    encoding = choose_encoding(path, encoding)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise KicError(f"{path}: no such file") from None
+        text = path.read_text(encoding=encoding)
     except UnicodeDecodeError:
-        raise KicError(f"{path}: not a UTF-8 text file") from None
+        raise decode_error(path, encoding) from None
     rows = list(csv.reader(text.splitlines()))
     if not any(any(cell.strip() for cell in row) for row in rows):
         raise KicError(f"{path}: the file is empty")
@@ -52,4 +54,4 @@ def read_account_list(path: Path) -> AccountList:
             usernames[username] = None
     if not usernames:
         raise KicError(f"{path}: no Instagram usernames or profile URLs found")
-    return AccountList(list(usernames), invalid, duplicates)
+    return AccountList(list(usernames), invalid, duplicates, encoding)

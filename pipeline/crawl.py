@@ -238,7 +238,7 @@ def summarize(con, crawl_id: int) -> CrawlSummary:
 
 
 def unloaded_crawls(settings: Settings) -> tuple[list[str], list[str]]:
-    """Crawls in the landing area not loaded yet: (every shard closed, still running)."""
+    """Crawls in the landing area not loaded yet: (every shard closed or abandoned, still running)."""
     landing = Landing(settings.landing_root)
     keys = landing.crawl_keys()
     if not keys:
@@ -246,7 +246,10 @@ def unloaded_crawls(settings: Settings) -> tuple[list[str], list[str]]:
     with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
         done = set(closed_crawl_keys(con, keys))
     waiting = [k for k in keys if k not in done]
-    finished = [k for k in waiting if all(landing.closed(k, s) for s in landing.request(k)["shards"])]
+    # A shard whose crawler died (kill -9, a crash) never closes: it is loaded and closed as interrupted.
+    finished = [
+        k for k in waiting if all(landing.closed(k, s) or landing.abandoned(k, s) for s in landing.request(k)["shards"])
+    ]
     return finished, [k for k in waiting if k not in finished]
 
 

@@ -25,6 +25,7 @@ class LoadResult:
     accounts: int
     rejected: int
     note: str | None = None
+    encoding: str = "utf-8"  # the codec the CSV was read with
 
 
 def store_study_csv(con: duckdb.DuckDBPyConnection, path: Path, parsed: StudyCsv, as_of: date) -> LoadResult:
@@ -73,4 +74,4 @@ def store_study_csv(con: duckdb.DuckDBPyConnection, path: Path, parsed: StudyCsv
             stats={"rows": parsed.rows, "accepted": len(rows), "rejected": len(parsed.rejected)},
             message=note,
         )
-    return LoadResult(crawl_id, len(rows), len(parsed.rejected), note=note)
+    return LoadResult(crawl_id, len(rows), len(parsed.rejected), note=note, encoding=parsed.encoding)

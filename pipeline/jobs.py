@@ -136,9 +136,11 @@ def load(settings: Settings, crawl_keys: list[str], *, call: Call = direct) -> l
     return loaded
 
 
-def import_csv(settings: Settings, path: Path, as_of: date, *, call: Call = direct) -> Import:
+def import_csv(
+    settings: Settings, path: Path, as_of: date, encoding: str | None = None, *, call: Call = direct
+) -> Import:
     """Import a study-layout CSV → validate its rows → derive and validate features → publish."""
-    parsed = call(steps.read_study_csv)(path)
+    parsed = call(steps.read_study_csv)(path, encoding)
     loaded = call(steps.store_import)(settings, path, parsed, as_of)
     validation = validate_crawl(settings, loaded.crawl_id, call=call)
     features = derive_features(settings, as_of, call=call)

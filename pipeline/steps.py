@@ -142,9 +142,9 @@ def load(settings: Settings, crawl_key: str) -> CrawlSummary:
 
 
 @io_step
-def read_study_csv(path: Path) -> StudyCsv:
+def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
     """Read and check a CSV in the study's layout (nothing is stored yet)."""
-    return parse_study_csv(path)
+    return parse_study_csv(path, encoding)
 
 
 @io_step

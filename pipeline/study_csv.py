@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import PROFILE_URL, USERNAME
 from warehouse.errors import KicError
+from warehouse.vocabulary import MAX_PLAUSIBLE_COUNT
 
 COUNT_COLUMNS = ("post", "follower", "follow")
 FLAG_COLUMNS = ("open_account", "official_account")
@@ -34,6 +36,7 @@ class StudyCsv:
     accepted: pd.DataFrame  # username + the numeric base columns, one row per account
     rejected: pd.DataFrame  # line_number, username, reason, content
     ignored_columns: tuple[str, ...]
+    encoding: str = "utf-8"  # the codec the file was read with
 
     @property
     def rows(self) -> int:
@@ -43,17 +46,24 @@ class StudyCsv:
 CHUNK_ROWS = 200_000  # rows parsed at a time: memory follows the chunk, plus the accepted rows
 
 
-def read_study_csv(path: Path) -> StudyCsv:
+def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
     """Parse and check a study-layout CSV; raise KicError naming the file if it is unusable.
 
-    Read in chunks, every check vectorised: a million rows take seconds, not minutes.
+    Read in chunks, every check vectorised: a million rows take seconds, not minutes. The
+    encoding is detected (UTF-8 with or without BOM, cp949/EUC-KR) unless given.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise KicError(f"{path}: no such file")
+    path = check_file(path)
+    encoding = choose_encoding(path, encoding)
     accepted, rejected, ignored, seen, first_line = [], [], (), set(), 2  # header is line 1
     try:
-        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=CHUNK_ROWS)
+        chunks = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            chunksize=CHUNK_ROWS,
+            encoding=encoding,
+        )
         for number, chunk in enumerate(chunks):
             chunk.columns = [c.strip() for c in chunk.columns]
             if number == 0:
@@ -65,11 +75,13 @@ def read_study_csv(path: Path) -> StudyCsv:
             rejected.append(bad)
     except pd.errors.EmptyDataError:
         raise KicError(f"{path}: the file is empty") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
+    except UnicodeDecodeError:
+        raise decode_error(path, encoding) from None
+    except (pd.errors.ParserError, csv.Error) as exc:
         raise KicError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     if first_line == 2:  # no row after the header
         raise KicError(f"{path}: the file has a header but no rows")
-    return StudyCsv(pd.concat(accepted, ignore_index=True), pd.concat(rejected, ignore_index=True), ignored)
+    return StudyCsv(pd.concat(accepted, ignore_index=True), pd.concat(rejected, ignore_index=True), ignored, encoding)
 
 
 def check_layout(path: Path, columns: list[str]) -> tuple[str, ...]:
@@ -106,6 +118,10 @@ def check_rows(chunk: pd.DataFrame, seen: set[str]) -> tuple[pd.DataFrame, pd.Da
         problems[f"{column} is -1 (the crawler could not read it)"] = value.eq(CRAWLER_FAILURE_MARKER)
         problems[f"{column} is negative"] = value.lt(0) & value.ne(CRAWLER_FAILURE_MARKER)
         problems[f"{column} is not finite"] = value.notna() & ~np.isfinite(value)
+        # Caught here, not stored: above 2^63 a count wraps to a negative int64, and 1e300 overflows features.
+        problems[f"{column} is too large (above {MAX_PLAUSIBLE_COUNT:.0e})"] = np.isfinite(value) & value.gt(
+            MAX_PLAUSIBLE_COUNT
+        )
     for column in (*COUNT_COLUMNS, *FLAG_COLUMNS):
         value = numbers[column]
         problems[f"{column} is not a whole number"] = value.ge(0) & np.isfinite(value) & (value % 1).ne(0)

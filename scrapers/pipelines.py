@@ -61,6 +61,7 @@ class LandingPipeline:
             self.landing.open_crawl(
                 self.crawl_key, spider.source, spider.base_url, spider.as_of, {self.shard: list(spider.requested)}
             )
+        self.landing.mark_running(self.crawl_key, self.shard)
         spider.logger.info("crawl %s, %s: landing in %s", self.crawl_key, self.shard, self.landing.url)
         self.crawler.signals.send_catch_log(crawl_run_opened, crawl_key=self.crawl_key, spider=spider)
 

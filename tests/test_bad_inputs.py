@@ -39,6 +39,9 @@ FILES = {
     "header-only.csv": HEADER + "\n",
     "wrong-columns.csv": "name,followers\nalpha,10\n",
     "accounts-empty.csv": "",
+    # Saved by Korean Excel: cp949, Hangul in a row; refused only when read as UTF-8.
+    "cp949.csv": (HEADER + "\n" + study_row("acct.00") + "\n뷰티,1,1,1,1,0,1,1,0,0,0,0\n").encode("cp949"),
+    "a-folder/inside.csv": HEADER + "\n",
     "kic.toml": None,  # written per case
 }
 WAREHOUSE = "warehouse.duckdb"
@@ -50,6 +53,23 @@ REFUSED = [
     ("import: header only", ["import-csv", "header-only.csv"], None, {}, 1, "header but no rows"),
     ("import: wrong columns", ["import-csv", "wrong-columns.csv"], None, {}, 1, "missing column(s)"),
     ("import: missing path", ["import-csv", "nowhere.csv"], None, {}, 1, "nowhere.csv: no such file"),
+    ("import: a directory", ["import-csv", "a-folder"], None, {}, 1, "a-folder: is a directory"),
+    (
+        "import: cp949 read as UTF-8",
+        ["import-csv", "cp949.csv", "--encoding", "utf-8"],
+        None,
+        {},
+        1,
+        "line 3 is not valid UTF-8",
+    ),
+    (
+        "import: an unknown encoding",
+        ["import-csv", "cp949.csv", "--encoding", "latin-9x"],
+        None,
+        {},
+        1,
+        "not an encoding",
+    ),
     ("import: a date that does not parse", ["import-csv", "empty.csv", "--as-of", "31/12"], None, {}, 1, "not a date"),
     ("accounts add: a quote", ["accounts", "add", "o'brien"], None, {}, 1, "not an Instagram username"),
     ("accounts add: a semicolon", ["accounts", "add", "a;drop table"], None, {}, 1, "not an Instagram username"),
@@ -58,6 +78,15 @@ REFUSED = [
     ("accounts add: Hangul", ["accounts", "add", "뷰티"], None, {}, 1, "not an Instagram username"),
     ("accounts add: 500 characters", ["accounts", "add", LONG_NAME], None, {}, 1, "not an Instagram username"),
     ("accounts import: missing path", ["accounts", "import", "nowhere.csv"], None, {}, 1, "no such file"),
+    ("accounts import: a directory", ["accounts", "import", "a-folder"], None, {}, 1, "a-folder: is a directory"),
+    (
+        "accounts import: cp949 read as UTF-8",
+        ["accounts", "import", "cp949.csv", "--encoding", "utf-8"],
+        None,
+        {},
+        1,
+        "line 3",
+    ),
     ("accounts import: empty file", ["accounts", "import", "accounts-empty.csv"], None, {}, 1, "empty"),
     ("show: a version that does not exist", ["show", "99"], None, {}, 1, "no snapshot version 99"),
     ("show: a version that is not a number", ["show", "latest"], None, {}, 2, "Invalid value"),
@@ -92,6 +121,8 @@ REJECTED_ROWS = [
     ("negative", study_row("bad.negative", follower="-5"), "bad.negative"),
     ("NaN", study_row("bad.nan", follower="NaN"), "bad.nan"),
     ("inf", study_row("bad.inf", image_love="inf"), "bad.inf"),
+    ("followers past int64", study_row("bad.overflow", follower=str(2**63)), "bad.overflow"),
+    ("a 1e300 mean", study_row("bad.huge", image_love="1e300"), "bad.huge"),
 ]
 
 
@@ -119,7 +150,11 @@ def workdir(built, tmp_path, monkeypatch):
     shutil.copytree(built, tmp_path, dirs_exist_ok=True)
     for name, text in FILES.items():
         if text is not None:
-            (tmp_path / name).write_text(text, encoding="utf-8")
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            if isinstance(text, bytes):
+                (tmp_path / name).write_bytes(text)
+            else:
+                (tmp_path / name).write_text(text, encoding="utf-8")
     for name in [n for n in os.environ if n.startswith("KIC_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)

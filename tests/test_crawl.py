@@ -1,12 +1,15 @@
 """Real crawls: the Scrapy spider in a subprocess against the sandbox on a random loopback port."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,7 @@ from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
 from warehouse.db import connect
+from warehouse.landing import Landing
 
 pytestmark = pytest.mark.e2e  # each test runs the crawler in a subprocess
 DAY = date(2026, 6, 1)
@@ -312,3 +316,116 @@ def test_scrapy_crawl_works_from_the_project_root(tmp_path):
         ("succeeded", 5, 5)
     ]
     assert "nothing to load" in kic("load", "-w", str(settings.warehouse)).stdout
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (Linux)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:  # the task ended meanwhile
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def crawlers(pid: int) -> list[int]:
+    """The Scrapy processes below `pid`."""
+    found = []
+    for child in descendants(pid):
+        try:
+            if b"scrapy" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+def test_kill_9_of_kic_crawl_takes_its_scrapy_child_with_it(tmp_path):
+    """kill -9 gives `kic crawl` no chance to stop its child: the kernel's death signal must."""
+    n = names()
+    warehouse = tmp_path / "w.duckdb"
+    # Slow enough (2 requests at a time, 3 s each) that the crawl cannot finish on its own during the wait.
+    with Sandbox(sandbox_for(faults={"slow": n, "slow_seconds": 3.0})) as sandbox:
+        assert kic("accounts", "add", *n, "-w", str(warehouse)).returncode == 0
+        env = subprocess_env({"KIC_WEB_BASE_URL": sandbox.url, "KIC_LANDING_URL": str(tmp_path / "landing")})
+        command = [sys.executable, "-m", "kic", "crawl", "-w", str(warehouse), "--date", DAY.isoformat()]
+        with subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as parent:
+
+            def crawler_started() -> bool:
+                return bool(crawlers(parent.pid)) or parent.poll() is not None
+
+            assert wait_until(crawler_started, 120), "kic crawl never started its crawler"
+            scrapy = crawlers(parent.pid)
+            assert scrapy, "kic crawl ended before its crawler started"
+            parent.kill()
+            parent.wait()
+            # Generous: Scrapy stops gracefully on the SIGTERM, finishing the requests in flight.
+            assert wait_until(lambda: not any(is_alive(p) for p in scrapy), 30), f"orphaned crawler(s): {scrapy}"
+    # It stopped because its parent died, not because it was done.
+    landing = Landing(str(tmp_path / "landing"))
+    (crawl_key,) = landing.crawl_keys()
+    (shard,) = landing.request(crawl_key)["shards"]
+    assert landing.unanswered(crawl_key, shard)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_crawl_whose_processes_all_died_is_closed_by_the_next_kic_load(tmp_path):
+    """kill -9 of the whole group: no process closes the shard. `kic load` must see its crawler is
+    gone, load what landed, close the run as interrupted and record the rest as not crawled."""
+    n = names()
+    warehouse, landing_root = tmp_path / "w.duckdb", tmp_path / "landing"
+    env = {"KIC_LANDING_URL": str(landing_root)}
+    with Sandbox(sandbox_for(faults={"slow": n, "slow_seconds": 3.0})) as sandbox:
+        assert kic("accounts", "add", *n, "-w", str(warehouse)).returncode == 0
+        command = [sys.executable, "-m", "kic", "crawl", "-w", str(warehouse), "--date", DAY.isoformat()]
+        with subprocess.Popen(
+            command,
+            env=subprocess_env({**env, "KIC_WEB_BASE_URL": sandbox.url}),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ) as parent:
+
+            def crawler_started() -> bool:
+                return bool(crawlers(parent.pid)) or parent.poll() is not None
+
+            assert wait_until(crawler_started, 120) and crawlers(parent.pid), "kic crawl never started its crawler"
+            # Once the crawler has recorded its process (the sandbox is slow: it cannot have finished).
+            wait_until(lambda: any(landing_root.glob("*/*/process.json")) or parent.poll() is not None, 120)
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+    loaded = kic("load", "-w", str(warehouse), env=env, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "still running" not in loaded.stdout and "interrupted" in loaded.stdout, loaded.stdout
+    with connect(warehouse, read_only=True) as con:
+        statuses = con.execute("SELECT status FROM raw.crawl_runs").fetchall()
+        outcomes_count = con.execute("SELECT count(DISTINCT username) FROM raw.account_outcomes").fetchone()[0]
+    assert ("interrupted",) in statuses
+    assert outcomes_count == len(n)  # every account asked for has an outcome, "not crawled" for the unreached

@@ -3,7 +3,8 @@ from datetime import date, timedelta
 import pytest
 
 from conftest import add_crawl, derive, mark_validated
-from transforms.features import staleness
+from transforms.features import load_clusterable, staleness
+from warehouse.errors import KicError
 
 DAY = date(2026, 11, 1)
 
@@ -138,3 +139,12 @@ def test_staging_reads_only_validated_crawls_that_passed(con):
     mark_validated(con, failed, ok=False)  # e.g. a volume drop: on record, kept out of features
     assert con.execute("SELECT crawl_id FROM staging.readable_crawls").fetchall() == [(passed,)]
     assert features(con)["gus"]["crawl_id"] == passed
+
+
+def test_a_non_finite_feature_written_around_validation_stops_the_recluster_in_one_line(con):
+    add_crawl(con, DAY, [{"username": "ann", "followers": 4000}], [post("ann", 1, "image", 100, 10)])
+    derive(con, DAY)
+    assert len(load_clusterable(con, DAY)) == 1
+    con.execute("UPDATE features.influencer_features SET er = 'inf'::DOUBLE WHERE username = 'ann'")
+    with pytest.raises(KicError, match=f"features of {DAY}: 1 clusterable influencer.*non-finite er"):
+        load_clusterable(con, DAY)

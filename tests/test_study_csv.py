@@ -141,3 +141,18 @@ def test_final_dataset_of_the_study_imports_with_private_accounts_not_clusterabl
     private = int(parsed.accepted["open_account"].eq(0).sum())
     assert summary.not_clusterable.get("private") == private > 0
     assert summary.clusterable == 940 - private
+
+
+def test_counts_past_int64_and_huge_means_are_rejected_naming_the_column(tmp_path):
+    """2^63 followers used to wrap to -2^63 and 1e300 likes to overflow the features."""
+    rows = [
+        "3,big.follower,10,9223372036854775808,5,1,0,30,2,0,0,0,0,0,0",
+        "4,huge.mean,10,1000,5,1,0,1e300,2,0,0,0,0,0,0",
+        "5,just.fine,10,1000000000000,5,1,0,30,2,0,0,0,0,0,0",
+    ]
+    parsed = read_study_csv(write(tmp_path, [HEADER, *rows]))
+    assert list(parsed.accepted["username"]) == ["just.fine"]
+    assert dict(zip(parsed.rejected["line_number"], parsed.rejected["reason"], strict=True)) == {
+        2: "follower is too large (above 1e+12)",
+        3: "image_love is too large (above 1e+12)",
+    }

@@ -178,3 +178,26 @@ def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
         ("raw_posts", "expect_compound_columns_to_be_unique(crawl_id,post_id)", 2),
     }
     assert set(one_chunk.quarantine["row_key"]) == {"crawl_id=3, username=twice", "crawl_id=3, post_id=twice-1"}
+
+
+def test_counts_too_large_to_cluster_are_quarantined_whatever_their_source(settings):
+    """A crawl gets the import's bound (10^12): above it a sum, ratio or squared distance could
+    overflow in features or the recluster."""
+    names = [f"acct.{i:02d}" for i in range(14)]
+    profiles = [{"username": u} for u in names]
+    profiles[3] = {"username": names[3], "followers": 2**62}
+    posts = [post(u, 1) for u in names]
+    posts[5] = post(names[5], 1, likes=10**15)
+    with connect(settings.warehouse) as con:
+        crawl_id = add_crawl(con, DAY, profiles, posts, validated=False)
+    validated = steps.validate_crawl_rows(settings, crawl_id)
+    failed = {(v.suite, e.expectation, e.unexpected_count) for v in validated.suites for e in v.failed}
+    failed = {f for f in failed if f[0] != "volume"}  # fewer posts than the earlier crawl: not this test's point
+    assert failed == {
+        ("raw_profiles", "expect_column_values_to_be_between(followers)", 1),
+        ("raw_posts", "expect_column_values_to_be_between(likes)", 1),
+    }
+    assert set(validated.quarantine["row_key"]) == {
+        f"crawl_id={crawl_id}, username=acct.03",
+        f"crawl_id={crawl_id}, post_id=acct.05-1",
+    }

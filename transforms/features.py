@@ -228,10 +228,18 @@ def feature_date_to_cluster(con: duckdb.DuckDBPyConnection, feature_date: date |
 def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> ClusterableFeatures:
     """er, active_rate and follower of every clusterable influencer on that date, as arrays."""
     columns = con.execute(CLUSTERABLE_FEATURES, [feature_date]).fetchnumpy()
+    arrays = {name: np.asarray(columns[name], dtype=np.float64) for name in ("er", "active_rate", "follower")}
+    # Validation bounds them; a row written around it must stop here, not as a traceback in a fit.
+    for name, values in arrays.items():
+        if not np.isfinite(values).all():
+            raise KicError(
+                f"features of {feature_date}: {np.count_nonzero(~np.isfinite(values))} clusterable influencer(s)"
+                f" with a missing or non-finite {name}; derive the features again (kic features --date {feature_date})"
+            )
     return ClusterableFeatures(
         feature_date,
-        np.asarray(columns["er"], dtype=np.float64),
-        np.asarray(columns["active_rate"], dtype=np.float64),
-        np.asarray(columns["follower"], dtype=np.float64),
+        arrays["er"],
+        arrays["active_rate"],
+        arrays["follower"],
         clusterable_fingerprint(con, feature_date),
     )

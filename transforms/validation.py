@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from warehouse.vocabulary import MAX_PLAUSIBLE_COUNT
+
 # GX logs ~200 INFO lines and routes its own DeprecationWarnings into logging at import.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"great_expectations\.")
@@ -67,7 +69,8 @@ def mean_columns(columns: list[str]) -> list[str]:
 
 
 def non_negative(*columns: str) -> list:
-    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
+    """Counts and means: never negative, never so large that features overflow."""
+    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=MAX_PLAUSIBLE_COUNT) for c in columns]
 
 
 # Suites take the table's columns as the warehouse declares them (its DDL is the one
@@ -137,7 +140,9 @@ def features_suite(columns: list[str]) -> gx.ExpectationSuite:
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
             gxe.ExpectColumnValuesToNotBeNull(column="username"),
             gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
-            gxe.ExpectColumnValuesToBeBetween(column="follower", min_value=1, row_condition=clusterable),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="follower", min_value=1, max_value=MAX_PLAUSIBLE_COUNT, row_condition=clusterable
+            ),
             gxe.ExpectColumnValuesToNotBeNull(column="er", row_condition=clusterable),
             gxe.ExpectColumnValuesToNotBeNull(column="active_rate", row_condition=clusterable),
             gxe.ExpectColumnValuesToBeBetween(column="er", min_value=0, max_value=MAX_PLAUSIBLE_ER),

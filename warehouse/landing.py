@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
@@ -46,6 +48,9 @@ COMMIT_TABLE = "account_outcomes"
 # <table>-<attempt>-<batch>.parquet: a retried shard's new attempt never overwrites an earlier one's files.
 BATCH_FILE = re.compile(r"^(?P<table>[a-z_]+)-(?P<batch>[0-9a-f]{8}-\d{6})\.parquet$")
 REQUEST_FILE, CLOSED_FILE = "request.json", "closed.json"
+# Which process crawls a shard: a shard never closed whose process is gone was abandoned (kill -9).
+PROCESS_FILE = "process.json"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: changes at each boot
 TEMPORARY_PREFIX = "."  # temporary names start with a dot: listings skip them
 
 FIND_CRAWL = "SELECT crawl_id, status FROM raw.crawl_runs WHERE landing_key = ?"
@@ -151,7 +156,24 @@ class Landing:
         closed = {"status": status, "message": message, "finished_at": utcnow(), "stats": stats}
         self.put_json(self.path(crawl_key, shard, CLOSED_FILE), closed)
 
+    def mark_running(self, crawl_key: str, shard: str) -> None:
+        """Record the process crawling a shard (the latest attempt's), so a loader can tell it died."""
+        self.put_json(self.path(crawl_key, shard, PROCESS_FILE), this_process())
+
     # --- reading (the loader) ----------------------------------------------------------
+
+    def abandoned(self, crawl_key: str, shard: str) -> bool:
+        """Never closed, and its process is known dead: on this machine, gone or from an earlier boot.
+
+        A process on another machine, or of unknown state, counts as still running.
+        """
+        path = self.path(crawl_key, shard, PROCESS_FILE)
+        if self.closed(crawl_key, shard) is not None or not self.fs.exists(path):
+            return False
+        crawler, here = json.loads(self.fs.cat_file(path)), this_process()
+        if crawler.get("host") != here["host"] or crawler.get("boot_id") is None:
+            return False
+        return crawler["boot_id"] != here["boot_id"] or not process_alive(crawler["pid"])
 
     def crawl_keys(self) -> list[str]:
         """Every crawl in the landing area that has a request, oldest first by name."""
@@ -360,3 +382,17 @@ def remove_loaded(con: duckdb.DuckDBPyConnection, landing: Landing, retention_da
     for key in removed:
         landing.remove_crawl(key)
     return removed
+
+
+def this_process() -> dict:
+    boot_id = BOOT_ID.read_text().strip() if BOOT_ID.exists() else None
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id, "started_at": utcnow().isoformat()}
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie no one has reaped yet is dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

@@ -41,3 +41,9 @@ class Source(StrEnum):
 
 
 CRAWL_SOURCES = (Source.WEB, Source.GRAPH)
+
+
+# The largest count or per-post mean stored or clustered: more than any account has (the
+# largest has under 10^9 followers), exact in a float64 and far below int64's 2^63, so
+# sums, ratios and squared distances of such values stay finite.
+MAX_PLAUSIBLE_COUNT = 10**12
