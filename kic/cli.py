@@ -200,6 +200,8 @@ def run(
         f"crawl {nightly['crawl_id']}: {nightly['features']} influencers with features as of {day}, "
         f"{nightly['quarantined']} row(s) quarantined; snapshot {weekly['version']} ({weekly['published']})"
     )
+    if weekly.get("unchanged"):
+        typer.echo(weekly["message"])
     echo_where(settings)
     typer.echo(f'query it: uv run duckdb -readonly {settings.analytics_path} "FROM clusters.latest_profiles"')
 
@@ -441,12 +443,16 @@ def recluster(
             "clustering.exact_max_influencers (2,000), scalable beyond."
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recluster even if the data and settings are those of the latest snapshot.")
+    ] = False,
 ) -> None:
     """Fit every candidate on the latest validated features and store a new snapshot.
 
     ER and active_rate are percentages.
 
-    The path that ran (exact or scalable) is stored with the snapshot.
+    The path that ran (exact or scalable) is stored with the snapshot. When the latest snapshot
+    was built on the same data with the same settings, nothing is fitted or stored (see --force).
     """
     from pipeline import jobs
 
@@ -454,8 +460,11 @@ def recluster(
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
-    result = jobs.recluster(settings)
+    result = jobs.recluster(settings, force=force)
     show_clusters(result.cluster_table, result.version)
+    if result.unchanged:
+        typer.echo(result.unchanged_message())
+        return
     clustering = result.clustering
     typer.echo(
         f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
