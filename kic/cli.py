@@ -560,3 +560,30 @@ def export(
         + (f" ({exported.persona})" if exported.persona else "")
         + f" written to {exported.path}"
     )
+
+
+# --- persona changes ------------------------------------------------------------------------
+
+# The changes as printed on a terminal; csv and json carry every column (values, levels, ids).
+CHANGES_COLUMNS = ["username", "previous_persona", "current_persona", "change", "why"]
+
+
+@app.command("changes")
+def changes(
+    from_version: Annotated[
+        int | None, typer.Argument(metavar="[FROM]", help="Snapshot version (default: the one before TO).")
+    ] = None,
+    to_version: Annotated[int | None, typer.Argument(metavar="[TO]", help="Snapshot version (default latest).")] = None,
+    warehouse: WarehouseOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Who changed persona between two snapshots (default: the two latest), and why: ER and
+    active_rate (%) and their levels before and after, persona names and ids."""
+    from warehouse.snapshots import persona_changes
+
+    settings = settings_for(warehouse)
+    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        before, after, frame = persona_changes(con, from_version, to_version)
+    if fmt is Format.table:
+        frame = frame[CHANGES_COLUMNS]
+    print_frame(frame, fmt, title=f"Snapshot {before} -> {after}: {len(frame)} influencer(s) changed persona")

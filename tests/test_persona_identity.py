@@ -8,16 +8,17 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import derive, synthetic_crawl
+from conftest import assert_one_line_error, cli, derive, synthetic_crawl
 from models.config import ClusteringConfig
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
 from warehouse.db import connect
+from warehouse.publish import publish_copy
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
 
 DAY_1, DAY_2, DAY_3 = date(2026, 5, 1), date(2026, 5, 8), date(2026, 5, 15)
-POPULATION = Population(200, seed=11)
+POPULATION = Population(100, seed=11)
 
 
 @dataclass(frozen=True)
@@ -226,3 +227,59 @@ def test_only_the_same_data_with_the_same_settings_as_the_latest_snapshot_is_unc
     assert unchanged_snapshot(con, fingerprint, settings) == 3  # the latest, not the first of that data
     assert unchanged_snapshot(con, fingerprint, {**settings, "kmeans_k": [4]}) is None
     assert unchanged_snapshot(con, clusterable_fingerprint(con, DAY_2), settings) is None  # not the latest's data
+
+
+def expected_moves(con, a: CraftedSnapshot, b: CraftedSnapshot) -> dict[str, tuple]:
+    """username -> (persona before, persona after) for everyone whose persona differs, from the layouts."""
+    before = {u: a.layout[a.cluster_of(u)].persona for u in a.row_usernames.username}
+    after = {u: b.layout[b.cluster_of(u)].persona for u in b.row_usernames.username}
+    return {u: (before.get(u), after.get(u)) for u in before.keys() | after.keys() if before.get(u) != after.get(u)}
+
+
+def features_of(con, day):
+    rows = con.execute("SELECT username, er, active_rate FROM features.clusterable WHERE feature_date = ?", [day])
+    return {u: (er, ar) for u, er, ar in rows.fetchall()}
+
+
+def test_kic_changes_explains_each_move_with_values_levels_and_personas_before_and_after(two_dates, warehouse_path):
+    con = two_dates
+    a, b = crafted(con, DAY_1, LAYOUT_A), crafted(con, DAY_2, LAYOUT_B)
+    write_snapshot(con, a), write_snapshot(con, b)
+    expected = expected_moves(con, a, b)
+    before, after = features_of(con, DAY_1), features_of(con, DAY_2)
+    con.close()
+    settings = Settings(warehouse=warehouse_path)
+    publish_copy(settings.warehouse, settings.analytics_path)
+
+    rows = json.loads(cli("changes", "-w", warehouse_path, "-f", "json").stdout)
+    assert {r["username"]: (r["previous_persona"], r["current_persona"]) for r in rows} == expected
+    moved = [r for r in rows if r["change"] == "changed"]
+    assert {(r["previous_persona_id"], r["current_persona_id"]) for r in moved} == {(1, 4), (3, 2)}
+    for r in moved:
+        layout_before = next(c for c in LAYOUT_A.values() if c.persona == r["previous_persona"])
+        layout_after = next(c for c in LAYOUT_B.values() if c.persona == r["current_persona"])
+        assert (r["previous_er"], r["previous_active_rate"]) == pytest.approx(before[r["username"]])
+        assert (r["current_er"], r["current_active_rate"]) == pytest.approx(after[r["username"]])
+        assert (r["previous_er_level"], r["current_er_level"]) == (layout_before.er_level, layout_after.er_level)
+        assert r["why"].startswith(f"ER {before[r['username']][0]:.2f} -> {after[r['username']][0]:.2f}")
+    # The same between the two versions named; the other way round, the moves reverse.
+    assert json.loads(cli("changes", "1", "2", "-w", warehouse_path, "-f", "json").stdout) == rows
+    reverse = json.loads(cli("changes", "2", "1", "-w", warehouse_path, "-f", "json").stdout)
+    assert {r["username"]: (r["current_persona"], r["previous_persona"]) for r in reverse} == expected
+    table = cli("changes", "-w", warehouse_path)
+    assert table.returncode == 0 and "Snapshot 1 -> 2" in table.stdout and "Niche" in table.stdout
+
+
+def test_kic_changes_reads_the_analysts_copy_and_refuses_a_missing_version_in_one_line(two_dates, warehouse_path):
+    con = two_dates
+    write_snapshot(con, crafted(con, DAY_1, LAYOUT_A))
+    con.close()
+    settings = Settings(warehouse=warehouse_path)
+    assert_one_line_error(cli("changes", "-w", warehouse_path), "snapshot 1 is the first")
+    publish_copy(settings.warehouse, settings.analytics_path)
+    with connect(warehouse_path) as con:  # stored, not published: the copy does not know it yet
+        write_snapshot(con, crafted(con, DAY_2, LAYOUT_B))
+    assert_one_line_error(cli("changes", "1", "2", "-w", warehouse_path), "no snapshot version 2")
+    assert_one_line_error(cli("changes", "7", "1", "-w", warehouse_path), "no snapshot version 7")
+    publish_copy(settings.warehouse, settings.analytics_path)
+    assert cli("changes", "1", "2", "-w", warehouse_path, "-f", "csv").stdout.startswith("username,previous_version")

@@ -124,6 +124,8 @@ UPDATE clusters.profiles AS p SET persona_id = e.persona_id
 FROM clusters.persona_events AS e
 WHERE p.version = $version AND e.version = $version AND e.cluster = p.cluster
 """
+PERSONA_CHANGES = "SELECT * FROM clusters.persona_changes(?, ?) ORDER BY change, username"
+VERSION_BEFORE = "SELECT max(version) FROM clusters.snapshots WHERE version < ?"
 # The latest snapshot, to tell whether a run would store the same again.
 LATEST_SNAPSHOT = """
 SELECT version, data_fingerprint, parameters FROM clusters.snapshots ORDER BY version DESC LIMIT 1
@@ -238,3 +240,17 @@ def resolve_version(con: duckdb.DuckDBPyConnection, version: int | None) -> int:
 
 def cluster_table(con: duckdb.DuckDBPyConnection, version: int) -> pd.DataFrame:
     return con.execute(CLUSTER_TABLE, [version]).df()
+
+
+def persona_changes(
+    con: duckdb.DuckDBPyConnection, from_version: int | None, to_version: int | None
+) -> tuple[int, int, pd.DataFrame]:
+    """Who changed persona from one snapshot to another, and why (default: the two latest);
+    KicError if either is missing or there is nothing to compare."""
+    to_version = resolve_version(con, to_version)
+    if from_version is None:
+        from_version = scalar(con, VERSION_BEFORE, [to_version])
+        if from_version is None:
+            raise KicError(f"snapshot {to_version} is the first: no earlier snapshot to compare it with")
+    from_version = resolve_version(con, from_version)
+    return from_version, to_version, con.execute(PERSONA_CHANGES, [from_version, to_version]).df()
