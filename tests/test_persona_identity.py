@@ -13,7 +13,7 @@ from models.config import ClusteringConfig
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
-from warehouse.db import connect
+from warehouse.db import connect, migrate
 from warehouse.publish import publish_copy
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
 
@@ -283,3 +283,22 @@ def test_kic_changes_reads_the_analysts_copy_and_refuses_a_missing_version_in_on
     assert_one_line_error(cli("changes", "7", "1", "-w", warehouse_path), "no snapshot version 7")
     publish_copy(settings.warehouse, settings.analytics_path)
     assert cli("changes", "1", "2", "-w", warehouse_path, "-f", "csv").stdout.startswith("username,previous_version")
+
+
+def test_snapshots_stored_before_persona_ids_get_ids_of_their_own_on_upgrade(warehouse_path):
+    with duckdb.connect(str(warehouse_path)) as con:
+        migrate(con, target=10)  # before persona ids
+        for version in (1, 2):
+            con.execute(
+                "INSERT INTO clusters.snapshots VALUES (?, now(), DATE '2026-05-01', 4, 'x', 'old', '{}', 'k', 2)",
+                [version],
+            )
+            con.execute(
+                "INSERT INTO clusters.profiles (version, cluster, size, mean_er, median_er, mean_active_rate, "
+                "median_active_rate, er_level, active_rate_level, persona, rank) "
+                "SELECT ?, cluster, 2, 1, 1, 1, 1, 'low', 'low', 'P' || cluster, cluster FROM range(1, 3) t(cluster)",
+                [version],
+            )
+    with connect(warehouse_path) as con:
+        ids = con.execute("SELECT version, cluster, persona_id FROM clusters.profiles ORDER BY ALL").fetchall()
+    assert ids == [(1, 1, 1), (1, 2, 2), (2, 1, 3), (2, 2, 4)]
