@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
@@ -18,6 +18,16 @@ from pipeline.settings import ClusteringConfig, load_settings
 def run_name() -> str:
     params = flow_run.parameters
     return f"weekly-recluster-{params.get('feature_date') or 'latest'}"
+
+
+@task(name="unchanged_artifact", **PURE_TASK)
+def unchanged_artifact(result: jobs.Recluster) -> None:
+    """Say, as a Prefect artifact, that the run stored nothing new and which snapshot stands."""
+    create_markdown_artifact(
+        key="weekly-clusters",
+        markdown=f"**No new snapshot**: {result.unchanged_message()}.",
+        description=f"Snapshot {result.version} stands: same data, same settings",
+    )
 
 
 @task(name="weekly_artifacts", **PURE_TASK)
@@ -79,8 +89,8 @@ def report_artifact(version: int, report: str) -> None:
 
 @task(name="name_run", **IO_TASK)
 def name_run(result: jobs.Recluster) -> str:
-    """Rename this flow run after what it made: weekly-recluster-<feature date>-v<snapshot version>."""
-    name = f"weekly-recluster-{result.clustering.feature_date}-v{result.version}"
+    """Rename this flow run after what it made: weekly-recluster-<feature date>-v<version>[-unchanged]."""
+    name = f"weekly-recluster-{result.feature_date}-v{result.version}" + ("-unchanged" if result.unchanged else "")
     with get_client(sync_client=True) as client:
         client.update_flow_run(flow_run.id, name=name)
     return name
@@ -92,18 +102,26 @@ def weekly_recluster(
     feature_date: dt.date | None = None,
     config: str | None = None,
     warehouse: str | None = None,
+    force: bool = False,
 ) -> dict:
-    """Recluster the latest validated features with every candidate and publish a new snapshot."""
+    """Recluster the latest validated features with every candidate and publish a new snapshot
+    (nothing, and says so, if the latest snapshot has the same data and settings, unless `force`)."""
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
-    result = jobs.recluster(settings, clustering, feature_date, call=as_task)
+    result = jobs.recluster(settings, clustering, feature_date, force=force, call=as_task)
+    name_run(result)
+    if result.unchanged:
+        unchanged_artifact(result)
+        get_run_logger().info(result.unchanged_message())
+        message = result.unchanged_message()
+        return {"version": result.version, "published": "unchanged", "unchanged": True, "message": message}
     weekly_artifacts(result)
     report = as_task(steps.report)(settings, result.version)
     report_artifact(result.version, str(report))
-    name_run(result)
     return {
         "version": result.version,
         "published": result.clustering.published,
         "clusters": result.clustering.n_clusters,
         "changed": len(result.changes),
+        "unchanged": False,
         "report": str(report),
     }

@@ -212,6 +212,8 @@ def run(
         f"crawl {nightly['crawl_id']}: {nightly['features']} influencers with features as of {day}, "
         f"{nightly['quarantined']} row(s) quarantined; snapshot {weekly['version']} ({weekly['published']})"
     )
+    if weekly.get("unchanged"):
+        typer.echo(weekly["message"])
     echo_where(settings)
     typer.echo(f'query it: uv run duckdb -readonly {settings.analytics_path} "FROM clusters.latest_profiles"')
 
@@ -462,12 +464,16 @@ def recluster(
             "clustering.exact_max_influencers (2,000), scalable beyond."
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recluster even if the data and settings are those of the latest snapshot.")
+    ] = False,
 ) -> None:
     """Fit every candidate on the latest validated features and store a new snapshot.
 
     ER and active_rate are percentages.
 
-    The path that ran (exact or scalable) is stored with the snapshot.
+    The path that ran (exact or scalable) is stored with the snapshot. When the latest snapshot
+    was built on the same data with the same settings, nothing is fitted or stored (see --force).
     """
     from pipeline import jobs
 
@@ -475,8 +481,11 @@ def recluster(
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
-    result = jobs.recluster(settings)
+    result = jobs.recluster(settings, force=force)
     show_clusters(result.cluster_table, result.version)
+    if result.unchanged:
+        typer.echo(result.unchanged_message())
+        return
     clustering = result.clustering
     typer.echo(
         f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
@@ -590,3 +599,30 @@ def report(
 
     written = steps.report(settings_for(warehouse), version, output)
     typer.echo(f"report written to {written}")
+
+
+# --- persona changes ------------------------------------------------------------------------
+
+# The changes as printed on a terminal; csv and json carry every column (values, levels, ids).
+CHANGES_COLUMNS = ["username", "previous_persona", "current_persona", "change", "why"]
+
+
+@app.command("changes")
+def changes(
+    from_version: Annotated[
+        int | None, typer.Argument(metavar="[FROM]", help="Snapshot version (default: the one before TO).")
+    ] = None,
+    to_version: Annotated[int | None, typer.Argument(metavar="[TO]", help="Snapshot version (default latest).")] = None,
+    warehouse: WarehouseOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Who changed persona between two snapshots (default: the two latest), and why: ER and
+    active_rate (%) and their levels before and after, persona names and ids."""
+    from warehouse.snapshots import persona_changes
+
+    settings = settings_for(warehouse)
+    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        before, after, frame = persona_changes(con, from_version, to_version)
+    if fmt is Format.table:
+        frame = frame[CHANGES_COLUMNS]
+    print_frame(frame, fmt, title=f"Snapshot {before} -> {after}: {len(frame)} influencer(s) changed persona")

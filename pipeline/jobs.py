@@ -58,9 +58,21 @@ class Import:
 @dataclass(frozen=True)
 class Recluster:
     version: int
-    clustering: object  # models.recluster.Clustering
+    clustering: object  # models.recluster.Clustering; None when nothing new was stored
     cluster_table: pd.DataFrame
     changes: pd.DataFrame
+    feature_date: date | None = None
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the run stored nothing: the latest snapshot has the same data and settings."""
+        return self.clustering is None
+
+    def unchanged_message(self) -> str:
+        return (
+            f"nothing new: the features of {self.feature_date} and the clustering settings are those of "
+            f"snapshot {self.version}; no snapshot stored or published (--force to recluster anyway)"
+        )
 
 
 def publish(settings: Settings, stored: str, *, call: Call = direct) -> None:
@@ -160,16 +172,27 @@ def recluster(
     clustering: ClusteringConfig | None = None,
     feature_date: date | None = None,
     *,
+    force: bool = False,
     call: Call = direct,
 ) -> Recluster:
-    """The weekly recluster: read validated features → fit every candidate → store a snapshot → publish."""
+    """The weekly recluster: read validated features → fit every candidate → store a snapshot → publish.
+
+    When the latest snapshot was built on the same data with the same settings, nothing is
+    fitted, stored or published (unless `force`): the result says which snapshot stands.
+    """
     call(steps.upgrade_warehouse)(settings)
+    clustering = clustering or settings.clustering
     rows, day = call(steps.read_features)(settings, feature_date)
-    fitted = call(steps.fit)(rows, clustering or settings.clustering, day)
+    if not force:
+        standing = call(steps.find_unchanged_snapshot)(settings, rows.fingerprint, clustering)
+        if standing is not None:
+            table, changes = call(steps.read_snapshot)(settings, standing)
+            return Recluster(standing, None, table, changes.iloc[0:0], day)
+    fitted = call(steps.fit)(rows, clustering, day)
     version = call(steps.write_snapshot)(settings, fitted)
     table, changes = call(steps.read_snapshot)(settings, version)
     publish(settings, f"snapshot {version}", call=call)
-    return Recluster(version, fitted, table, changes)
+    return Recluster(version, fitted, table, changes, day)
 
 
 def watch(settings: Settings, usernames: list[str], added_from: str, *, call: Call = direct) -> int:

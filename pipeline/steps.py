@@ -29,7 +29,7 @@ from warehouse.db import connect, schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot, write_atomically
 from warehouse.publish import publish_copy
-from warehouse.snapshots import cluster_table
+from warehouse.snapshots import cluster_table, unchanged_snapshot
 from warehouse.snapshots import write_snapshot as store_snapshot
 from warehouse.vocabulary import CRAWL_SOURCES
 
@@ -265,6 +265,13 @@ def read_features(settings: Settings, feature_date: date | None) -> tuple[featur
     with open_warehouse(settings, read_only=True) as con:
         day = feature_sql.feature_date_to_cluster(con, feature_date)
         return feature_sql.load_clusterable(con, day), day
+
+
+@io_step
+def find_unchanged_snapshot(settings: Settings, fingerprint: str, clustering: ClusteringConfig) -> int | None:
+    """The latest snapshot if it was built on the same data with the same clustering settings, else None."""
+    with open_warehouse(settings, read_only=True) as con:
+        return unchanged_snapshot(con, fingerprint, clustering.model_dump(mode="json"))
 
 
 @pure_step

@@ -253,3 +253,20 @@ def test_the_graph_token_can_come_from_a_prefect_secret_block(monkeypatch):
     )
     with pytest.raises(KicError, match="no-such-block"):
         graph_access_token(Settings(graph_access_token_block="no-such-block"))
+
+
+def test_a_weekly_run_on_unchanged_data_stores_nothing_and_its_run_and_artifacts_say_so(env):
+    crafted_night(env, NIGHT)
+    assert weekly(env, clustering=CLUSTERING).result()["version"] == 1
+    again = weekly(env, clustering=CLUSTERING)
+    assert again.is_completed(), again.message
+    result = again.result()
+    assert (result["unchanged"], result["version"]) == (True, 1)
+    assert "nothing new" in result["message"] and "snapshot 1" in result["message"]
+    assert rows(env, "SELECT version FROM clusters.snapshots") == [(1,)]
+    found, run = artifacts(again)
+    assert run.name == f"weekly-recluster-{NIGHT}-v1-unchanged"
+    assert "No new snapshot" in found["weekly-clusters"].data and "weekly-candidates" not in found
+    forced = weekly(env, clustering=CLUSTERING, force=True)
+    assert (forced.result()["unchanged"], forced.result()["version"]) == (False, 2)
+    assert rows(env, "SELECT max(version) FROM clusters.snapshots", copy=True) == [(2,)]

@@ -67,7 +67,7 @@ def settings(tmp_path):
 def test_an_analyst_session_on_the_copy_neither_blocks_a_run_nor_breaks(settings):
     holder = Holder(settings.analytics_path)
     assert holder.first == "1"
-    result = jobs.recluster(settings)  # writes the warehouse and republishes the copy meanwhile
+    result = jobs.recluster(settings, force=True)  # writes the warehouse and republishes the copy meanwhile
     assert result.version == 2
     assert holder.release() == "1"  # the open session kept its view, unbroken
     with duckdb.connect(str(settings.analytics_path), read_only=True) as con:

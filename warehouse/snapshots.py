@@ -25,7 +25,7 @@ FROM clusters.snapshots ORDER BY version
 """
 LATEST_VERSION = "SELECT max(version) FROM clusters.snapshots"
 CLUSTER_TABLE = """
-SELECT rank, persona, cluster, size, mean_er, mean_active_rate, median_er,
+SELECT rank, persona, persona_id, cluster, size, mean_er, mean_active_rate, median_er,
        median_active_rate, median_follower, follower_tier, er_level, active_rate_level
 FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
@@ -48,6 +48,90 @@ JOIN cluster_per_row AS c ON c.row_index = f.row_index
 JOIN clusters.profiles AS p ON p.version = $version AND p.cluster = c.cluster
 WHERE f.feature_date = $feature_date
 """
+
+# Persona identity: a cluster of the new snapshot continues a persona of the previous one when
+# they share enough members (Jaccard: shared / in either, at least MIN_MEMBER_JACCARD) and each
+# is the other's best such match; clusters left over on both sides are then matched by their
+# centres (mean_er, mean_active_rate), mutual nearest within MAX_CENTRE_DISTANCE points. Mutual
+# best matches are one-to-one by construction. Unmatched new clusters get new ids (never reused);
+# unmatched previous personas are recorded as vanished. One hash join of the two snapshots'
+# assignments on username; everything after it is per cluster pair (a few dozen rows).
+MIN_MEMBER_JACCARD = 0.3
+MAX_CENTRE_DISTANCE = 5.0
+MATCH_PERSONAS = """
+INSERT INTO clusters.persona_events
+    (version, persona_id, event, cluster, previous_version, previous_cluster, matched_by, jaccard, centre_distance)
+WITH previous AS (SELECT max(version) AS version FROM clusters.snapshots WHERE version < $version),
+cur AS (SELECT cluster, size, mean_er, mean_active_rate FROM clusters.profiles WHERE version = $version),
+prev AS (
+    SELECT p.cluster, p.size, p.mean_er, p.mean_active_rate, p.persona_id
+    FROM clusters.profiles AS p JOIN previous ON p.version = previous.version
+),
+shared AS (
+    SELECT a.cluster, b.cluster AS previous_cluster, count(*) AS members
+    FROM clusters.assignments AS a
+    JOIN clusters.assignments AS b ON b.username = a.username
+    WHERE a.version = $version AND b.version = (SELECT version FROM previous)
+    GROUP BY ALL
+),
+overlap AS (
+    SELECT s.cluster, s.previous_cluster, s.members / (c.size + p.size - s.members) AS jaccard
+    FROM shared AS s JOIN cur AS c USING (cluster) JOIN prev AS p ON p.cluster = s.previous_cluster
+),
+by_members AS (
+    SELECT cluster, previous_cluster FROM overlap WHERE jaccard >= $min_jaccard
+    QUALIFY row_number() OVER (PARTITION BY cluster ORDER BY jaccard DESC, previous_cluster) = 1
+        AND row_number() OVER (PARTITION BY previous_cluster ORDER BY jaccard DESC, cluster) = 1
+),
+centres AS (
+    SELECT c.cluster, p.cluster AS previous_cluster,
+           sqrt((c.mean_er - p.mean_er) ^ 2 + (c.mean_active_rate - p.mean_active_rate) ^ 2) AS distance
+    FROM cur AS c CROSS JOIN prev AS p
+    WHERE c.cluster NOT IN (SELECT cluster FROM by_members)
+      AND p.cluster NOT IN (SELECT previous_cluster FROM by_members)
+),
+by_centres AS (
+    SELECT cluster, previous_cluster FROM centres WHERE distance <= $max_distance
+    QUALIFY row_number() OVER (PARTITION BY cluster ORDER BY distance, previous_cluster) = 1
+        AND row_number() OVER (PARTITION BY previous_cluster ORDER BY distance, cluster) = 1
+),
+matched AS (
+    SELECT *, 'members' AS matched_by FROM by_members
+    UNION ALL
+    SELECT *, 'centre' AS matched_by FROM by_centres
+),
+present AS (
+    SELECT c.cluster, m.previous_cluster, m.matched_by, p.persona_id, o.jaccard,
+           sqrt((c.mean_er - p.mean_er) ^ 2 + (c.mean_active_rate - p.mean_active_rate) ^ 2) AS centre_distance
+    FROM cur AS c
+    LEFT JOIN matched AS m USING (cluster)
+    LEFT JOIN prev AS p ON p.cluster = m.previous_cluster
+    LEFT JOIN overlap AS o ON o.cluster = c.cluster AND o.previous_cluster = m.previous_cluster
+)
+SELECT $version,
+       coalesce(persona_id, (SELECT coalesce(max(persona_id), 0) FROM clusters.profiles)
+                            + row_number() OVER (PARTITION BY persona_id IS NULL ORDER BY cluster)),
+       CASE WHEN persona_id IS NULL THEN 'new' ELSE 'continued' END,
+       cluster, (SELECT version FROM previous), previous_cluster, matched_by,
+       CASE WHEN persona_id IS NOT NULL THEN coalesce(jaccard, 0) END, centre_distance
+FROM present
+UNION ALL
+SELECT $version, persona_id, 'vanished', NULL, (SELECT version FROM previous), cluster, NULL, NULL, NULL
+FROM prev WHERE cluster NOT IN (SELECT previous_cluster FROM matched)
+"""
+SET_PERSONA_IDS = """
+UPDATE clusters.profiles AS p SET persona_id = e.persona_id
+FROM clusters.persona_events AS e
+WHERE p.version = $version AND e.version = $version AND e.cluster = p.cluster
+"""
+PERSONA_CHANGES = "SELECT * FROM clusters.persona_changes(?, ?) ORDER BY change, username"
+VERSION_BEFORE = "SELECT max(version) FROM clusters.snapshots WHERE version < ?"
+# The latest snapshot, to tell whether a run would store the same again.
+LATEST_SNAPSHOT = """
+SELECT version, data_fingerprint, parameters FROM clusters.snapshots ORDER BY version DESC LIMIT 1
+"""
+# What a snapshot's parameters hold beyond the clustering settings (derived from them and the data).
+DERIVED_PARAMETERS = ("path", "influencers")
 
 
 class SnapshotContent(Protocol):
@@ -115,7 +199,27 @@ def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: Snapshot
         )
         if written != row["n_influencers"]:
             raise KicError(f"snapshot {version}: {written} assignments joined for {row['n_influencers']} influencers")
+        match_personas(con, version)
     return version
+
+
+def match_personas(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Give the clusters of a stored snapshot their persona ids, and record each persona's event."""
+    con.execute(
+        MATCH_PERSONAS,
+        {"version": version, "min_jaccard": MIN_MEMBER_JACCARD, "max_distance": MAX_CENTRE_DISTANCE},
+    ).fetchall()
+    con.execute(SET_PERSONA_IDS, {"version": version}).fetchall()
+
+
+def unchanged_snapshot(con: duckdb.DuckDBPyConnection, fingerprint: str, settings: Mapping[str, Any]) -> int | None:
+    """The latest snapshot's version if it was built on the same data with the same clustering
+    settings (so a new one would store the same again), else None."""
+    latest = con.execute(LATEST_SNAPSHOT).fetchone()
+    if latest is None or latest[1] != fingerprint:
+        return None
+    stored = {k: v for k, v in json.loads(latest[2]).items() if k not in DERIVED_PARAMETERS}
+    return latest[0] if stored == dict(settings) else None
 
 
 def list_snapshots(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -136,3 +240,17 @@ def resolve_version(con: duckdb.DuckDBPyConnection, version: int | None) -> int:
 
 def cluster_table(con: duckdb.DuckDBPyConnection, version: int) -> pd.DataFrame:
     return con.execute(CLUSTER_TABLE, [version]).df()
+
+
+def persona_changes(
+    con: duckdb.DuckDBPyConnection, from_version: int | None, to_version: int | None
+) -> tuple[int, int, pd.DataFrame]:
+    """Who changed persona from one snapshot to another, and why (default: the two latest);
+    KicError if either is missing or there is nothing to compare."""
+    to_version = resolve_version(con, to_version)
+    if from_version is None:
+        from_version = scalar(con, VERSION_BEFORE, [to_version])
+        if from_version is None:
+            raise KicError(f"snapshot {to_version} is the first: no earlier snapshot to compare it with")
+    from_version = resolve_version(con, from_version)
+    return from_version, to_version, con.execute(PERSONA_CHANGES, [from_version, to_version]).df()
