@@ -101,6 +101,7 @@ REFUSED = [
         1,
         "no snapshot version 99",
     ),
+    ("changes: a version that does not exist", ["changes", "1", "99"], None, {}, 1, "no snapshot version 99"),
     ("sql: a write", ["sql", "DELETE FROM raw.crawl_runs"], None, {}, 1, "refuses"),
     ("sql: COPY TO a file", ["sql", "COPY (SELECT 1) TO 'out.csv'"], None, {}, 1, "refuses COPY"),
     ("sql: two statements", ["sql", "SELECT 1; SELECT 2"], None, {}, 1, "one statement at a time"),
