@@ -48,7 +48,7 @@ def test_show_formats_agree_with_the_warehouse(main_job):
     assert sum(row["size"] for row in table) == int(clusterable.stdout.splitlines()[1])
     assert sorted(row["rank"] for row in table) == list(range(1, len(table) + 1))
     csv_lines = cli("show", "1", "-w", warehouse, "--format", "csv").stdout.splitlines()
-    assert csv_lines[0].startswith("rank,persona,cluster,size,mean_er,mean_active_rate")
+    assert csv_lines[0].startswith("rank,persona,persona_id,cluster,size,mean_er,mean_active_rate")
     assert len(csv_lines) > 1
 
 

@@ -131,7 +131,7 @@ LATEST_SNAPSHOT = """
 SELECT version, data_fingerprint, parameters FROM clusters.snapshots ORDER BY version DESC LIMIT 1
 """
 # What a snapshot's parameters hold beyond the clustering settings (derived from them and the data).
-DERIVED_PARAMETERS = ("path", "influencers")
+DERIVED_PARAMETERS = ("path", "influencers", "published_because")
 
 
 class SnapshotContent(Protocol):
