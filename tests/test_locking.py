@@ -76,7 +76,7 @@ def test_an_analyst_session_on_the_copy_neither_blocks_a_run_nor_breaks(settings
 
 def kic_recluster(settings, wait_seconds):
     return subprocess.Popen(
-        [sys.executable, "-m", "kic", "recluster", "-w", str(settings.warehouse)],
+        [sys.executable, "-m", "kic", "recluster", "--force", "-w", str(settings.warehouse)],
         env=subprocess_env({**KIC_ENV, "KIC_LOCK_WAIT_SECONDS": str(wait_seconds)}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -139,7 +139,7 @@ def test_a_slow_crawl_holds_no_lock_while_accounts_are_added_and_a_recluster_run
             timeout=120,
         )
         reclustered = subprocess.run(
-            [sys.executable, "-m", "kic", "recluster", "-w", str(settings.warehouse)],
+            [sys.executable, "-m", "kic", "recluster", "--force", "-w", str(settings.warehouse)],
             env=others,
             capture_output=True,
             text=True,

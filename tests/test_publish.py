@@ -306,7 +306,7 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     for name, value in CLUSTERING.items():
         monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", value if isinstance(value, str) else json.dumps(value))
 
-    result = cli("recluster", "-w", warehouse)
+    result = cli("recluster", "--force", "-w", warehouse)  # same data as snapshot 2: forced
 
     assert_one_line_error(
         result, f"snapshot 3 is stored in the warehouse {warehouse}", f"analysts' copy {copy}", "No space left"
