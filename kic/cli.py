@@ -80,11 +80,6 @@ def settings_for(warehouse: Path | None, **overrides) -> Settings:
     return load_settings(**overrides)
 
 
-def readable(settings: Settings) -> Path:
-    """What reading commands open: the analysts' copy, else the warehouse itself."""
-    return settings.analytics_path if settings.analytics_path.exists() else settings.warehouse
-
-
 def parse_date(text: str | None, option: str) -> date | None:
     if text is None:
         return None
@@ -383,7 +378,7 @@ def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.
     from warehouse import watchlist
 
     settings = settings_for(warehouse)
-    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         print_frame(watchlist.list_accounts(con), fmt)
 
 
@@ -500,7 +495,7 @@ def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.tabl
     from warehouse.snapshots import list_snapshots
 
     settings = settings_for(warehouse)
-    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         print_frame(list_snapshots(con), fmt)
 
 
@@ -514,7 +509,7 @@ def show(
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)
-    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         version = resolve_version(con, version)
         show_clusters(cluster_table(con, version), version, fmt)
 
@@ -539,7 +534,7 @@ def sql(
 
     settings = settings_for(warehouse)
     frame = run_query(
-        readable(settings),
+        settings.readable_path,
         query,
         timeout_seconds=settings.sql_timeout_seconds,
         max_rows=settings.sql_max_rows,
@@ -621,7 +616,7 @@ def changes(
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)
-    with connect(readable(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         before, after, frame = persona_changes(con, from_version, to_version)
     if fmt is Format.table:
         frame = frame[CHANGES_COLUMNS]

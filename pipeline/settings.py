@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         return self.analytics_copy or self.warehouse.with_name("analytics.duckdb")
 
     @property
+    def readable_path(self) -> Path:
+        """What reading commands and steps open: the analysts' copy, else (not published yet) the warehouse."""
+        return self.analytics_path if self.analytics_path.exists() else self.warehouse
+
+    @property
     def landing_root(self) -> str:
         return self.landing_url or str(self.data_dir / "landing")
 

@@ -317,15 +317,10 @@ def publish(settings: Settings) -> Path:
 # --- export ---------------------------------------------------------------------------------
 
 
-def analysts_copy(settings: Settings) -> Path:
-    """What reading steps open: the analysts' copy, else the warehouse itself (not published yet)."""
-    return settings.analytics_path if settings.analytics_path.exists() else settings.warehouse
-
-
 @io_step
 def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
-    with connect(analysts_copy(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         return export_snapshot(con, version, persona, fmt, output)
 
 
@@ -339,7 +334,7 @@ def report(settings: Settings, version: int | None, output: Path | None = None) 
     from warehouse.report import read_report_data
     from warehouse.snapshots import resolve_version
 
-    with connect(analysts_copy(settings), read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         version = resolve_version(con, version)
         data = read_report_data(con, version)
     page = render(data)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,7 +33,7 @@ os.environ["PREFECT_HOME"] = PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 from pipeline.imports import store_study_csv  # noqa: E402
-from pipeline.study_csv import read_study_csv  # noqa: E402
+from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
 from sandbox.synthetic import Population  # noqa: E402
 from transforms.features import feature_date_or_latest, insert_features, summarize_features  # noqa: E402
 from warehouse import raw  # noqa: E402
@@ -251,6 +252,30 @@ def cli(*args) -> "CliResult":
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+# A study-layout CSV's header: its 12 base columns.
+STUDY_HEADER = ",".join(BASE_COLUMNS)
+# KIC_* settings for CLI tests that recluster: one K-means candidate (K = 3), published,
+# and a persona range that admits it.
+SMALL_GRID = {
+    "KIC_CLUSTERING__KMEANS_K": "[3]",
+    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
+    "KIC_CLUSTERING__ELBOW_K": "[1]",
+    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
+    "KIC_CLUSTERING__MIN_PERSONAS": "3",
+}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Clusterable features as recluster() reads them: arrays in a fixed order (er and
+    active_rate in percent), and a fingerprint."""
+
+    er: np.ndarray
+    active_rate: np.ndarray
+    follower: np.ndarray
+    fingerprint: str = "test"
 
 
 @dataclass(frozen=True)

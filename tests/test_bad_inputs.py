@@ -14,19 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import cli
+from conftest import SMALL_GRID, STUDY_HEADER, cli
 
-HEADER = (
-    "account,post,follower,follow,open_account,official_account,image_love,image_comment,"
-    "video_love,video_comment,igtv_love,igtv_comment"
-)
-SMALL_GRID = {
-    "KIC_CLUSTERING__KMEANS_K": "[3]",
-    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
-    "KIC_CLUSTERING__ELBOW_K": "[1]",
-    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
-    "KIC_CLUSTERING__MIN_PERSONAS": "3",
-}
+HEADER = STUDY_HEADER
 
 
 def study_row(username: str, follower: str = "1000", image_love: str = "30") -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import (
     MAIN_JOB_DAYS,
+    SMALL_GRID,
     assert_one_line_error,
     cli,
     kic,
@@ -20,14 +21,6 @@ from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from warehouse.db import connect
-
-SMALL_GRID = {
-    "KIC_CLUSTERING__KMEANS_K": "[3]",
-    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
-    "KIC_CLUSTERING__ELBOW_K": "[1]",
-    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
-    "KIC_CLUSTERING__MIN_PERSONAS": "3",
-}
 
 
 def test_main_job_prints_the_cluster_table_and_the_warehouse(main_job):

@@ -2,14 +2,12 @@
 
 import pytest
 
+from conftest import STUDY_HEADER
 from pipeline.account_lists import read_account_list
 from pipeline.study_csv import read_study_csv
 from warehouse.errors import KicError
 
-HEADER = (
-    "account,post,follower,follow,open_account,official_account,image_love,image_comment,"
-    "video_love,video_comment,igtv_love,igtv_comment,이름"
-)
+HEADER = STUDY_HEADER + ",이름"
 ROWS = [f"https://www.instagram.com/acct.{i}/,10,{1000 + i},5,1,0,30,2,0,0,0,0,뷰티 크리에이터 {i}" for i in range(3)]
 HANGUL_ACCOUNT = "뷰티,10,1000,5,1,0,30,2,0,0,0,0,한글 계정"
 # Python's name for the codec each encoding is read with (EUC-KR text is cp949 text).

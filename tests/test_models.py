@@ -1,4 +1,3 @@
-from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -11,6 +10,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_extra.cluster import KMedoids
 
+from conftest import Cohort
 from models.candidates import EXACT, SCALABLE, candidate_grid, choose, resolve_path, within_cluster_sse
 from models.config import ClusteringConfig
 from models.hierarchical import HierarchicalClustering, build_tree
@@ -27,16 +27,6 @@ def blobs(seed=0, n=60):
     rng = np.random.default_rng(seed)
     centers = np.array([[0, 0], [30, 0], [0, 30]])
     return np.vstack([c + rng.normal(0, 1, (n, 2)) for c in centers])
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """What recluster reads: arrays in a fixed order, and a fingerprint."""
-
-    er: np.ndarray
-    active_rate: np.ndarray
-    follower: np.ndarray
-    fingerprint: str = "test"
 
 
 def study_shaped(n, seed) -> Cohort:

@@ -6,17 +6,9 @@ from datetime import date
 
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, synthetic_crawl
+from conftest import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
 from sandbox.synthetic import Population
 from warehouse.db import connect
-
-SMALL_GRID = {
-    "KIC_CLUSTERING__KMEANS_K": "[3]",
-    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
-    "KIC_CLUSTERING__ELBOW_K": "[1]",
-    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
-    "KIC_CLUSTERING__MIN_PERSONAS": "3",
-}
 
 
 def test_a_kic_toml_that_is_not_utf8_is_named(tmp_path, monkeypatch):

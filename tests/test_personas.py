@@ -1,12 +1,11 @@
 import itertools
-from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import STUDY_RANKING, study_path
+from conftest import STUDY_RANKING, Cohort, study_path
 from models.config import ClusteringConfig
 from models.personas import LEVELS, PERSONAS, level, levels, name_personas, robust_scale
 from models.recluster import cluster_profiles, fit_candidates, recluster
@@ -110,16 +109,6 @@ def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
     assert in_python == in_sql
     assert in_python[:3] == ["nano", "nano", "micro"]  # 0, 9,999, 10,000
     assert in_python[-1] == "mega" and follower_tier([float("nan")])[0] is None
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Clusterable features as recluster() reads them (er and active_rate in percent)."""
-
-    er: np.ndarray
-    active_rate: np.ndarray
-    follower: np.ndarray
-    fingerprint: str = "test"
 
 
 DAY = date(2026, 11, 1)

@@ -11,15 +11,12 @@ import tempfile
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, cli
+from conftest import STUDY_HEADER, assert_one_line_error, cli
 from pipeline.report import render
 from warehouse.db import connect, insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
-HEADER = (
-    "account,post,follower,follow,open_account,official_account,image_love,image_comment,"
-    "video_love,video_comment,igtv_love,igtv_comment"
-)
+HEADER = STUDY_HEADER
 GRID = {
     "KIC_CLUSTERING__KMEANS_K": "[3, 4]",
     "KIC_CLUSTERING__KMEDOIDS_K": "[]",
