@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
@@ -76,15 +76,30 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
     )
 
 
-@task(name="report_artifact", **PURE_TASK)
-def report_artifact(version: int, report: str) -> None:
-    """Point the run at the snapshot's HTML report (charts of personas, elbow, silhouettes, moves)."""
+# The report's charts shown on the run's page too (the report has them all).
+KEY_CHARTS = ("scatter", "dendrogram", "moves")
+
+
+@task(name="report_artifacts", **PURE_TASK)
+def report_artifacts(report: steps.Report) -> None:
+    """Attach the snapshot report's path and its key charts to this run as artifacts."""
+    key_charts = [chart for chart in report.charts if chart.key in KEY_CHARTS]
+    # Prefect renders markdown artifacts with marked, which shows data: URIs inline; the
+    # image artifacts list each chart on its own in the Artifacts page as well.
     create_markdown_artifact(
         key="weekly-report",
-        markdown=f"## Snapshot {version}: report\n\nOne self-contained HTML file (open it in a browser, "
-        f"offline): `{report}`\n\nAgain at any time: `kic report {version}`",
-        description=f"Snapshot {version}'s report",
+        markdown="\n\n".join(
+            [
+                f"## Snapshot {report.version}: report",
+                f"The whole report, one self-contained HTML file (open it in a browser, offline): "
+                f"`{report.path}`. Again at any time: `kic report {report.version}`",
+            ]
+            + [f"### {chart.title}\n\n![{chart.title}]({chart.data_uri})\n\n{chart.caption}" for chart in key_charts]
+        ),
+        description=f"Snapshot {report.version}'s report and its key charts",
     )
+    for chart in key_charts:
+        create_image_artifact(image_url=chart.data_uri, key=f"weekly-{chart.key}", description=chart.title)
 
 
 @task(name="name_run", **IO_TASK)
@@ -116,12 +131,12 @@ def weekly_recluster(
         return {"version": result.version, "published": "unchanged", "unchanged": True, "message": message}
     weekly_artifacts(result)
     report = as_task(steps.report)(settings, result.version)
-    report_artifact(result.version, str(report))
+    report_artifacts(report)
     return {
         "version": result.version,
         "published": result.clustering.published,
         "clusters": result.clustering.n_clusters,
         "changed": len(result.changes),
         "unchanged": False,
-        "report": str(report),
+        "report": str(report.path),
     }

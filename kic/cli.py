@@ -157,7 +157,8 @@ def echo_features(features) -> None:
 def echo_where(settings: Settings) -> None:
     typer.echo(
         f"warehouse: {settings.warehouse}; analysts' copy: {settings.analytics_path}; "
-        f"validation report: {settings.data_docs_path / 'index.html'}"
+        f"validation report: {settings.data_docs_path / 'index.html'} "
+        f"(offline summary: {settings.data_docs_path / 'offline.html'})"
     )
 
 
@@ -593,7 +594,7 @@ def report(
     from pipeline import steps
 
     written = steps.report(settings_for(warehouse), version, output)
-    typer.echo(f"report written to {written}")
+    typer.echo(f"report written to {written.path}")
 
 
 # --- persona changes ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -40,6 +40,7 @@ class CandidateResult:
     sse: float
     sizes: tuple[int, ...]  # largest first
     method: str  # how it was fitted, e.g. "exact", "scalable: CLARA (5 samples of 4000), refined"
+    tree: Tree | None = None  # hierarchical cuts: the tree they were cut from (for its dendrogram)
 
 
 def threshold_label(t: float) -> str:
@@ -201,7 +202,10 @@ def fit_hierarchical(
     max_points = None if path == EXACT else cfg.max_micro_clusters
     tree = build_tree(X, cfg.hierarchical_linkage, max_points)
     return [
-        result(c, X, tree.cut(c.threshold, c.k if c.threshold is None else None), method_of(c, cfg, path, tree))
+        replace(
+            result(c, X, tree.cut(c.threshold, c.k if c.threshold is None else None), method_of(c, cfg, path, tree)),
+            tree=tree,
+        )
         for c in candidates
     ]
 

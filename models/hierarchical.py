@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 import fastcluster
 import numpy as np
+import pandas as pd
 from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import pdist
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_array
 
 LINKAGES = ("complete", "single", "average", "ward")
+# A snapshot keeps this many of its tree's top merges (clusters.dendrogram): enough to see
+# the study's cuts (3 to 6 clusters) and the outliers split off above them.
+DENDROGRAM_MERGES = 30
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,40 @@ class Tree:
         else:
             by_leaf = fcluster(self.linkage, t=distance_threshold, criterion="distance")
         return by_leaf.astype(np.int64)[self.leaf_of_point] - 1  # fcluster numbers from 1
+
+
+def top_merges(tree: Tree, merges: int = DENDROGRAM_MERGES) -> pd.DataFrame:
+    """The last `merges` merges of the tree as a linkage over the subtrees below them (clusters.dendrogram rows).
+
+    Leaves of the truncated tree are numbered 0..kept in merge order of first use; merge m
+    creates node kept + 1 + m, as in SciPy's linkage matrices. Sizes count influencers.
+    """
+    linkage, leaves = tree.linkage, tree.leaves
+    kept = min(merges, leaves - 1)
+    size = np.zeros(2 * leaves - 1, dtype=np.int64)
+    size[:leaves] = np.bincount(tree.leaf_of_point, minlength=leaves)
+    # One step per merge of the tree, which has at most max_points (or exact_max) leaves.
+    for i, (a, b) in enumerate(linkage[:, :2].astype(np.int64)):
+        size[leaves + i] = size[a] + size[b]
+    top = linkage[len(linkage) - kept :]
+    old = top[:, :2].astype(np.int64)
+    first_kept_node = leaves + len(linkage) - kept
+    below = np.unique(old[old < first_kept_node], return_index=True)
+    subtrees = below[0][np.argsort(below[1])]  # in order of first use
+    new_id = {int(node): n for n, node in enumerate(subtrees)}
+    new_id.update({first_kept_node + m: len(subtrees) + m for m in range(kept)})
+    remap = np.vectorize(new_id.__getitem__, otypes=[np.int64])
+    return pd.DataFrame(
+        {
+            "merge": np.arange(kept, dtype=np.int64),
+            "left": remap(old[:, 0]) if kept else np.empty(0, np.int64),
+            "right": remap(old[:, 1]) if kept else np.empty(0, np.int64),
+            "height": top[:, 2],
+            "size": size[first_kept_node : first_kept_node + kept],
+            "left_size": size[old[:, 0]],
+            "right_size": size[old[:, 1]],
+        }
+    )
 
 
 def grid_cells(X: np.ndarray, max_cells: int) -> tuple[np.ndarray, float]:

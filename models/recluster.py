@@ -31,6 +31,7 @@ from models.candidates import (
     within_cluster_sse,
 )
 from models.config import ClusteringConfig
+from models.hierarchical import Tree, top_merges
 from models.personas import name_personas
 from models.silhouette import silhouettes
 from warehouse.errors import KicError
@@ -64,6 +65,7 @@ class Clustering:
     elbow: pd.DataFrame  # k, sse
     clusters: np.ndarray  # published cluster (numbered 1.. by size) of each influencer, in input order
     profiles: pd.DataFrame  # one row per cluster
+    dendrogram: pd.DataFrame  # the hierarchical tree's top merges (models.hierarchical.top_merges)
 
     def snapshot_row(self) -> dict:
         """The clusters.snapshots row, without what the warehouse adds (version, time, code)."""
@@ -78,7 +80,12 @@ class Clustering:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The rows of the small clusters.* tables under a snapshot, in insertion order."""
-        return {"candidates": self.candidates, "kmeans_elbow": self.elbow, "profiles": self.profiles}
+        return {
+            "candidates": self.candidates,
+            "kmeans_elbow": self.elbow,
+            "profiles": self.profiles,
+            "dendrogram": self.dendrogram,
+        }
 
     def cluster_per_row(self) -> pd.DataFrame:
         """row_index (the influencer's place in the input order) and its cluster: numbers only."""
@@ -187,4 +194,13 @@ def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, pro
         elbow=pd.DataFrame({"k": list(sse_by_k), "sse": list(sse_by_k.values())}),
         clusters=clusters,
         profiles=profiles,
+        dendrogram=dendrogram_of(results),
     )
+
+
+def dendrogram_of(results: list) -> pd.DataFrame:
+    """Top merges of the hierarchical candidates' one tree; no rows when none was fitted."""
+    tree = next((r.tree for r in results if r.tree is not None), None)
+    if tree is None:
+        return top_merges(Tree(np.empty((0, 4)), np.zeros(1, dtype=np.int64), 0.0))
+    return top_merges(tree)

@@ -87,6 +87,7 @@ def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, re
     """Validate one crawl's raw rows and record the result; with `require`, stop on a table-level failure."""
     validation = call(steps.validate_crawl_rows)(settings, crawl_id)
     call(steps.store_validation)(settings, validation)
+    call(steps.write_validation_summary)(settings)  # before the checks: a failed crawl shows there too
     if require:
         call(steps.require_table_checks)(validation)
     return validation
@@ -102,6 +103,7 @@ def derive_features(settings: Settings, feature_date: date | None = None, *, cal
     ]
     rows = call(steps.validate_feature_rows)(settings, feature_date)
     call(steps.store_validation)(settings, rows.validation)
+    call(steps.write_validation_summary)(settings)
     call(steps.require_table_checks)(rows.validation)
     summary = call(steps.write_features)(settings, rows)
     return Features(summary, rows.validation, crawl_validations)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import dendrogram
 
 from warehouse.report import LOG_FLOOR, ReportData
 
@@ -20,10 +22,30 @@ COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a
 NOT_IN = "(not in it)"
 
 
-def png(figure: Figure) -> str:
+@dataclass(frozen=True)
+class Chart:
+    """One drawn chart: `key` names it in the page and in the weekly run's artifacts."""
+
+    key: str
+    title: str
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+    def html(self) -> str:
+        return (
+            f'<figure id="{self.key}"><img alt="{html.escape(self.title)}" src="{self.data_uri}">'
+            f"<figcaption>{html.escape(self.caption)}</figcaption></figure>"
+        )
+
+
+def png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def colour_of(personas: list[str]) -> dict[str, str]:
@@ -72,6 +94,35 @@ def silhouettes(data: ReportData) -> Figure:
     return figure
 
 
+def tree_linkage(merges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's linkage matrix of the stored top merges, and the influencers under each of its leaves."""
+    leaves = len(merges) + 1
+    children = np.concatenate([merges["left"], merges["right"]])
+    sizes = np.concatenate([merges["left_size"], merges["right_size"]])
+    leaf_size = np.zeros(leaves, dtype=np.int64)
+    leaf_size[children[children < leaves]] = sizes[children < leaves]
+    # SciPy's fourth column counts the leaves under a node: here truncated leaves, one each.
+    count = np.ones(2 * leaves - 1)
+    for m, (left, right) in enumerate(zip(merges["left"], merges["right"], strict=True)):  # <= 30 merges
+        count[leaves + m] = count[left] + count[right]
+    linkage = np.column_stack([merges["left"], merges["right"], merges["height"], count[leaves:]]).astype(float)
+    return linkage, leaf_size
+
+
+def tree(data: ReportData) -> Figure:
+    """The top of the hierarchical tree, each leaf a subtree labelled with its influencers; the cuts tried as lines."""
+    figure = Figure(figsize=(8, 4.5))
+    ax = figure.subplots()
+    linkage, leaf_size = tree_linkage(data.dendrogram)
+    dendrogram(linkage, ax=ax, leaf_label_func=lambda leaf: f"{leaf_size[leaf]:,}", leaf_rotation=90, color_threshold=0)
+    for threshold in data.candidates["threshold"].dropna().unique():
+        ax.axhline(float(threshold), linestyle="--", linewidth=0.8, color="#d95f02")
+        ax.annotate(f"t = {threshold:g}", (ax.get_xlim()[1], float(threshold)), fontsize=7, ha="right", va="bottom")
+    ax.set(ylabel="merge distance (scaled features)", xlabel="subtree (its influencers)")
+    ax.set_title(f"Hierarchical tree: its top {len(data.dendrogram)} merges and the thresholds tried")
+    return figure
+
+
 def sizes_over_time(data: ReportData, colours: dict[str, str]) -> Figure:
     table = data.sizes_over_time.pivot_table(index="version", columns="persona", values="size", aggfunc="sum")
     figure = Figure(figsize=(7.5, 4))
@@ -111,27 +162,32 @@ def moves_heatmap(data: ReportData) -> Figure:
     return figure
 
 
-def chart(title: str, figure: Figure, caption: str) -> str:
-    return (
-        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{png(figure)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
+def draw(data: ReportData) -> list[Chart]:
+    """Every chart of the report, in page order (the tree only where a hierarchical candidate ran)."""
+    colours = colour_of(list(data.profiles["persona"]))
+    scatter_caption = "Each persona's influencers, ER against active_rate (log axes)."
+    charts = [
+        Chart("scatter", "Personas on ER x active_rate", scatter_caption, png(scatter(data, colours))),
+        Chart("elbow", "K-means elbow", "K-means within-cluster sum of squares by K.", png(elbow(data))),
+        Chart("silhouettes", "Silhouette per candidate", "Mean silhouette of every candidate.", png(silhouettes(data))),
+    ]
+    if not data.dendrogram.empty:
+        tree_caption = "The top merges of the tree the hierarchical candidates were cut from; dashed: thresholds."
+        charts.append(Chart("dendrogram", "Hierarchical tree", tree_caption, png(tree(data))))
+    sizes_caption = "Influencers per persona, snapshot by snapshot."
+    charts.append(Chart("sizes", "Persona sizes over time", sizes_caption, png(sizes_over_time(data, colours))))
+    if data.previous_version is not None:
+        moves_caption = "How many influencers went from which persona to which."
+        charts.append(Chart("moves", "Moves between the last two snapshots", moves_caption, png(moves_heatmap(data))))
+    return charts
 
 
-def render(data: ReportData) -> str:
+def render(data: ReportData, charts: list[Chart]) -> str:
     """The report as one HTML document."""
     snapshot = data.snapshot
-    colours = colour_of(list(data.profiles["persona"]))
     units = {"mean_er": "mean ER (%)", "mean_active_rate": "mean active_rate (%)", "median_follower": "followers"}
     profiles = data.profiles.rename(columns=units)
-    charts = [
-        chart("personas", scatter(data, colours), "Each persona's influencers, ER against active_rate (log axes)."),
-        chart("elbow", elbow(data), "K-means within-cluster sum of squares by K."),
-        chart("silhouettes", silhouettes(data), "Mean silhouette of every candidate tried."),
-        chart("sizes", sizes_over_time(data, colours), "Influencers per persona, snapshot by snapshot."),
-    ]
     if data.previous_version is not None:
-        charts.append(chart("moves", moves_heatmap(data), "How many influencers went from which persona to which."))
         moves = transitions(data).to_html(classes="moves")
     else:
         moves = "<p>The first snapshot: nothing to compare with.</p>"
@@ -153,7 +209,7 @@ img {{ max-width: 100%; }}
 <h1>{html.escape(title)}: personas</h1>
 <p>{html.escape(facts)}. ER and active_rate are percentages.</p>
 {profiles.to_html(index=False, float_format=lambda v: f"{v:,.2f}")}
-{"".join(charts)}
+{"".join(chart.html() for chart in charts)}
 <h2>Moves since snapshot {data.previous_version if data.previous_version is not None else "-"}</h2>
 {moves}
 </body></html>

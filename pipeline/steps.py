@@ -327,19 +327,41 @@ def export(settings: Settings, version: int | None, persona: str | None, fmt: st
 # --- report ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Report:
+    version: int
+    path: Path
+    charts: list  # pipeline.report.Chart, in page order
+
+
 @io_step
-def report(settings: Settings, version: int | None, output: Path | None = None) -> Path:
+def report(settings: Settings, version: int | None, output: Path | None = None) -> Report:
     """Write a snapshot's report (charts and tables) as one self-contained HTML file, atomically."""
-    from pipeline.report import render
+    from pipeline.report import draw, render  # matplotlib: imported only to draw
     from warehouse.report import read_report_data
     from warehouse.snapshots import resolve_version
 
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         version = resolve_version(con, version)
         data = read_report_data(con, version)
-    page = render(data)
+    charts = draw(data)
+    page = render(data, charts)
     if output is None:
         output = settings.data_dir / "reports" / f"snapshot-{version}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
+    return Report(version, output, charts)
+
+
+@io_step
+def write_validation_summary(settings: Settings) -> Path:
+    """Write the offline validation summary (data_docs/offline.html) from the quality tables, atomically."""
+    from pipeline.validation_page import render_validation_summary
+    from warehouse.validation_summary import read_validation_summary
+
+    with open_warehouse(settings, read_only=True) as con:
+        page = render_validation_summary(*read_validation_summary(con))
+    output = settings.data_docs_path / "offline.html"
+    output.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
     return output

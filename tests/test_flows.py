@@ -95,6 +95,8 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog):
         env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [NIGHT], copy=True
     ) == [(40,)]
     assert (env.data_docs_path / "index.html").is_file()
+    # ... and the offline summary beside them lists the night's five validations.
+    assert (env.data_docs_path / "offline.html").read_text(encoding="utf-8").count("<tr class=") == 5
     found, run = artifacts(state)
     assert run.name == "nightly-refresh-2026-06-01-web"
     assert {"nightly-crawl-outcomes", "nightly-validation"} <= set(found)
@@ -165,6 +167,12 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     report = Path(second.result()["report"])
     assert report.name == "snapshot-2.html" and "data:image/png;base64," in report.read_text(encoding="utf-8")
     assert str(report) in found["weekly-report"].data
+    # The key charts, inline in the report artifact and one image artifact each; no tree: the
+    # clustering tried K-means only.
+    assert found["weekly-report"].data.count("](data:image/png;base64,") == 2
+    for key in ("weekly-scatter", "weekly-moves"):
+        assert found[key].type == "image" and found[key].data.startswith("data:image/png;base64,")
+    assert "weekly-dendrogram" not in found
     assert (
         sum(r["size"] for r in table(found["weekly-clusters"]))
         == rows(env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]

@@ -216,6 +216,9 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
                 "weekly-candidates",
                 "weekly-persona-changes",
                 "weekly-report",
+                "weekly-scatter",
+                "weekly-dendrogram",
+                "weekly-moves",
             }
             history = {run.name for run in client.read_flow_runs()}
             assert {f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name} <= history

@@ -8,11 +8,18 @@ import shutil
 import subprocess
 import tempfile
 
+from datetime import UTC, datetime
+
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.cluster.hierarchy import is_valid_linkage
 
 from conftest import STUDY_HEADER, assert_one_line_error, cli
-from pipeline.report import render
+from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
+from pipeline import steps
+from pipeline.report import draw, render, tree_linkage
+from pipeline.settings import Settings
 from warehouse.db import connect, insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
@@ -23,7 +30,7 @@ GRID = {
     "KIC_CLUSTERING__ELBOW_K": "[1, 2, 3]",
     "KIC_CLUSTERING__MIN_PERSONAS": "3",
 }
-CHARTS = ["personas", "elbow", "silhouettes", "sizes", "moves"]
+CHARTS = ["scatter", "elbow", "silhouettes", "dendrogram", "sizes", "moves"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +62,7 @@ def test_the_report_is_one_offline_file_with_every_chart(warehouse, tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(output) in result.stdout
     page = output.read_text(encoding="utf-8")
-    assert re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page) == CHARTS
+    assert re.findall(r'<figure id="([a-z]+)"><img alt="[^"]+" src="data:image/png;base64,', page) == CHARTS
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing loaded from anywhere
     assert "Snapshot 2" in page and "kmeans-k4" in page and "mean ER (%)" in page
     # Without -o: under data/reports/ beside the warehouse, named by version.
@@ -80,6 +87,31 @@ def test_the_moves_are_counted_between_the_last_two_snapshots(warehouse):
     assert data.moves["influencers"].sum() == 40 == len(data.points)
     stayed = data.moves[data.moves["previous_persona"] == data.moves["current_persona"]]
     assert stayed["influencers"].sum() == same
+
+
+@pytest.mark.parametrize("method,max_points", [("complete", None), ("complete", 40), ("average", None)])
+def test_top_merges_are_the_top_of_the_tree_as_a_linkage(method, max_points):
+    X = np.random.default_rng(1).lognormal(size=(300, 2))
+    tree = build_tree(X, method, max_points)
+    merges = top_merges(tree, 12)
+    assert len(merges) == 12
+    assert merges["height"].tolist() == tree.linkage[-12:, 2].tolist()
+    assert merges["size"].iloc[-1] == len(X)  # the root holds everyone
+    assert (merges["size"] == merges["left_size"] + merges["right_size"]).all()
+    # SciPy's numbering: 13 truncated leaves 0..12, merge m makes node 13 + m, each used once.
+    children = np.sort(np.concatenate([merges["left"], merges["right"]]))
+    assert children.tolist() == list(range(12 + 12))
+    linkage, leaf_size = tree_linkage(merges)
+    assert is_valid_linkage(linkage) and leaf_size.sum() == len(X)
+
+
+def test_each_snapshot_stores_the_top_of_its_tree_and_the_report_draws_it(warehouse):
+    with connect(warehouse, read_only=True) as con:
+        stored = con.execute(
+            "SELECT version, count(*), max(merge), arg_max(size, merge) FROM clusters.dendrogram GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    # 40 influencers: 39 merges, of which the top DENDROGRAM_MERGES; the root holds all 40.
+    assert stored == [(v, DENDROGRAM_MERGES, DENDROGRAM_MERGES - 1, 40) for v in (1, 2)]
 
 
 def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
@@ -119,7 +151,8 @@ def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
     assert data.drawn_as_density
     assert data.points["influencers"].sum() == n and len(data.points) < 5_000
     assert set(data.points["persona"]) == {"High Interactive", "Lowest benefit"}
-    assert render(data).count("data:image/png;base64,") == 4  # no previous snapshot: no moves chart
+    # No previous snapshot: no moves; no hierarchical candidate stored: no tree.
+    assert render(data, draw(data)).count("data:image/png;base64,") == 4
 
 
 @pytest.mark.e2e  # a browser start
@@ -131,7 +164,7 @@ def test_every_chart_renders_in_headless_chromium(warehouse, tmp_path):
     assert cli("report", "-w", warehouse, "-o", output).returncode == 0
     probe = (
         "<script>window.addEventListener('load', () => document.body.setAttribute('data-rendered', "
-        "JSON.stringify([...document.images].map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]))));"
+        "JSON.stringify([...document.images].map(i => [i.parentElement.id, i.complete, i.naturalWidth, i.naturalHeight]))));"
         "</script></body>"
     )
     probed = tmp_path / "probed.html"
@@ -155,6 +188,32 @@ def test_every_chart_renders_in_headless_chromium(warehouse, tmp_path):
             timeout=120,
         ).stdout
     rendered = json.loads(html.unescape(re.search(r'data-rendered="([^"]*)"', dom).group(1)))
-    assert [alt for alt, *_ in rendered] == CHARTS
-    for alt, complete, width, height in rendered:
-        assert complete and width > 200 and height > 150, (alt, width, height)
+    assert [key for key, *_ in rendered] == CHARTS
+    for key, complete, width, height in rendered:
+        assert complete and width > 200 and height > 150, (key, width, height)
+
+
+@pytest.fixture
+def failed_validation(tmp_path):
+    """A warehouse whose only validation failed one expectation."""
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb")
+    run = {"validation_id": "v-1", "run_at": datetime(2026, 3, 1, tzinfo=UTC), "suite": "raw_profiles", "crawl_id": 1}
+    counts = {"rows_validated": 40, "expectations": 2, "passed": 1, "failed": 1, "rows_quarantined": 3}
+    failed = {"validation_id": "v-1", "expectation": "expect_column_values_to_not_be_null(followers)"}
+    with connect(settings.warehouse) as con:
+        insert_frame(con, "quality.validation_runs", pd.DataFrame([{**run, **counts, "table_level_ok": True}]))
+        insert_frame(
+            con,
+            "quality.expectation_results",
+            pd.DataFrame([{**failed, "level": "row", "success": False, "unexpected_count": 3}]),
+        )
+    return settings
+
+
+def test_the_validation_summary_is_written_beside_the_data_docs_with_nothing_to_fetch(failed_validation):
+    page = steps.write_validation_summary(failed_validation)
+    assert page == failed_validation.data_docs_path / "offline.html"
+    text = page.read_text(encoding="utf-8")
+    assert '<tr class="failed"><td>v-1</td><td>2026-03-01' in text
+    assert "expect_column_values_to_not_be_null(followers)" in text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text) and "<script" not in text

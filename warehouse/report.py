@@ -40,7 +40,7 @@ GROUP BY ALL
 """
 ELBOW = "SELECT k, sse FROM clusters.kmeans_elbow WHERE version = ? ORDER BY k"
 CANDIDATES = """
-SELECT candidate, n_clusters, silhouette, silhouette_se, is_published
+SELECT candidate, n_clusters, threshold, silhouette, silhouette_se, is_published
 FROM clusters.candidates WHERE version = ? ORDER BY algorithm, coalesce(k, 0), coalesce(threshold, 0)
 """
 SIZES_OVER_TIME = """
@@ -48,6 +48,11 @@ SELECT version, persona, size FROM clusters.profiles
 WHERE version IN (SELECT version FROM clusters.snapshots WHERE version <= $version
                   ORDER BY version DESC LIMIT $shown)
 ORDER BY version, rank
+"""
+# The top merges of the snapshot's hierarchical tree (none if no hierarchical candidate ran).
+DENDROGRAM = """
+SELECT merge, "left", "right", height, size, left_size, right_size
+FROM clusters.dendrogram WHERE version = ? ORDER BY merge
 """
 PREVIOUS_VERSION = "SELECT max(version) FROM clusters.snapshots WHERE version < ?"
 # Influencers per (persona in the previous snapshot, persona in this one); NULL: not in it.
@@ -71,6 +76,7 @@ class ReportData:
     elbow: pd.DataFrame
     candidates: pd.DataFrame
     sizes_over_time: pd.DataFrame
+    dendrogram: pd.DataFrame  # merge, left, right, height, size, left_size, right_size
     previous_version: int | None
     moves: pd.DataFrame
 
@@ -97,6 +103,7 @@ def read_report_data(con: duckdb.DuckDBPyConnection, version: int) -> ReportData
         elbow=con.execute(ELBOW, [version]).df(),
         candidates=con.execute(CANDIDATES, [version]).df(),
         sizes_over_time=con.execute(SIZES_OVER_TIME, {"version": version, "shown": SNAPSHOTS_SHOWN}).df(),
+        dendrogram=con.execute(DENDROGRAM, [version]).df(),
         previous_version=previous,
         moves=moves,
     )
