@@ -201,15 +201,16 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
             assert nightly.name == f"nightly-refresh-{today}-web"
             assert weekly.name == f"weekly-recluster-{today}-v2"  # the feature date and the snapshot it made
 
-            keys = {
+            made = {
                 run.name: {
-                    a.key
+                    a.key: a
                     for a in client.read_artifacts(
                         artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
                     )
                 }
                 for run in (nightly, weekly)
             }
+            keys = {name: set(found) for name, found in made.items()}
             assert keys[nightly.name] == {"nightly-crawl-outcomes", "nightly-validation"}
             assert keys[weekly.name] == {
                 "weekly-clusters",
@@ -235,6 +236,14 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
             screenshot = tmp_path / "prefect-ui-runs.png"
             chromium(f"--screenshot={screenshot}", f"{url}/runs")
             assert screenshot.stat().st_size > 10_000
+            # The weekly run's report artifact, as the UI renders it: its key charts inline.
+            page = f"{url}/artifacts/artifact/{made[weekly.name]['weekly-report'].id}"
+            dom = chromium("--dump-dom", page).stdout
+            assert "Snapshot 2: report" in dom
+            assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 3  # scatter, tree, moves
+            shown = tmp_path / "prefect-ui-weekly-report.png"
+            chromium("--window-size=1400,3000", f"--screenshot={shown}", page)
+            assert shown.stat().st_size > 10_000
     finally:
         serve.stop_and_check(signal.SIGTERM)
 

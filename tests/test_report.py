@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-
 from datetime import UTC, datetime
 
 import numpy as np
@@ -105,10 +104,11 @@ def test_top_merges_are_the_top_of_the_tree_as_a_linkage(method, max_points):
     assert is_valid_linkage(linkage) and leaf_size.sum() == len(X)
 
 
-def test_each_snapshot_stores_the_top_of_its_tree_and_the_report_draws_it(warehouse):
+def test_each_snapshot_stores_the_top_of_its_tree(warehouse):
     with connect(warehouse, read_only=True) as con:
         stored = con.execute(
-            "SELECT version, count(*), max(merge), arg_max(size, merge) FROM clusters.dendrogram GROUP BY ALL ORDER BY 1"
+            "SELECT version, count(*), max(merge), arg_max(size, merge) FROM clusters.dendrogram "
+            "GROUP BY ALL ORDER BY 1"
         ).fetchall()
     # 40 influencers: 39 merges, of which the top DENDROGRAM_MERGES; the root holds all 40.
     assert stored == [(v, DENDROGRAM_MERGES, DENDROGRAM_MERGES - 1, 40) for v in (1, 2)]
@@ -164,7 +164,8 @@ def test_every_chart_renders_in_headless_chromium(warehouse, tmp_path):
     assert cli("report", "-w", warehouse, "-o", output).returncode == 0
     probe = (
         "<script>window.addEventListener('load', () => document.body.setAttribute('data-rendered', "
-        "JSON.stringify([...document.images].map(i => [i.parentElement.id, i.complete, i.naturalWidth, i.naturalHeight]))));"
+        "JSON.stringify([...document.images].map(i => "
+        "[i.parentElement.id, i.complete, i.naturalWidth, i.naturalHeight]))));"
         "</script></body>"
     )
     probed = tmp_path / "probed.html"
