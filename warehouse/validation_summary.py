@@ -9,9 +9,10 @@ import pandas as pd
 RECENT_VALIDATIONS = 50
 
 VALIDATION_RUNS = f"""
-SELECT validation_id, run_at, suite, crawl_id, feature_date, rows_validated, expectations,
+SELECT validation_id, strftime(run_at, '%Y-%m-%d %H:%M:%S %Z') AS run_at, suite, crawl_id,
+       CAST(feature_date AS VARCHAR) AS feature_date, rows_validated, expectations,
        passed, failed, rows_quarantined, table_level_ok
-FROM quality.validation_runs ORDER BY run_at DESC, validation_id LIMIT {RECENT_VALIDATIONS}
+FROM quality.validation_runs ORDER BY quality.validation_runs.run_at DESC, validation_id LIMIT {RECENT_VALIDATIONS}
 """
 # Grain: one row per failed expectation of the recent validations.
 FAILED_EXPECTATIONS = f"""
