@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     crawl_shards: int = Field(1, ge=1)
     crawl_shard_deployment: str = "crawl-shard/crawl-shard"
 
+    # Render Great Expectations' Data Docs after each validation. Their index lists every
+    # validation ever stored, so rendering it grows with history; off, a run still validates,
+    # records quality.* and writes the bounded offline summary (data_docs/offline.html).
+    data_docs: bool = True
+
     # `kic sql`: a query is stopped after this long, and refused if it returns more rows.
     sql_timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0)
     sql_max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1)

@@ -89,7 +89,7 @@ def validator(settings: Settings):
     # Imported here: Great Expectations takes seconds to import, and reading commands never need it.
     from transforms.validation import Validator
 
-    return Validator(settings.data_docs_path, settings.validation_results_path)
+    return Validator(settings.data_docs_path, settings.validation_results_path, render_docs=settings.data_docs)
 
 
 # --- collect --------------------------------------------------------------------------------

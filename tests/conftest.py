@@ -31,6 +31,10 @@ STUDY_RANKING = [
 PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
 os.environ["PREFECT_HOME"] = PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# In-process tests validate for real but do not render Great Expectations' HTML Data Docs
+# (about half a second a validation, mostly Jinja compiling templates); the tests that look
+# at the Data Docs turn them on, and `kic` in a subprocess runs with the product's default.
+os.environ["KIC_DATA_DOCS"] = "false"
 
 from pipeline.imports import store_study_csv  # noqa: E402
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
@@ -224,6 +228,8 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
 
 def subprocess_env(extra: dict | None = None) -> dict:
     env = {**os.environ, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
+    if "KIC_DATA_DOCS" not in (extra or {}):
+        env.pop("KIC_DATA_DOCS")  # the product's default
     # Let child processes cache bytecode even where the sandbox forbids it (it costs each
     # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -327,6 +333,19 @@ def main_job_copy(main_job, tmp_path):
     for name in (warehouse.name, "analytics.duckdb"):
         shutil.copy(warehouse.with_name(name), tmp_path / name)
     return tmp_path / warehouse.name
+
+
+INNER_LOOP = "not e2e"
+WHOLE_MODULE_E2E = "\npytestmark = pytest.mark.e2e"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In the inner loop (`-m "not e2e"`), a module whose tests are all end to end is not even
+    imported: importing Prefect's client, the flows and Scrapy costs each worker seconds."""
+    inner_loop = config.getoption("markexpr") == INNER_LOOP
+    if inner_loop and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return WHOLE_MODULE_E2E in collection_path.read_text("utf-8") or None
+    return None
 
 
 def pytest_itemcollected(item):

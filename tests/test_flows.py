@@ -24,6 +24,8 @@ from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from warehouse.db import connect
 
+pytestmark = pytest.mark.e2e  # on the session's Prefect server
+
 SEED = 21
 NIGHT = date(2026, 6, 1)
 CLUSTERING = ClusteringConfig(
@@ -78,7 +80,8 @@ def table(artifact) -> list[dict]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
-def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog):
+def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog, monkeypatch):
+    monkeypatch.setenv("KIC_DATA_DOCS", "true")  # the product's default (conftest turns them off)
     state = night(env)
     assert state.is_completed(), state.message
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Scrapy stats of crawl 1")]

@@ -97,7 +97,7 @@ def summary(validation) -> tuple:
 def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
     crawl_id = 2
     one_chunk = steps.validate_crawl_rows(settings, crawl_id)
-    tiny = steps.validate_crawl_rows(settings, crawl_id, chunk_rows=3)  # 5 chunks of profiles, 14 of posts
+    tiny = steps.validate_crawl_rows(settings, crawl_id, chunk_rows=7)  # 2 chunks of profiles, 6 of posts
     assert summary(tiny) == summary(one_chunk)
     suites, quarantined, distinct = summary(one_chunk)
     assert [s[:3] for s in suites] == [("raw_profiles", 14, True), ("raw_posts", 42, True), ("volume", 2, True)]
@@ -130,7 +130,7 @@ def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
 def test_features_validated_in_tiny_chunks_find_what_one_chunk_finds_and_the_rest_is_written(settings):
     jobs.validate_crawl(settings, 2)
     one_chunk = steps.validate_feature_rows(settings, DAY)
-    tiny = steps.validate_feature_rows(settings, DAY, chunk_rows=2)
+    tiny = steps.validate_feature_rows(settings, DAY, chunk_rows=5)  # 3 chunks
     assert summary(tiny.validation) == summary(one_chunk.validation)
     assert tiny.fingerprint == one_chunk.fingerprint
     assert one_chunk.quarantined == ["acct.12"]  # its ER is implausible
@@ -171,7 +171,7 @@ def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
         except duckdb.ConstraintException:
             pytest.skip("the raw tables have PRIMARY KEYs here: a key cannot repeat")
     one_chunk = steps.validate_crawl_rows(settings, 3)
-    assert summary(steps.validate_crawl_rows(settings, 3, chunk_rows=3)) == summary(one_chunk)
+    assert summary(steps.validate_crawl_rows(settings, 3, chunk_rows=5)) == summary(one_chunk)  # twice: in both
     failed = {(v.suite, e.expectation, e.unexpected_count) for v in one_chunk.suites for e in v.failed}
     assert failed - {("volume", "expect_column_pair_values_a_to_be_greater_than_b(rows>=min_rows)", 1)} == {
         ("raw_profiles", "expect_compound_columns_to_be_unique(crawl_id,username)", 2),
@@ -201,3 +201,17 @@ def test_counts_too_large_to_cluster_are_quarantined_whatever_their_source(setti
         f"crawl_id={crawl_id}, username=acct.03",
         f"crawl_id={crawl_id}, post_id=acct.05-1",
     }
+
+
+@pytest.mark.parametrize("data_docs", [True, False])
+def test_data_docs_are_rendered_unless_turned_off_and_the_offline_summary_always_is(settings, data_docs):
+    settings = settings.model_copy(update={"data_docs": data_docs})
+    validation = jobs.validate_crawl(settings, 2, require=False)
+    index = settings.data_docs_path / "index.html"
+    assert index.is_file() == data_docs
+    if data_docs:  # the index links each suite's page of this validation
+        assert all(v.validation_id.split("-crawl-")[0] in index.read_text("utf-8") for v in validation.suites)
+    assert "raw_profiles" in (settings.data_docs_path / "offline.html").read_text("utf-8")
+    with connect(settings.warehouse, read_only=True) as con:
+        recorded = con.execute("SELECT DISTINCT data_docs FROM quality.validation_runs WHERE crawl_id = 2").fetchall()
+    assert recorded == [(str(index.resolve()) if data_docs else None,)]

@@ -10,6 +10,7 @@ counts, and the keys of the rows to quarantine; never the rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -164,10 +165,9 @@ def volume_suite() -> gx.ExpectationSuite:
 
 
 def suite(name: str, expectations: list) -> gx.ExpectationSuite:
-    built = gx.ExpectationSuite(name=name)
-    for expectation in expectations:
-        built.add_expectation(expectation)
-    return built
+    # Given to the constructor, not add_expectation(): once a suite of this name is in the
+    # context's store, add_expectation() writes the stored suite again for every expectation.
+    return gx.ExpectationSuite(name=name, expectations=expectations)
 
 
 def row_level(full: gx.ExpectationSuite) -> gx.ExpectationSuite:
@@ -229,16 +229,18 @@ class Validator:
     rendering is most of a small validation's cost.
     """
 
-    def __init__(self, docs_dir: Path, results_dir: Path):
+    def __init__(self, docs_dir: Path, results_dir: Path, *, render_docs: bool = True):
         self.docs_dir = Path(docs_dir).resolve()
+        self.renders_docs = render_docs
         self.context = gx_context(self.docs_dir, Path(results_dir).resolve())
+        self.registered = registered_checkpoints(self.docs_dir, Path(results_dir).resolve())
         self.unrendered: list = []  # validation result ids not in the Data Docs yet
 
     def render_docs(self) -> None:
         """Render the Data Docs pages of what was validated since the last call, and the index."""
-        if self.unrendered:
+        if self.unrendered and self.renders_docs:
             self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=self.unrendered)
-            self.unrendered = []
+        self.unrendered = []
 
     def validate(
         self,
@@ -291,11 +293,23 @@ class Validator:
             suite=expectation_suite.name,
             rows_validated=rows,
             expectations=list(merged.values()),
-            data_docs=str(self.docs_dir / "index.html"),
+            data_docs=str(self.docs_dir / "index.html") if self.renders_docs else None,
             quarantine=quarantine_frame(quarantined),
         )
 
     def run_checkpoint(self, chunk: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str):
+        checkpoint = self.checkpoint(expectation_suite)
+        result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
+        self.unrendered.extend(result.run_results)
+        return next(iter(result.run_results.values()))
+
+    def checkpoint(self, expectation_suite: gx.ExpectationSuite) -> gx.Checkpoint:
+        """The context's checkpoint for this suite, (re)registered only when the suite differs from
+        the one registered last: registering costs about a third of validating a small chunk."""
+        expectations = json.dumps(expectation_suite.to_json_dict()["expectations"], sort_keys=True, default=str)
+        registered = self.registered.get(expectation_suite.name)
+        if registered is not None and registered[0] == expectations:
+            return registered[1]
         batch = batch_definition(self.context, expectation_suite.name)
         stored_suite = self.context.suites.add_or_update(expectation_suite)
         definition = self.context.validation_definitions.add_or_update(
@@ -309,9 +323,14 @@ class Validator:
                 result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
-        self.unrendered.extend(result.run_results)
-        return next(iter(result.run_results.values()))
+        self.registered[expectation_suite.name] = (expectations, checkpoint)
+        return checkpoint
+
+
+@cache
+def registered_checkpoints(docs_dir: Path, results_dir: Path) -> dict[str, tuple[str, gx.Checkpoint]]:
+    """What gx_context(docs_dir, results_dir) has registered: suite name -> (its expectations, checkpoint)."""
+    return {}
 
 
 @cache
