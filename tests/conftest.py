@@ -45,6 +45,22 @@ from warehouse.db import connect, insert_frame, transaction  # noqa: E402
 from warehouse.vocabulary import RunStatus  # noqa: E402
 
 
+class Files:
+    """Every file under a folder (those `keep` accepts), by relative path, with its bytes.
+    Compared byte for byte (several times faster than hashing them first); shown by names
+    and sizes when a comparison fails."""
+
+    def __init__(self, folder: Path, keep=lambda path: True):
+        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and keep(p))
+        self.contents = {str(p.relative_to(folder)): p.read_bytes() for p in paths}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Files) and self.contents == other.contents
+
+    def __repr__(self) -> str:
+        return "Files(" + ", ".join(f"{name}: {len(data):,} bytes" for name, data in self.contents.items()) + ")"
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(PREFECT_HOME, ignore_errors=True)
 

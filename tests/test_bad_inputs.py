@@ -6,7 +6,6 @@ with its published folder) byte for byte as they were. Inputs refused row by row
 import keeps the good rows) are a table of their own: the bad row is named and not stored.
 """
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SMALL_GRID, STUDY_HEADER, cli
+from conftest import SMALL_GRID, STUDY_HEADER, Files, cli
 
 HEADER = STUDY_HEADER
 
@@ -152,11 +151,11 @@ def workdir(built, tmp_path, monkeypatch):
     return tmp_path
 
 
-def fingerprint(folder: Path) -> dict[str, str]:
-    """sha256 of every warehouse file: the scheduler's, the analysts' copy and its folder."""
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and ("duckdb" in p.name or "published" in str(p))]
-    assert any(p.name == WAREHOUSE for p in files) and any(p.name == "analytics.duckdb" for p in files)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+def warehouse_files(folder: Path) -> Files:
+    """Every warehouse file: the scheduler's, the analysts' copy and its folder."""
+    files = Files(folder, lambda p: "duckdb" in p.name or "published" in str(p))
+    assert WAREHOUSE in files.contents and "analytics.duckdb" in files.contents
+    return files
 
 
 @pytest.mark.parametrize("argv,toml,env,code,fragment", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
@@ -165,7 +164,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypat
         (workdir / "kic.toml").write_text(toml, encoding="utf-8")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    before = fingerprint(workdir)
+    before = warehouse_files(workdir)
     result = cli(*argv, "-w", workdir / WAREHOUSE)
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
@@ -173,7 +172,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypat
     if code == 1:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert fingerprint(workdir) == before
+    assert warehouse_files(workdir) == before
     assert not (workdir / "out.csv").exists()
 
 

@@ -9,13 +9,13 @@ from datetime import date, timedelta
 
 import duckdb
 import pytest
-from openpyxl import load_workbook
 
 from conftest import assert_one_line_error, cli, derive, subprocess_env, synthetic_crawl
 from models.config import ClusteringConfig
 from models.recluster import recluster
 from sandbox.synthetic import Population
 from transforms.features import load_clusterable
+from warehouse import export as export_module
 from warehouse.db import connect
 from warehouse.publish import publish_copy, published_dir
 from warehouse.snapshots import write_snapshot
@@ -88,6 +88,8 @@ def export(warehouse, *args):
 def read_back(path) -> tuple[list[str], list[tuple]]:
     """Columns and rows of an exported file, read with the library of its format."""
     if path.suffix == ".xlsx":
+        from openpyxl import load_workbook  # here: only this file's worker pays for importing it
+
         sheet = load_workbook(path, read_only=True).active
         header, *rows = sheet.iter_rows(values_only=True)
         return list(header), rows
@@ -167,26 +169,41 @@ def test_a_failed_export_leaves_no_file_and_the_previous_one_whole(warehouse, tm
     assert sorted(p.name for p in outputs.iterdir()) == ["previous.csv", "previous.parquet", "previous.xlsx"]
 
 
-def test_xlsx_is_refused_above_excels_row_limit_before_anything_is_written(tmp_path):
+@pytest.mark.parametrize("influencers,refused", [(99, False), (100, True)])
+def test_xlsx_is_refused_above_excels_row_limit_before_anything_is_written(tmp_path, monkeypatch, influencers, refused):
+    """At the limit: the header and the rows must fit a sheet (a sheet of 100 rows stands for
+    Excel's 1,048,576, so that the test writes 100 rows, not a million)."""
+    assert export_module.EXCEL_MAX_ROWS == 1_048_576  # Excel's rows per sheet
+    monkeypatch.setattr(export_module, "EXCEL_MAX_ROWS", 100)
     warehouse = tmp_path / "warehouse.duckdb"
-    with connect(warehouse) as con:  # a crafted snapshot of 1,048,576 influencers: one row too many with the header
+    with connect(warehouse) as con:  # a crafted snapshot of `influencers` influencers
         con.execute(
             "INSERT INTO clusters.snapshots BY NAME SELECT 1 AS version, now() AS created_at, "
-            "DATE '2026-04-29' AS feature_date, 1048576 AS n_influencers, 'x' AS data_fingerprint, "
-            "'test' AS code_version, '{}' AS parameters, 'kmeans-k1' AS published_candidate, 1 AS n_clusters"
+            "DATE '2026-04-29' AS feature_date, $n AS n_influencers, 'x' AS data_fingerprint, "
+            "'test' AS code_version, '{}' AS parameters, 'kmeans-k1' AS published_candidate, 1 AS n_clusters",
+            {"n": influencers},
         ).fetchall()
         con.execute(
-            "INSERT INTO clusters.profiles BY NAME SELECT 1 AS version, 1 AS cluster, 1048576 AS size, "
+            "INSERT INTO clusters.profiles BY NAME SELECT 1 AS version, 1 AS cluster, $n AS size, "
             "1 AS mean_er, 1 AS median_er, 1 AS mean_active_rate, 1 AS median_active_rate, "
-            "'low' AS er_level, 'low' AS active_rate_level, 'Lowest benefit' AS persona, 1 AS rank"
+            "'low' AS er_level, 'low' AS active_rate_level, 'Lowest benefit' AS persona, 1 AS rank",
+            {"n": influencers},
         ).fetchall()
         con.execute(
             "INSERT INTO clusters.assignments BY NAME SELECT 1 AS version, 'user' || i AS username, 1 AS cluster, "
-            "'Lowest benefit' AS persona, 1 AS er, 1 AS active_rate FROM range(1048576) AS t(i)"
+            "'Lowest benefit' AS persona, 1 AS er, 1 AS active_rate FROM range($n) AS t(i)",
+            {"n": influencers},
         ).fetchall()
     output = tmp_path / "all.xlsx"
-    assert_one_line_error(cli("export", "-w", warehouse, "-o", output), "1,048,576 influencers", "csv or parquet")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+    result = cli("export", "-w", warehouse, "-o", output)
+    if refused:
+        assert_one_line_error(result, f"{influencers} influencers", "(100 rows with the header)", "csv or parquet")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+    else:
+        assert result.returncode == 0, result.stderr
+        from openpyxl import load_workbook
+
+        assert load_workbook(output, read_only=True).active.max_row == 1 + influencers
 
 
 @pytest.mark.e2e

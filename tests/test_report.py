@@ -17,7 +17,6 @@ from scipy.cluster.hierarchy import is_valid_linkage
 from conftest import STUDY_HEADER, assert_one_line_error, cli
 from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
-from pipeline.report import draw, render, tree_linkage
 from pipeline.settings import Settings
 from warehouse.db import connect, insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
@@ -100,6 +99,8 @@ def test_top_merges_are_the_top_of_the_tree_as_a_linkage(method, max_points):
     # SciPy's numbering: 13 truncated leaves 0..12, merge m makes node 13 + m, each used once.
     children = np.sort(np.concatenate([merges["left"], merges["right"]]))
     assert children.tolist() == list(range(12 + 12))
+    from pipeline.report import tree_linkage  # matplotlib: imported by this file's worker only
+
     linkage, leaf_size = tree_linkage(merges)
     assert is_valid_linkage(linkage) and leaf_size.sum() == len(X)
 
@@ -152,6 +153,8 @@ def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
     assert data.points["influencers"].sum() == n and len(data.points) < 5_000
     assert set(data.points["persona"]) == {"High Interactive", "Lowest benefit"}
     # No previous snapshot: no moves; no hierarchical candidate stored: no tree.
+    from pipeline.report import draw, render
+
     assert render(data, draw(data)).count("data:image/png;base64,") == 4
 
 

@@ -3,14 +3,13 @@ beyond the copy and its Parquet folder, time and rows bounded. Every refused sta
 tried for real, and every file under the test's folder (the warehouse, the copy, its
 partitions) is hashed before and after."""
 
-import hashlib
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, synthetic_crawl
+from conftest import Files, assert_one_line_error, cli, derive, synthetic_crawl
 from sandbox.synthetic import Population
 from warehouse.db import connect
 from warehouse.publish import publish_copy, published_dir
@@ -37,15 +36,6 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture
 def warehouse(root) -> Path:
     return root / "data" / "warehouse.duckdb"
-
-
-def tree(folder: Path) -> dict[str, str]:
-    """Every file under `folder`, by relative path, with the SHA-256 of its content."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 # (statement, a fragment of the one-line error it must give); {names} are paths of `places`.
@@ -98,10 +88,10 @@ def places(root: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize(("statement", "says"), REFUSED, ids=[s.strip()[:40] or "blank" for s, _ in REFUSED])
 def test_a_refused_statement_is_one_line_and_touches_no_file(root, warehouse, statement, says):
-    before = tree(root)
+    before = Files(root)
     result = cli("sql", "-w", warehouse, statement.format(**places(root)))
     assert_one_line_error(result, says.format(**places(root)))
-    assert tree(root) == before  # nothing written, nothing removed, the warehouse and the copy intact
+    assert Files(root) == before  # nothing written, nothing removed, the warehouse and the copy intact
 
 
 def test_an_attach_attempt_leaves_the_warehouse_free_for_runs(warehouse):
@@ -163,7 +153,7 @@ def test_allow_files_reads_and_writes_the_named_folder_only(root, warehouse):
     back = cli("sql", "-w", warehouse, "--allow-files", exports, "-f", "csv", f"SELECT count(*) AS n FROM '{target}'")
     assert back.stdout.splitlines() == ["n", str(INFLUENCERS)]
     # Still nowhere else, and still one statement of the accepted kinds.
-    before = tree(root / "data")
+    before = Files(root / "data")
     for statement, says in [
         (f"COPY (SELECT 'x') TO '{warehouse}' (FORMAT csv)", "beyond the analysts' copy"),
         (f"SELECT * FROM read_csv('{root}/secret.csv')", "beyond the analysts' copy"),
@@ -171,7 +161,7 @@ def test_allow_files_reads_and_writes_the_named_folder_only(root, warehouse):
         (f"EXPORT DATABASE '{exports}/db'", "refuses EXPORT DATABASE"),
     ]:
         assert_one_line_error(cli("sql", "-w", warehouse, "--allow-files", exports, statement), says)
-    assert tree(root / "data") == before
+    assert Files(root / "data") == before
     assert not (exports / "db").exists()
 
 
