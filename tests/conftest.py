@@ -26,6 +26,11 @@ STUDY_RANKING = [
     "Lowest benefit",
 ]
 
+# Cache bytecode (pytest's rewritten test modules, the project's own modules) even where the
+# environment sets PYTHONDONTWRITEBYTECODE: compiling them again costs every worker seconds.
+# __pycache__ folders are git-ignored.
+sys.dont_write_bytecode = False
+
 # Prefect runs started by tests are recorded in a Prefect home of their own, never in the
 # user's ~/.prefect; it is removed when the session ends. Set before Prefect is imported.
 PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
