@@ -160,11 +160,35 @@ def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
     assert render(data, draw(data)).count("data:image/png;base64,") == 4
 
 
+def headless_dom(page) -> str:
+    """The DOM headless Chromium builds from a local page, every host name resolving to nothing
+    (anything the page needed from a network would be missing)."""
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [
+                shutil.which("chromium"),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+
 @pytest.mark.e2e  # a browser start
 def test_every_chart_renders_in_headless_chromium(warehouse, tmp_path):
     """Chromium opens the report from disk and decodes every image (natural size > 0)."""
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     output = tmp_path / "report.html"
     assert cli("report", "-w", warehouse, "-o", output).returncode == 0
     probe = (
@@ -175,24 +199,7 @@ def test_every_chart_renders_in_headless_chromium(warehouse, tmp_path):
     )
     probed = tmp_path / "probed.html"
     probed.write_text(output.read_text(encoding="utf-8").replace("</body>", probe), encoding="utf-8")
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
-            [
-                shutil.which("chromium"),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                probed.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+    dom = headless_dom(probed)
     rendered = json.loads(html.unescape(re.search(r'data-rendered="([^"]*)"', dom).group(1)))
     assert [key for key, *_ in rendered] == CHARTS
     for key, complete, width, height in rendered:
@@ -223,3 +230,10 @@ def test_the_validation_summary_is_written_beside_the_data_docs_with_nothing_to_
     assert '<tr class="failed"><td>v-1</td><td>2026-03-01' in text
     assert "expect_column_values_to_not_be_null(followers)" in text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text) and "<script" not in text
+
+
+@pytest.mark.e2e  # a browser start
+def test_the_validation_summary_shows_its_rows_in_chromium_offline(failed_validation):
+    dom = headless_dom(steps.write_validation_summary(failed_validation))
+    assert re.search(r'<tr class="failed"><td>v-1</td>', dom)  # the list is not empty offline
+    assert "<td>expect_column_values_to_not_be_null(followers)</td>" in dom
