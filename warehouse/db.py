@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -43,27 +44,28 @@ CREATE TABLE IF NOT EXISTS meta.schema_migrations (
 """
 
 
-def numbered_sql(directory: Path) -> list[tuple[int, str, str]]:
+@cache  # shipped with the code: read once per process, not on every connect
+def numbered_sql(directory: Path) -> tuple[tuple[int, str, str], ...]:
     """(number, name, sql) of every NNN_name.sql file in `directory`, in order."""
     found = []
     for entry in directory.iterdir():
         match = MIGRATION_FILE.match(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    return found
+    return tuple(sorted(found))
 
 
-def migrations() -> list[tuple[int, str, str]]:
+def migrations() -> tuple[tuple[int, str, str], ...]:
     """(version, name, sql) of every table migration shipped with the code, in order."""
     return numbered_sql(MIGRATIONS_DIR)
 
 
-def views() -> list[tuple[int, str, str]]:
+def views() -> tuple[tuple[int, str, str], ...]:
     """(order, name, sql) of every view definition shipped with the code (CREATE OR REPLACE VIEW)."""
     return numbered_sql(VIEWS_DIR)
 
 
+@cache
 def views_fingerprint() -> str:
     return hashlib.sha256("\n".join(sql for _, _, sql in views()).encode()).hexdigest()
 
