@@ -374,6 +374,49 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# --- one warehouse filled through the real pipeline, for the tests that only need one -----
+
+PIPELINE_CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
+PIPELINE_NIGHTS = (date(2026, 6, 1), date(2026, 6, 8))
+PIPELINE_IMPORT = [
+    ",account,post,follower,follow,open_account,official_account"
+    ",image_love,image_comment,video_love,video_comment,igtv_love,igtv_comment,ER,active_rate",
+    "0,https://instagram.com/alpha_one,535,10000,10,1,1,900,100,0,0,0,0,99,99",
+    "1,gamma,12,500,3,0,0,0,0,0,0,0,0,0,0",
+    "2,delta,many,500,3,0,0,0,0,0,0,0,0,0,0",  # rejected: not a number
+]
+
+
+@pytest.fixture(scope="session")
+def pipeline_warehouse(tmp_path_factory) -> Path:
+    """A warehouse with an import (one row rejected), two nightly crawls (one profile each
+    quarantined by validation), their features, two snapshots and a watchlist. Built once
+    per worker (its users run on one: pytest_itemcollected); tests copy it, never change it."""
+    from pipeline import jobs
+    from pipeline.settings import Settings
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(warehouse=folder / "warehouse.duckdb", clustering=PIPELINE_CLUSTERING, lock_wait_seconds=60)
+    csv = folder / "study.csv"
+    csv.write_text("\n".join(PIPELINE_IMPORT) + "\n", encoding="utf-8")
+    with connect(settings.warehouse) as con:
+        import_study(con, csv, date(2026, 5, 25))
+    population = Population(80, seed=3)
+    for night in PIPELINE_NIGHTS:
+        with connect(settings.warehouse) as con:
+            crawl_id = synthetic_crawl(con, population, night, validated=False)
+            # A negative count for the real validation (run by jobs.features) to quarantine.
+            con.execute(
+                "UPDATE raw.profiles SET followers = -1 WHERE crawl_id = $id AND username = "
+                "(SELECT min(username) FROM raw.profiles WHERE crawl_id = $id)",
+                {"id": crawl_id},
+            ).fetchall()
+        jobs.features(settings, night)
+        jobs.recluster(settings)
+    jobs.watch(settings, ["alpha_one", "gamma"], "manual")
+    return settings.warehouse
+
+
 def pytest_itemcollected(item):
     """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
     `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once.
@@ -382,5 +425,7 @@ def pytest_itemcollected(item):
     if "prefect_harness" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.e2e)
         item.add_marker(pytest.mark.xdist_group("prefect_harness"))
+    elif "pipeline_warehouse" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("pipeline_warehouse"))  # built once
     else:
         item.add_marker(pytest.mark.xdist_group(item.path.stem))

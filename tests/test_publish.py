@@ -1,6 +1,6 @@
 """The analysts' copy: a small DuckDB file of small tables and views over Parquet partitions,
-published incrementally. Real DuckDB files; the warehouse is built once per module and each
-test publishes its own copy of it."""
+published incrementally. Real DuckDB files; each test publishes its own copy of the
+session's pipeline warehouse (conftest.pipeline_warehouse)."""
 
 import errno
 import json
@@ -16,22 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO, assert_one_line_error, cli, derive, import_study, synthetic_crawl
-from pipeline import jobs
-from pipeline.settings import Settings
+from conftest import PIPELINE_CLUSTERING as CLUSTERING
+from conftest import PIPELINE_NIGHTS as NIGHTS
+from conftest import REPO, assert_one_line_error, cli, derive, synthetic_crawl
 from sandbox.synthetic import Population
 from warehouse.db import connect
 from warehouse.publish import PARTITIONED, publish_copy, published_dir
 
-CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
-NIGHTS = (date(2026, 6, 1), date(2026, 6, 8))
-STUDY_CSV = [
-    ",account,post,follower,follow,open_account,official_account"
-    ",image_love,image_comment,video_love,video_comment,igtv_love,igtv_comment,ER,active_rate",
-    "0,https://instagram.com/alpha_one,535,10000,10,1,1,900,100,0,0,0,0,99,99",
-    "1,gamma,12,500,3,0,0,0,0,0,0,0,0,0,0",
-    "2,delta,many,500,3,0,0,0,0,0,0,0,0,0,0",  # rejected: not a number
-]
 README_QUERIES = [
     q.strip()
     for block in re.findall(r"```sql\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
@@ -43,37 +34,11 @@ DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 NOT_IN_COPY = {"raw.posts", "staging.media_means"}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A warehouse with an import (one row rejected), two nightly crawls (one profile each
-    quarantined by validation), their features, two snapshots and a watchlist."""
-    folder = tmp_path_factory.mktemp("built")
-    settings = Settings(warehouse=folder / "warehouse.duckdb", clustering=CLUSTERING, lock_wait_seconds=60)
-    csv = folder / "study.csv"
-    csv.write_text("\n".join(STUDY_CSV) + "\n", encoding="utf-8")
-    with connect(settings.warehouse) as con:
-        import_study(con, csv, date(2026, 5, 25))
-    population = Population(80, seed=3)
-    for night in NIGHTS:
-        with connect(settings.warehouse) as con:
-            crawl_id = synthetic_crawl(con, population, night, validated=False)
-            # A negative count for the real validation (run by jobs.features) to quarantine.
-            con.execute(
-                "UPDATE raw.profiles SET followers = -1 WHERE crawl_id = $id AND username = "
-                "(SELECT min(username) FROM raw.profiles WHERE crawl_id = $id)",
-                {"id": crawl_id},
-            ).fetchall()
-        jobs.features(settings, night)
-        jobs.recluster(settings)
-    jobs.watch(settings, ["alpha_one", "gamma"], "manual")
-    return settings.warehouse
-
-
 @pytest.fixture
-def warehouse(built, tmp_path):
-    """This test's own warehouse (a copy of the built one), not published yet."""
+def warehouse(pipeline_warehouse, tmp_path):
+    """This test's own warehouse (a copy of the session's pipeline warehouse), not published yet."""
     path = tmp_path / "warehouse.duckdb"
-    shutil.copy(built, path)
+    shutil.copy(pipeline_warehouse, path)
     return path
 
 

@@ -1,4 +1,5 @@
 import re
+import shutil
 from datetime import date
 
 import duckdb
@@ -6,11 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import FETCHED_AT, synthetic_crawl
-from models.config import ClusteringConfig
-from pipeline import jobs
-from pipeline.settings import Settings
 from sandbox.synthetic import Population
-from warehouse import raw, watchlist
+from warehouse import raw
 from warehouse.db import (
     MIGRATIONS_DIR,
     apply_views,
@@ -132,48 +130,24 @@ def test_read_only_open_of_an_outdated_warehouse_asks_for_an_upgrade(warehouse_p
 
 
 @pytest.fixture(scope="module")
-def populated(tmp_path_factory):
-    """A warehouse filled through the real pipeline, so that every table and view has rows:
-    two crawls (one with a row validation quarantines), features and two snapshots whose
-    personas differ for someone, and a CSV import with a rejected row."""
+def populated(pipeline_warehouse, tmp_path_factory):
+    """A warehouse filled through the real pipeline, so that every table and view has rows: the
+    session's pipeline warehouse (an import with a rejected row, two validated crawls with
+    quarantined rows, features, two snapshots whose personas differ for someone, a watchlist),
+    plus a crawl no one has validated yet and two crawls that came through the landing area."""
     tmp = tmp_path_factory.mktemp("keys")
-    settings = Settings(
-        warehouse=tmp / "warehouse.duckdb", clustering=ClusteringConfig(kmeans_k=[3], kmedoids_k=[3], elbow_k=[1, 2])
-    )
-    population = Population(150, seed=3)
-    late = [a.username for a in population.accounts[-10:]]  # not in the first crawl: new in the second snapshot
-    with connect(settings.warehouse) as con:
-        watchlist.add(con, [a.username for a in population.accounts[:20]], "manual")
-        first = synthetic_crawl(con, population, date(2026, 3, 1), validated=False)
-        for table in ("profiles", "posts", "account_outcomes"):
-            con.execute(f"DELETE FROM raw.{table} WHERE crawl_id = ? AND list_contains(?, username)", [first, late])
-        con.execute(
-            "UPDATE raw.profiles SET followers = -1 WHERE crawl_id = ? AND username = ?",
-            [first, population.accounts[0].username],
-        )
-    jobs.features(settings, date(2026, 3, 1))
-    jobs.recluster(settings)
-    with connect(settings.warehouse) as con:
-        synthetic_crawl(con, population, date(2026, 3, 8), validated=False)
-    jobs.features(settings, date(2026, 3, 8))
-    jobs.recluster(settings)
-    study_layout = tmp / "study.csv"
-    study_layout.write_text(
-        "account,post,follower,follow,open_account,official_account,image_love,image_comment,"
-        "video_love,video_comment,igtv_love,igtv_comment\n"
-        "csv.one,10,1000,5,1,0,50,5,0,0,0,0\ncsv.two,10,-1,5,1,0,50,5,0,0,0,0\n"
-    )
-    jobs.import_csv(settings, study_layout, date(2026, 3, 9))
-    with connect(settings.warehouse) as con:  # a crawl no one has validated yet
-        synthetic_crawl(con, Population(12, seed=5), date(2026, 3, 10), validated=False)
-    landing = Landing(str(tmp / "landing"))  # two crawls that came through the landing area
-    for n, key in enumerate(("web-2026-03-11-a", "web-2026-03-12-b")):
-        landing.open_crawl(key, "web", None, date(2026, 3, 11 + n), {"shard-001-of-001": ["landed.one", "landed.two"]})
+    path = tmp / "warehouse.duckdb"
+    shutil.copy(pipeline_warehouse, path)
+    with connect(path) as con:
+        synthetic_crawl(con, Population(12, seed=5), date(2026, 6, 10), validated=False)
+    landing = Landing(str(tmp / "landing"))
+    for n, key in enumerate(("web-2026-06-11-a", "web-2026-06-12-b")):
+        landing.open_crawl(key, "web", None, date(2026, 6, 11 + n), {"shard-001-of-001": ["landed.one", "landed.two"]})
         outcomes = pd.DataFrame({"username": ["landed.one", "landed.two"], "status": "ok", "fetched_at": FETCHED_AT})
         landing.put_batch(key, "shard-001-of-001", "0000aaaa-000001", {"account_outcomes": outcomes})
-        with connect(settings.warehouse) as con:
+        with connect(path) as con:
             load_crawl(con, landing, key)
-    return settings.warehouse
+    return path
 
 
 def test_landing_keys_are_unique(populated):
