@@ -35,6 +35,23 @@ class KicGroup(TyperGroup):
         except KicError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if not interrupted(exc):
+                raise
+            # Ctrl-C that a library turned into another error while handling it.
+            typer.echo(f"Error: interrupted ({type(exc).__name__} while stopping)", err=True)
+            raise typer.Exit(130) from None
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions that led to `exc`."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 app = typer.Typer(

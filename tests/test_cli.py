@@ -225,7 +225,11 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
         )
     try:
         deadline = time.monotonic() + 300
-        while "Flow run 'weekly-recluster" not in log.read_text() and run.poll() is None:
+        # Once the task before the fit has finished, the signal lands in the fit. (Sent as the
+        # flow starts, it may land in Prefect's set-up of a task run, which Prefect 3.4 does not
+        # survive cleanly: "Task run is not set". kic still exits 130, but with Prefect's traceback.)
+        started = "Task run 'find_unchanged_snapshot"
+        while started not in log.read_text() and run.poll() is None:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.05)
         os.killpg(run.pid, signal.SIGINT)
@@ -238,3 +242,18 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
     api = re.search(r"temporary local server at (\S+/api)", said).group(1)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{api}/health", timeout=2)
+
+
+def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interrupt():
+    from kic.cli import interrupted
+
+    def prefect_like():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("Task run is not set")  # noqa: B904 - as the library does
+
+    with pytest.raises(ValueError) as caught:
+        prefect_like()
+    assert interrupted(caught.value)
+    assert not interrupted(ValueError("a plain error"))
