@@ -4,6 +4,7 @@ Holders keep the file until the test tells them to let go (a line on their stdin
 sleeps, no races.
 """
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,15 +14,14 @@ from datetime import date
 import duckdb
 import pytest
 
-from conftest import subprocess_env, synthetic_crawl
+from conftest import PIPELINE_CLUSTERING as CLUSTERING
+from conftest import subprocess_env
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
-from sandbox.synthetic import Population
-from warehouse.db import connect
+from warehouse.publish import publish_copy
 
-CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
 KIC_ENV = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
     "KIC_CLUSTERING__MIN_PERSONAS": "3",
@@ -55,23 +55,22 @@ class Holder:
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(pipeline_warehouse, tmp_path):
+    """A copy of the session's pipeline warehouse (snapshots 1 and 2), published for analysts."""
     settings = Settings(warehouse=tmp_path / "warehouse.duckdb", clustering=CLUSTERING, lock_wait_seconds=60)
-    with connect(settings.warehouse) as con:
-        synthetic_crawl(con, Population(80, seed=3), date(2026, 6, 1))
-    jobs.features(settings)
-    jobs.recluster(settings)
+    shutil.copy(pipeline_warehouse, settings.warehouse)
+    publish_copy(settings.warehouse, settings.analytics_path)
     return settings
 
 
 def test_an_analyst_session_on_the_copy_neither_blocks_a_run_nor_breaks(settings):
     holder = Holder(settings.analytics_path)
-    assert holder.first == "1"
+    assert holder.first == "2"
     result = jobs.recluster(settings, force=True)  # writes the warehouse and republishes the copy meanwhile
-    assert result.version == 2
-    assert holder.release() == "1"  # the open session kept its view, unbroken
+    assert result.version == 3
+    assert holder.release() == "2"  # the open session kept its view, unbroken
     with duckdb.connect(str(settings.analytics_path), read_only=True) as con:
-        assert con.execute("SELECT max(version) FROM clusters.snapshots").fetchall() == [(2,)]
+        assert con.execute("SELECT max(version) FROM clusters.snapshots").fetchall() == [(3,)]
 
 
 def kic_recluster(settings, wait_seconds):
@@ -93,9 +92,9 @@ def test_a_run_waits_for_a_process_holding_the_warehouse_then_succeeds(settings)
     holder.release()  # ...and goes on once the holder lets go
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
-    assert "snapshot 2 (kmeans-k3)" in out
+    assert "snapshot 3 (kmeans-k3)" in out
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
+        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(3,)]
 
 
 @pytest.mark.e2e
@@ -108,7 +107,7 @@ def test_a_run_that_cannot_get_the_warehouse_fails_clearly_and_loses_nothing(set
     error = err.strip().splitlines()[-1]
     assert error.startswith("Error: cannot open warehouse") and "lock" in error.lower() and "PID" in error
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
 
 
 @pytest.mark.e2e
@@ -149,10 +148,10 @@ def test_a_slow_crawl_holds_no_lock_while_accounts_are_added_and_a_recluster_run
         assert not list(landing.glob("*/shard-*/closed.json")), "the crawl ended before the others ran"
         out, err = crawl.communicate(timeout=300)
     assert added.returncode == 0, added.stderr
-    assert reclustered.returncode == 0 and "snapshot 2" in reclustered.stdout, reclustered.stderr
+    assert reclustered.returncode == 0 and "snapshot 3" in reclustered.stdout, reclustered.stderr
     assert crawl.returncode == 0, err
     assert "(web, succeeded): 32 account(s)" in out
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM watchlist.accounts WHERE username = 'newcomer'").fetchall() == [(1,)]
-        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
+        assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(3,)]
         assert con.execute("SELECT count(DISTINCT username) FROM raw.account_outcomes").fetchall()[0][0] >= 32
