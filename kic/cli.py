@@ -607,7 +607,8 @@ def report(
     warehouse: WarehouseOption = None,
 ) -> None:
     """Write a snapshot's report as one self-contained HTML file: personas on ER x active_rate
-    (%), the K-means elbow, silhouettes, persona sizes over time and the moves since the last."""
+    (%), the K-means elbow, silhouettes, the hierarchical tree, persona sizes over time and the
+    moves since the last."""
     from pipeline import steps
 
     written = steps.report(settings_for(warehouse), version, output)

@@ -253,9 +253,8 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
-    env = {**os.environ, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
-    if "KIC_DATA_DOCS" not in (extra or {}):
-        env.pop("KIC_DATA_DOCS")  # the product's default
+    inherited = {name: value for name, value in os.environ.items() if name != "KIC_DATA_DOCS"}  # the default
+    env = {**inherited, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
     # Let child processes cache bytecode even where the sandbox forbids it (it costs each
     # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
     env.pop("PYTHONDONTWRITEBYTECODE", None)

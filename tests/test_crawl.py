@@ -29,7 +29,7 @@ from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
 from warehouse.db import connect
-from warehouse.landing import Landing
+from warehouse.landing import Landing, process_alive
 
 pytestmark = pytest.mark.e2e  # each test runs the crawler in a subprocess
 DAY = date(2026, 6, 1)
@@ -345,15 +345,6 @@ def crawlers(pid: int) -> list[int]:
     return found
 
 
-def is_alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a reaper."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def wait_until(condition, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -386,7 +377,7 @@ def test_kill_9_of_kic_crawl_takes_its_scrapy_child_with_it(tmp_path):
             parent.kill()
             parent.wait()
             # Generous: Scrapy stops gracefully on the SIGTERM, finishing the requests in flight.
-            assert wait_until(lambda: not any(is_alive(p) for p in scrapy), 30), f"orphaned crawler(s): {scrapy}"
+            assert wait_until(lambda: not any(process_alive(p) for p in scrapy), 30), f"orphaned crawler(s): {scrapy}"
     # It stopped because its parent died, not because it was done.
     landing = Landing(str(tmp_path / "landing"))
     (crawl_key,) = landing.crawl_keys()

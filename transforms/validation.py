@@ -232,8 +232,9 @@ class Validator:
     def __init__(self, docs_dir: Path, results_dir: Path, *, render_docs: bool = True):
         self.docs_dir = Path(docs_dir).resolve()
         self.renders_docs = render_docs
-        self.context = gx_context(self.docs_dir, Path(results_dir).resolve())
-        self.registered = registered_checkpoints(self.docs_dir, Path(results_dir).resolve())
+        results_dir = Path(results_dir).resolve()
+        self.context = gx_context(self.docs_dir, results_dir)
+        self.registered = registered_checkpoints(self.docs_dir, results_dir)
         self.unrendered: list = []  # validation result ids not in the Data Docs yet
 
     def render_docs(self) -> None:

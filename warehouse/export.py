@@ -147,7 +147,7 @@ def write_atomically(output: Path, write_to) -> None:
         write_to(temporary)
         os.replace(temporary, output)
     except (OSError, duckdb.Error) as exc:
-        raise KicError(f"export to {output} failed: {first_line(exc)}") from exc
+        raise KicError(f"writing {output} failed: {first_line(exc)}") from exc
     finally:
         temporary.unlink(missing_ok=True)
 
