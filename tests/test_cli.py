@@ -233,7 +233,10 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.05)
         os.killpg(run.pid, signal.SIGINT)
-        assert run.wait(timeout=60) == 130, log.read_text()[-2000:]
+        # Interrupted, as a shell sees it ($? = 130): exit status 130 (Typer's), or killed by the
+        # SIGINT itself, which CPython re-raises when a KeyboardInterrupt ends the interpreter
+        # (seen once under load, after the crash was recorded).
+        assert run.wait(timeout=60) in (130, -signal.SIGINT), log.read_text()[-2000:]
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
