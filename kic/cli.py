@@ -548,16 +548,18 @@ def sql(
     ] = None,
 ) -> None:
     """Run one read-only SELECT-like statement on the analysts' copy (no other files; time and rows bounded)."""
+    from pipeline.outputs import check_files_folder
     from warehouse.query import run_query
 
     settings = settings_for(warehouse)
+    if allow_files is not None and allow_files.is_dir():
+        check_files_folder(settings, allow_files)
     frame = run_query(
         settings.readable_path,
         query,
         timeout_seconds=settings.sql_timeout_seconds,
         max_rows=settings.sql_max_rows,
         files=allow_files,
-        protected=(settings.warehouse, settings.analytics_path),
         lock_wait_seconds=settings.lock_wait_seconds,
     )
     print_frame(frame, fmt)
@@ -585,11 +587,14 @@ def export(
     """Export a snapshot's influencers, one row each: profile URL, persona, followers, tier, ER and
     active_rate (%), follower growth over 7 and 28 days, the follower-jump flag."""
     from pipeline import steps
+    from pipeline.outputs import check_output
 
+    settings = settings_for(warehouse)
+    check_output(settings, output)  # before anything else is said of the file
     suffix = output.suffix.lower().lstrip(".")
     if fmt is None and suffix not in ExportFormat.__members__:
         raise KicError(f"say --format csv, parquet or xlsx: {output} has no suffix that names one")
-    exported = steps.export(settings_for(warehouse), version, persona, str(fmt or suffix), output)
+    exported = steps.export(settings, version, persona, str(fmt or suffix), output)
     typer.echo(
         f"{exported.rows:,} influencer(s) of snapshot {exported.version}"
         + (f" ({exported.persona})" if exported.persona else "")

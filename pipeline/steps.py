@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline import crawl as crawling
 from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult, store_study_csv
+from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.study_csv import StudyCsv
 from pipeline.study_csv import read_study_csv as parse_study_csv
@@ -320,6 +321,7 @@ def publish(settings: Settings) -> Path:
 @io_step
 def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
+    check_output(settings, output)
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         return export_snapshot(con, version, persona, fmt, output)
 
@@ -341,6 +343,8 @@ def report(settings: Settings, version: int | None, output: Path | None = None) 
     from warehouse.report import read_report_data
     from warehouse.snapshots import resolve_version
 
+    if output is not None:
+        check_output(settings, output)
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         version = resolve_version(con, version)
         data = read_report_data(con, version)

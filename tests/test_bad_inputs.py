@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SMALL_GRID, STUDY_HEADER, Files, cli
+from conftest import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli
 
 HEADER = STUDY_HEADER
 
@@ -96,6 +96,55 @@ REFUSED = [
     ("sql: two statements", ["sql", "SELECT 1; SELECT 2"], None, {}, 1, "one statement at a time"),
     ("sql: reading any file", ["sql", "FROM read_csv('/etc/passwd')"], None, {}, 1, "refuses to touch files"),
     ("sql: ATTACH the warehouse", ["sql", f"ATTACH '{WAREHOUSE}' AS w"], None, {}, 1, "refuses ATTACH"),
+    # Output guards: a file to write is never the product's own, however it is named.
+    ("export -o the warehouse", ["export", "-o", WAREHOUSE, "-f", "csv"], None, {}, 1, "the product's database"),
+    ("export -o the copy", ["export", "-o", "analytics.duckdb"], None, {}, 1, "the product's database"),
+    ("export -o the WAL", ["export", "-o", f"{WAREHOUSE}.wal", "-f", "csv"], None, {}, 1, "the product's database"),
+    (
+        "export -o the warehouse through ..",
+        ["export", "-o", f"a-folder/../{WAREHOUSE}", "-f", "parquet"],
+        None,
+        {},
+        1,
+        "the product's database",
+    ),
+    ("export -o a link to the warehouse", ["export", "-o", "link.csv"], None, {}, 1, "the product's database"),
+    (
+        "export -o into the copy's partitions",
+        ["export", "-o", "analytics.published/x.csv"],
+        None,
+        {},
+        1,
+        "analytics.published",
+    ),
+    ("export -o into the landing area", ["export", "-o", "landing/x.csv"], None, {}, 1, "the product's folder"),
+    ("report -o the warehouse", ["report", "-o", WAREHOUSE], None, {}, 1, "the product's database"),
+    ("report -o the copy being built", ["report", "-o", "analytics.duckdb.tmp"], None, {}, 1, "the product's database"),
+    ("report -o into the Data Docs", ["report", "-o", "data_docs/x.html"], None, {}, 1, "the product's folder"),
+    (
+        "report -o into the copy's partitions",
+        ["report", "-o", "analytics.published/x.html"],
+        None,
+        {},
+        1,
+        "analytics.published",
+    ),
+    (
+        "sql --allow-files the copy's partitions",
+        ["sql", "--allow-files", "analytics.published", "SELECT 1"],
+        None,
+        {},
+        1,
+        "overlaps",
+    ),
+    (
+        "the copy named as the warehouse",
+        ["recluster", "--force"],
+        None,
+        {"KIC_ANALYTICS_COPY": WAREHOUSE},
+        1,
+        "would be the analysts' copy",
+    ),
     ("crawl: a date that does not parse", ["crawl", "--date", "2026-13-45"], None, {}, 1, "is not a date"),
     ("crawl: a date in the future", ["crawl", "--date", "2999-01-01"], None, {}, 1, "after today"),
     ("kic.toml: a syntax error", ["snapshots"], "warehouse = \n", {}, 1, "TOML"),
@@ -145,6 +194,7 @@ def workdir(built, tmp_path, monkeypatch):
                 (tmp_path / name).write_bytes(text)
             else:
                 (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "link.csv").symlink_to(WAREHOUSE)
     for name in [n for n in os.environ if n.startswith("KIC_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -158,13 +208,17 @@ def warehouse_files(folder: Path) -> Files:
     return files
 
 
+def every_file(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+
+
 @pytest.mark.parametrize("argv,toml,env,code,fragment", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypatch, argv, toml, env, code, fragment):
     if toml is not None:
         (workdir / "kic.toml").write_text(toml, encoding="utf-8")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    before = warehouse_files(workdir)
+    before, names = warehouse_files(workdir), every_file(workdir)
     result = cli(*argv, "-w", workdir / WAREHOUSE)
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
@@ -173,7 +227,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypat
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert warehouse_files(workdir) == before
-    assert not (workdir / "out.csv").exists()
+    assert every_file(workdir) == names  # nothing written beside them either
 
 
 def test_bad_rows_are_rejected_by_line_and_the_good_rows_are_kept(workdir):
@@ -193,3 +247,20 @@ def test_bad_rows_are_rejected_by_line_and_the_good_rows_are_kept(workdir):
     # Lines: header 1, good.one 2, then the table's rows in order.
     assert rejected == {name: line for line, (_, _, name) in enumerate(REJECTED_ROWS, start=3)}
     assert stored == ["good.one"]
+
+
+def test_sql_refuses_a_files_folder_that_links_into_the_warehouse(workdir, tmp_path_factory):
+    """A folder of the user's, apart from the warehouse's, holding a link to it: a COPY … TO
+    through the link would write the warehouse."""
+    mine = tmp_path_factory.mktemp("mine")
+    (mine / "w").symlink_to(workdir / WAREHOUSE)
+    before = warehouse_files(workdir)
+    result = cli("sql", "-w", workdir / WAREHOUSE, "--allow-files", mine, f"COPY (SELECT 1) TO '{mine}/w' (FORMAT csv)")
+    assert_one_line_error(result, f"{mine}/w -> the product's database")
+    assert warehouse_files(workdir) == before
+    (mine / "w").unlink()  # the same folder without the link is the user's own
+    result = cli(
+        "sql", "-w", workdir / WAREHOUSE, "--allow-files", mine, f"COPY (SELECT 42 AS a) TO '{mine}/w' (FORMAT csv)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (mine / "w").read_text() == "a\n42\n"
