@@ -18,13 +18,10 @@ from pipeline.crawl import CrawlRequest
 from pipeline.settings import load_settings
 
 
-@flow(
-    name="crawl-shard",
-    flow_run_name="crawl-shard-{crawl_key}-{shard}",
-    # A shard that fails is run again; the new attempt crawls only what the last one did not land.
-    retries=2,
-    retry_delay_seconds=30,
-)
+# Not retried as a flow: its crawl task retries (a crawler that died, the warehouse held), and
+# a new attempt crawls only what the last one did not land. Retries nested in retries would
+# launch the crawler up to (1 + flow retries) × (1 + task retries) times.
+@flow(name="crawl-shard", flow_run_name="crawl-shard-{crawl_key}-{shard}")
 def crawl_shard(
     crawl_key: str,
     shard: str,

@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
-from warehouse.db import connect
+from pipeline.storage import open_readable
 from warehouse.errors import KicError
 
 console = Console()
@@ -36,11 +36,33 @@ class KicGroup(TyperGroup):
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
         except Exception as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                typer.echo(f"Error: {refused}", err=True)
+                raise typer.Exit(1) from None
             if not interrupted(exc):
                 raise
             # Ctrl-C that a library turned into another error while handling it.
             typer.echo(f"Error: interrupted ({type(exc).__name__} while stopping)", err=True)
             raise typer.Exit(130) from None
+
+
+def refusal(exc: BaseException | None) -> KicError | None:
+    """The one line for a file the operating system refused (a full disk, no permission, a
+    read-only file system), wherever in the chain of exceptions it was raised."""
+    from warehouse.errors import duckdb_os_refusal, os_error_line
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KicError):
+            return exc
+        if isinstance(exc, OSError) and (line := os_error_line(exc)) is not None:
+            return line
+        if type(exc).__module__.startswith(("duckdb", "_duckdb")) and (line := duckdb_os_refusal(str(exc), "")):
+            return line
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def interrupted(exc: BaseException | None) -> bool:
@@ -217,7 +239,7 @@ def run(
                 warehouse=str(settings.warehouse),
             )
         weekly = weekly_recluster(config=config, warehouse=str(settings.warehouse))
-    with connect(settings.analytics_path, read_only=True) as con:
+    with open_readable(settings) as con:
         from warehouse.snapshots import cluster_table
 
         show_clusters(cluster_table(con, weekly["version"]), weekly["version"])
@@ -396,7 +418,7 @@ def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.
     from warehouse import watchlist
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         print_frame(watchlist.list_accounts(con), fmt)
 
 
@@ -513,7 +535,7 @@ def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.tabl
     from warehouse.snapshots import list_snapshots
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         print_frame(list_snapshots(con), fmt)
 
 
@@ -527,7 +549,7 @@ def show(
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         version = resolve_version(con, version)
         show_clusters(cluster_table(con, version), version, fmt)
 
@@ -640,7 +662,7 @@ def changes(
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         before, after, frame = persona_changes(con, from_version, to_version)
     if fmt is Format.table:
         frame = frame[CHANGES_COLUMNS]

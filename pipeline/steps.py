@@ -22,16 +22,16 @@ from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult, store_study_csv
 from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
+from pipeline.storage import open_readable, open_warehouse
 from pipeline.study_csv import StudyCsv
 from pipeline.study_csv import read_study_csv as parse_study_csv
 from transforms import features as feature_sql
 from warehouse import quality, raw, watchlist
-from warehouse.db import connect, schema_version
+from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot, write_atomically
 from warehouse.publish import publish_copy
-from warehouse.snapshots import cluster_table, unchanged_snapshot
-from warehouse.snapshots import write_snapshot as store_snapshot
+from warehouse.snapshots import cluster_table, store_snapshot, unchanged_snapshot
 from warehouse.vocabulary import CRAWL_SOURCES
 
 log = logging.getLogger("kic.pipeline")
@@ -80,10 +80,6 @@ class FeatureRows:
     def quarantined(self) -> list[str]:
         """Usernames of the rows validation quarantined (a few): the write leaves them out."""
         return self.validation.quarantined_keys("features.influencer_features", "username")
-
-
-def open_warehouse(settings: Settings, read_only: bool = False):
-    return connect(settings.warehouse, read_only=read_only, lock_wait_seconds=settings.lock_wait_seconds)
 
 
 def validator(settings: Settings):
@@ -293,10 +289,10 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
 
 
 @io_step
-def write_snapshot(settings: Settings, clustering) -> int:
-    """Store the clustering as the next snapshot version, in one transaction."""
+def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple[int, bool]:
+    """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
-        return store_snapshot(con, clustering)
+        return store_snapshot(con, clustering, unless_unchanged=not force)
 
 
 @io_step
@@ -322,7 +318,7 @@ def publish(settings: Settings) -> Path:
 def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
     check_output(settings, output)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         return export_snapshot(con, version, persona, fmt, output)
 
 
@@ -345,7 +341,7 @@ def report(settings: Settings, version: int | None, output: Path | None = None) 
 
     if output is not None:
         check_output(settings, output)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         version = resolve_version(con, version)
         data = read_report_data(con, version)
     charts = draw(data)

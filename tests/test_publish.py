@@ -284,7 +284,7 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     result = cli("recluster", "--force", "-w", warehouse)  # same data as snapshot 2: forced
 
     assert_one_line_error(
-        result, f"snapshot 3 is stored in the warehouse {warehouse}", f"analysts' copy {copy}", "No space left"
+        result, f"snapshot 3: stored in the warehouse {warehouse}", f"analysts' copy {copy}", "no space left"
     )
     assert rows(warehouse, snapshots) == [(3,)]
     # Nothing left half-written on the full disk (a new partition may stay: it is whole, and

@@ -37,7 +37,7 @@ import pandas as pd
 
 from warehouse import watchlist
 from warehouse.db import first_line, scalar, transaction
-from warehouse.errors import KicError
+from warehouse.errors import KicError, duckdb_errno
 from warehouse.raw import close_run, utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
@@ -113,14 +113,21 @@ class Landing:
         except OSError as exc:
             raise KicError(f"cannot create the landing folder {folder}: {exc.strerror or exc}") from None
         local = self.local_path(temporary)
-        if local is not None:
-            write(local)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                staged = str(Path(tmp) / name)
-                write(staged)
-                self.fs.put_file(staged, temporary)
-        self.fs.mv(temporary, path)
+        try:
+            if local is not None:
+                write(local)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    staged = str(Path(tmp) / name)
+                    write(staged)
+                    self.fs.put_file(staged, temporary)
+            self.fs.mv(temporary, path)
+        except BaseException as exc:
+            if self.fs.exists(temporary):  # cut short (a full disk): never left behind
+                self.fs.rm(temporary)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror, path) from exc  # named as the file it was to be
+            raise
 
     def put_json(self, path: str, content: Mapping) -> None:
         self.put_atomically(path, lambda local: Path(local).write_text(json.dumps(content, default=str)))
@@ -129,7 +136,13 @@ class Landing:
         def write(local: str) -> None:
             with duckdb.connect() as con:  # an in-memory DuckDB, not the warehouse: it writes Parquet
                 con.register("batch", frame)
-                con.execute(f"COPY batch TO '{local}' (FORMAT parquet)").fetchall()
+                try:
+                    con.execute(f"COPY batch TO '{local}' (FORMAT parquet)").fetchall()
+                except duckdb.IOException as exc:  # the operating system's refusal, as an OSError
+                    code = duckdb_errno(str(exc))
+                    if code is None:
+                        raise
+                    raise OSError(code, os.strerror(code), local) from exc
 
         self.put_atomically(path, write)
 
