@@ -12,6 +12,7 @@ import datetime as dt
 
 from prefect import flow
 
+from flows.runs import record_process
 from flows.tasks import as_task
 from pipeline import steps
 from pipeline.crawl import CrawlRequest
@@ -32,6 +33,7 @@ def crawl_shard(
     config: str | None = None,
 ) -> dict:
     """Crawl one shard of a recorded crawl and land what it fetches."""
+    record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, landing_url=landing_url)
     request = CrawlRequest(source=source, as_of=date, base_url=base_url)
     run = as_task(steps.crawl)(settings, request, crawl_key, shard)

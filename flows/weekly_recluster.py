@@ -10,6 +10,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
+from flows.runs import record_process
 from flows.tasks import IO_TASK, PURE_TASK, as_task
 from pipeline import jobs, steps
 from pipeline.settings import ClusteringConfig, load_settings
@@ -121,6 +122,7 @@ def weekly_recluster(
 ) -> dict:
     """Recluster the latest validated features with every candidate and publish a new snapshot
     (nothing, and says so, if the latest snapshot has the same data and settings, unless `force`)."""
+    record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     result = jobs.recluster(settings, clustering, feature_date, force=force, call=as_task)
     name_run(result)

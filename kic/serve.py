@@ -211,6 +211,9 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
     Both signals are handled the same way, even when started in the background (where a
     shell leaves SIGINT ignored): every child is stopped before returning.
     """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kic.prefect_api import crash_abandoned_runs
     from pipeline import jobs
     from sandbox.server import Sandbox
     from warehouse import watchlist
@@ -231,6 +234,10 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                     echo(f"watchlist was empty: added the sandbox's {added} accounts")
                 echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
             stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers))
+            with temporary_settings({PREFECT_API_URL: stack.api_url}):
+                crashed = crash_abandoned_runs()
+            if crashed:
+                echo(f"marked crashed: {len(crashed)} run(s) whose process had died ({', '.join(crashed)})")
             echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
             echo(
                 "deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays), "

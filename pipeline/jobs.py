@@ -126,6 +126,9 @@ def refresh(
     per shard on the work pool) and returns once all have ended; by default the one shard
     runs here.
     """
+    # A crawl an earlier run left behind (killed before it was loaded) is loaded and closed first.
+    for crawl_key in call(steps.find_unloaded_crawls)(settings):
+        call(steps.load)(settings, crawl_key)
     opened = call(steps.open_crawl)(settings, request, shards)
     log_file = None
     if run_shards is None:

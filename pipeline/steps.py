@@ -117,6 +117,15 @@ def crawl(
 
 
 @io_step
+def find_unloaded_crawls(settings: Settings) -> list[str]:
+    """Read which crawls in the landing area have ended (or were abandoned) without being loaded."""
+    finished, running = crawling.unloaded_crawls(settings)
+    for key in running:
+        log.info("crawl %s is still running: not loaded", key)
+    return finished
+
+
+@io_step
 def load(settings: Settings, crawl_key: str) -> CrawlSummary:
     """Move a crawl's landed files into raw.* in one transaction and close its run; log what it stored."""
     summary = crawling.load(settings, crawl_key)
@@ -276,6 +285,7 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
     """Fit and score every candidate, name the published clusters as personas."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
+    log.info("fitting the candidates on %d influencers (features of %s)", len(features.er), feature_date)
     result = recluster(features, clustering, feature_date, probe or no_probe)
     log.info(
         "%d influencers, %d candidates on the %s path; published %s (%d clusters)",

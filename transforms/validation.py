@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import re
 import time
 import uuid
 import warnings
@@ -41,6 +43,7 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+log = logging.getLogger("kic.validation")
 
 DOCS_SITE = "kic"
 DATASOURCE = "kic_frames"
@@ -224,6 +227,31 @@ class SuiteValidation:
         return all(e.success for e in self.expectations if e.level == "table")
 
 
+# GX's site builder logs a page it failed to render (with a traceback) and goes on.
+SITE_BUILDER_LOGGER = "great_expectations.render.renderer.site_builder"
+ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+@contextmanager
+def render_errors():
+    """Collect what GX's site builder logs as errors, instead of letting it print tracebacks."""
+    errors: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    logger = logging.getLogger(SITE_BUILDER_LOGGER)
+    handler, propagate = Collect(logging.ERROR), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def readable_json(path: Path) -> bool:
     try:
         json.loads(path.read_bytes())
@@ -250,8 +278,13 @@ class Validator:
     def render_docs(self) -> None:
         """Render the Data Docs pages of what was validated since the last call, and the index."""
         if self.unrendered and self.renders_docs:
-            with self.files_written(self.docs_dir):
+            with self.files_written(self.docs_dir), render_errors() as errors:
                 self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=self.unrendered)
+                code = next((int(m[1]) for e in errors if (m := ERRNO.search(e))), None)
+                if code is not None:  # GX logs a page it could not write, and goes on: stop here
+                    raise OSError(code, os.strerror(code))
+            for error in errors:
+                log.warning("Data Docs: a page could not be rendered: %s", error.splitlines()[-1])
         self.unrendered = []
 
     @contextmanager
