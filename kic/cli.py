@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
-from pipeline.storage import open_readable
+from pipeline.storage import open_readable, reading
 from warehouse.errors import KicError
 
 console = Console()
@@ -576,14 +576,15 @@ def sql(
     settings = settings_for(warehouse)
     if allow_files is not None and allow_files.is_dir():
         check_files_folder(settings, allow_files)
-    frame = run_query(
-        settings.readable_path,
-        query,
-        timeout_seconds=settings.sql_timeout_seconds,
-        max_rows=settings.sql_max_rows,
-        files=allow_files,
-        lock_wait_seconds=settings.lock_wait_seconds,
-    )
+    with reading(settings):
+        frame = run_query(
+            settings.readable_path,
+            query,
+            timeout_seconds=settings.sql_timeout_seconds,
+            max_rows=settings.sql_max_rows,
+            files=allow_files,
+            lock_wait_seconds=settings.lock_wait_seconds,
+        )
     print_frame(frame, fmt)
 
 

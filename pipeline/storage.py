@@ -22,15 +22,23 @@ def open_warehouse(settings: Settings, read_only: bool = False) -> Iterator[duck
 @contextmanager
 def open_readable(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """What reading commands open: the analysts' copy, else (nothing published yet) the warehouse."""
-    path = settings.readable_path
+    with (
+        reading(settings),
+        connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con,
+    ):
+        yield con
+
+
+@contextmanager
+def reading(settings: Settings) -> Iterator[None]:
+    """Reading the readable path (`kic sql` opens it its own way): a damaged copy is made anew by
+    publishing, not restored from a backup."""
     try:
-        with connect(path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
-            yield con
+        yield
     except Damaged as exc:
-        if path != settings.analytics_path:
+        if exc.path != settings.analytics_path:
             raise
-        # The copy is made from the warehouse: publishing again replaces it whole.
         raise KicError(
-            f"the analysts' copy {path} is damaged ({exc.detail}): any writing command "
+            f"the analysts' copy {exc.path} is damaged ({exc.detail}): any writing command "
             "(e.g. `kic recluster`) publishes it anew from the warehouse"
         ) from None

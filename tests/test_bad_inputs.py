@@ -264,3 +264,50 @@ def test_sql_refuses_a_files_folder_that_links_into_the_warehouse(workdir, tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert (mine / "w").read_text() == "a\n42\n"
+
+
+# A damaged file: (id, which file, where its bytes are overwritten, argv, fragment of the one line).
+# Offset 0 is DuckDB's main header; 12288 the first block after the three headers.
+DAMAGED = [
+    ("copy, a block: show", "analytics.duckdb", 12288, ["show"], "the analysts' copy"),
+    ("copy, a block: snapshots", "analytics.duckdb", 12288, ["snapshots"], "the analysts' copy"),
+    ("copy, a block: sql", "analytics.duckdb", 12288, ["sql", "SELECT 1"], "the analysts' copy"),
+    ("copy, a block: export", "analytics.duckdb", 12288, ["export", "-o", "mine.csv"], "the analysts' copy"),
+    ("copy, a block: changes", "analytics.duckdb", 12288, ["changes"], "the analysts' copy"),
+    ("copy, the header: show", "analytics.duckdb", 0, ["show"], "the analysts' copy"),
+    ("warehouse, a block: recluster", WAREHOUSE, 12288, ["recluster", "--force"], "is damaged (Corrupt database"),
+    ("warehouse, a block: features", WAREHOUSE, 12288, ["features"], "is damaged (Corrupt database"),
+    ("warehouse, the header: recluster", WAREHOUSE, 0, ["recluster"], "is not a DuckDB database file"),
+]
+
+
+@pytest.mark.parametrize("name,offset,argv,fragment", [r[1:] for r in DAMAGED], ids=[r[0] for r in DAMAGED])
+def test_a_damaged_file_is_one_line_naming_it_and_stays_as_it_is(workdir, name, offset, argv, fragment):
+    with (workdir / name).open("r+b") as file:
+        file.seek(offset)
+        file.write(b"\xde\xad" * 2048)
+    before, names = warehouse_files(workdir), every_file(workdir)
+    result = cli(*argv, "-w", workdir / WAREHOUSE)
+    assert_one_line_error(result, name, fragment)
+    if name == "analytics.duckdb":
+        assert "publishes it anew" in result.stderr  # not "restore it from a backup": it is made again
+    else:
+        assert "restore it from a backup" in result.stderr
+    assert warehouse_files(workdir) == before
+    assert every_file(workdir) == names
+
+
+def test_a_damaged_copy_is_made_anew_by_a_recluster_with_nothing_new(workdir, monkeypatch):
+    """The next writing command publishes, even one that stores nothing."""
+    for name, value in SMALL_GRID.items():
+        monkeypatch.setenv(name, value)
+    with (workdir / "analytics.duckdb").open("r+b") as file:
+        file.seek(12288)
+        file.write(b"\xde\xad" * 2048)
+    assert cli("show", "-w", workdir / WAREHOUSE).returncode == 1
+    again = cli("recluster", "-w", workdir / WAREHOUSE)
+    assert again.returncode == 0, again.stderr
+    assert "nothing new" in again.stdout
+    shown = cli("show", "-w", workdir / WAREHOUSE, "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    assert "persona" in shown.stdout.splitlines()[0]
