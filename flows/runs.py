@@ -1,17 +1,23 @@
 """Flow runs whose process died (kill -9, a machine restarted) are marked Crashed, not left Running.
 
-A worker records the process of each flow run it starts in the run's `infrastructure_pid`
-("host:pid"); a flow run in `kic run`'s own process records itself the same way. A run
-left Running or Pending whose recorded process is known dead (on this machine: gone, or
-started before the machine's last boot) is set to Crashed when `kic serve` or `kic run`
-starts. Runs of other machines are left to their own: they cannot be checked from here.
+Two ways, for the two situations:
+
+- While a server runs (`kic serve`): Prefect's own zombie detection. Every flow run sends a
+  heartbeat event (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default); an automation on
+  the server marks a run Crashed when three heartbeats in a row are missing.
+- When no server watched (a `kic run` killed with its temporary server, a machine off): a
+  worker records the process of each flow run it starts in the run's `infrastructure_pid`
+  ("host:pid"), and a flow run in `kic run`'s own process records itself the same way. A run
+  left Running or Pending whose recorded process is known dead (on this machine: gone, or
+  started before the machine's last boot) is set to Crashed when `kic serve` or `kic run`
+  starts. Runs of other machines are left to the automation.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -23,6 +29,8 @@ from prefect.states import Crashed
 from warehouse.landing import process_alive
 
 PROC_STAT = Path("/proc/stat")
+CRASH_AUTOMATION = "kic: mark flow runs whose heartbeats stopped as crashed"
+MISSED_HEARTBEATS = 3
 
 
 def record_process() -> None:
@@ -65,3 +73,44 @@ def crash_abandoned_runs(client: SyncPrefectClient) -> list[FlowRun]:
         )
         client.set_flow_run_state(run.id, Crashed(message=message), force=True)
     return crashed
+
+
+def ensure_crash_automation() -> None:
+    """Create (or bring up to date) the server's automation that marks a flow run Crashed once
+    MISSED_HEARTBEATS heartbeats in a row are missing (Prefect's "detect zombie flows")."""
+    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.settings import get_current_settings
+
+    heartbeat = get_current_settings().flows.heartbeat_frequency or 180
+    wanted = Automation(
+        name=CRASH_AUTOMATION,
+        description=f"A flow run that sent no event for {MISSED_HEARTBEATS} heartbeats ({heartbeat} s each) "
+        "has lost its process: marked Crashed (set up by kic serve)",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.*"},  # another heartbeat, or any change of state
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=MISSED_HEARTBEATS * heartbeat),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"its process sent no heartbeat for {MISSED_HEARTBEATS * heartbeat} s (killed, or its "
+                "machine stopped): marked crashed by the server",
+            )
+        ],
+    )
+    try:
+        existing = Automation.read(name=CRASH_AUTOMATION)
+    except ValueError:
+        wanted.create()
+        return
+    if existing.trigger != wanted.trigger or existing.actions != wanted.actions:
+        wanted.id = existing.id
+        wanted.update()

@@ -213,6 +213,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.runs import ensure_crash_automation
     from kic.prefect_api import crash_abandoned_runs
     from pipeline import jobs
     from sandbox.server import Sandbox
@@ -235,6 +236,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                 echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
             stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers))
             with temporary_settings({PREFECT_API_URL: stack.api_url}):
+                ensure_crash_automation()
                 crashed = crash_abandoned_runs()
             if crashed:
                 echo(f"marked crashed: {len(crashed)} run(s) whose process had died ({', '.join(crashed)})")
