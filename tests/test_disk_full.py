@@ -1,6 +1,7 @@
 """A disk that fills up, for real (a small tmpfs, filled to ENOSPC): each write the product makes
 fails in one line that names the file and says nothing stored was lost, which is then true;
 once space is freed, everything reads again and the next run goes on (nothing is "damaged").
+A read-only file system and a file the system will not let be written are one line each too.
 
 The warehouse, GX's stores, the Data Docs, a report and the landing area each get the full
 disk in turn, the rest staying on the ordinary one: a folder of the product's can be a symbolic
@@ -134,7 +135,7 @@ def test_a_full_disk_under_the_data_docs_is_named(data, small_disk, tmp_path, mo
 def test_a_report_onto_a_full_disk_is_named_and_leaves_no_file(data, small_disk):
     fill(small_disk, 0)
     result = cli("report", "-o", small_disk / "report.html", "-w", data / WAREHOUSE)
-    assert_one_line_error(result, str(small_disk / "report.html"), "No space left")
+    assert_one_line_error(result, f"no space left on the disk of {small_disk / 'report.html'}")
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
@@ -167,3 +168,34 @@ def test_a_full_landing_disk_stops_the_crawl_at_once_in_one_line(tmp_path, small
         "SELECT accounts_requested, (SELECT count(*) FROM raw.account_outcomes) FROM raw.crawl_runs",
     )
     assert requested == outcomes == 600  # every account has an outcome: crawled, or not crawled and why
+
+
+def test_a_read_only_file_system_is_named_and_reading_still_works(data, small_disk):
+    import subprocess
+
+    moved = Path(shutil.copytree(data, small_disk / "data"))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        result = cli("recluster", "--force", "-w", moved / WAREHOUSE)
+        assert_one_line_error(result, str(moved / WAREHOUSE), "read-only")
+        shown = cli("show", "-w", moved / WAREHOUSE)  # reading needs no write
+        assert shown.returncode == 0, shown.stderr
+        exported = cli("export", "-o", small_disk / "mine.csv", "-w", moved / WAREHOUSE)
+        assert_one_line_error(exported, f"cannot write {small_disk / 'mine.csv'}", "read-only")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+
+
+def test_a_warehouse_the_system_will_not_let_be_written_is_named(data):
+    """Root may write any file but an immutable one (chattr +i): as a permission error looks."""
+    import subprocess
+
+    warehouse = data / WAREHOUSE
+    if subprocess.run(["chattr", "+i", str(warehouse)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        result = cli("recluster", "--force", "-w", warehouse)
+        assert_one_line_error(result, str(warehouse), "permission denied")
+    finally:
+        subprocess.run(["chattr", "-i", str(warehouse)], check=True)
+    assert snapshots(warehouse) == [1]

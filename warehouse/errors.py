@@ -61,7 +61,7 @@ def os_refusal(code: int | None, path: Path | str | None, reason: str) -> KicErr
     if code == errno.EROFS:
         return KicError(f"cannot write {where}: its file system is read-only (mounted read-only?)")
     if code in (errno.EACCES, errno.EPERM):
-        return KicError(f"cannot open {where}: permission denied (check who owns it and its mode)")
+        return KicError(f"cannot open {where}: permission denied (check who owns it, its mode and attributes)")
     if code == errno.EIO:
         return KicError(f"cannot read or write {where}: the disk reported an I/O error ({reason})")
     return None
@@ -78,6 +78,7 @@ DUCKDB_OS_REASONS = {
     "Disk quota exceeded": errno.EDQUOT,
     "Read-only file system": errno.EROFS,
     "Permission denied": errno.EACCES,
+    "Operation not permitted": errno.EPERM,
     "Input/output error": errno.EIO,
 }
 
