@@ -502,8 +502,12 @@ def recluster(
     force: Annotated[
         bool, typer.Option("--force", help="Recluster even if the data and settings are those of the latest snapshot.")
     ] = False,
+    on: Annotated[
+        str | None,
+        typer.Option("--date", help="Feature date to cluster, YYYY-MM-DD (default: the latest, refused if stale)."),
+    ] = None,
 ) -> None:
-    """Fit every candidate on the latest validated features and store a new snapshot.
+    """Fit every candidate on the latest validated features (or those of --date) and store a new snapshot.
 
     ER and active_rate are percentages.
 
@@ -516,7 +520,7 @@ def recluster(
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
-    result = jobs.recluster(settings, force=force)
+    result = jobs.recluster(settings, feature_date=parse_date(on, "--date"), force=force)
     show_clusters(result.cluster_table, result.version)
     if result.unchanged:
         typer.echo(result.unchanged_message())

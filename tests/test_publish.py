@@ -264,3 +264,15 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     filler.unlink()  # room again: the next publish catches up
     publish_copy(warehouse, copy)
     assert rows(copy, snapshots) == [(3,)]
+
+
+def test_kic_recluster_date_clusters_the_feature_date_asked_for(warehouse, monkeypatch):
+    """An older feature date, not the latest: what reproducing the study on a warehouse in use needs."""
+    for name, value in CLUSTERING.items():
+        monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", value if isinstance(value, str) else json.dumps(value))
+    result = cli("recluster", "--date", NIGHTS[0].isoformat(), "-w", warehouse)
+    assert result.returncode == 0, result.stderr
+    assert rows(warehouse, "SELECT feature_date FROM clusters.snapshots ORDER BY version DESC LIMIT 1") == [
+        (NIGHTS[0],)
+    ]
+    assert_one_line_error(cli("recluster", "--date", "2001-01-01", "-w", warehouse), "no features for 2001-01-01")
