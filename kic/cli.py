@@ -143,6 +143,8 @@ def show_clusters(frame, version: int, fmt: Format = Format.table) -> None:
 
 def echo_crawl(summary) -> None:
     outcomes = ", ".join(f"{status}: {n}" for status, n in summary.outcomes.items())
+    if summary.accounts_deferred:
+        typer.echo(f"{summary.accounts_deferred} account(s) deferred to the next night: the quota ran out")
     typer.echo(
         f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {summary.accounts_requested} "
         f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
@@ -215,6 +217,7 @@ def run(
                 base_url=sandbox.url,
                 config=config,
                 warehouse=str(settings.warehouse),
+                quotas=sandbox.client_quotas(),  # as an operator sets a real source's published limits
             )
         weekly = weekly_recluster(config=config, warehouse=str(settings.warehouse))
     with connect(settings.analytics_path, read_only=True) as con:
@@ -272,6 +275,7 @@ def crawl(
     settings = settings_for(warehouse)
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     request = CrawlRequest(source, names, tag, parse_date(on, "--date") or settings.today())
+    failed = None
     with Progress(
         TextColumn("crawling"),
         BarColumn(),
@@ -281,13 +285,25 @@ def crawl(
         transient=True,
     ) as bar:
         task = bar.add_task("crawl", total=None)
-        refresh = jobs.refresh(
-            settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    echo_crawl(refresh.crawl)
-    typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
-    echo_features(refresh.features)
+        try:
+            refresh = jobs.refresh(
+                settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        except jobs.NightFailed as exc:  # what the night did is told first; its failure is the last line
+            refresh, failed = exc.refresh, exc
+    review = failed.review if failed is not None else refresh.review
+    if review is not None and review.plan is not None:
+        typer.echo(f"plan: {review.plan['arithmetic']}")
+    if refresh is not None:
+        echo_crawl(refresh.crawl)
+        typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
+        echo_features(refresh.features)
+    elif review is not None and review.crawl_id is not None:
+        outcomes = ", ".join(f"{status}: {n}" for status, n in review.counts.items())
+        typer.echo(f"crawl {review.crawl_id} ({review.status}): {review.planned} planned [{outcomes}]")
     echo_where(settings)
+    if failed is not None:
+        raise failed
 
 
 @app.command("load")
@@ -335,8 +351,10 @@ def sandbox(
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
     with Sandbox(settings) as server:
         typer.echo(f"sandbox serving {settings.influencers} influencers as of {server.today()} at {server.url}")
+        quotas = " ".join(f"KIC_QUOTAS__{name.upper()}={value:g}" for name, value in server.client_quotas().items())
         typer.echo(
-            f"crawl it: KIC_WEB_BASE_URL={server.url} KIC_GRAPH_BASE_URL={server.url} kic crawl --tag {settings.tag}"
+            f"crawl it: KIC_WEB_BASE_URL={server.url} KIC_GRAPH_BASE_URL={server.url} {quotas} "
+            f"kic crawl --tag {settings.tag}"
         )
         try:
             while True:
