@@ -118,7 +118,8 @@ class Budget:
     before the server's does. At most `target_usage` of the limit is used. The limit starts as
     configured and is corrected by the server: from its usage headers (the lowest estimate of
     the last window: calls sent ÷ share used, an upper bound of the true limit while calls are in
-    flight), and from throttles. Until calls come back, the number in flight grows with the
+    flight), and from throttles without them (the calls it had admitted in the window, for the
+    rest of the crawl). Until calls come back, the number in flight grows with the
     number answered (one, then two, four, ...), so a limit learnt from the first answers is
     not overshot by a burst sent before them.
     """
@@ -129,6 +130,7 @@ class Budget:
         self.sent: deque[float] = deque()  # send times of the calls in flight, oldest first
         self.answered: deque[tuple[float, bool]] = deque()  # (answered at, admitted), oldest first
         self.estimates: deque[tuple[float, float]] = deque()  # (at, limit estimated from usage)
+        self.learned: float | None = None  # the limit a throttle showed (kept: no header says better)
         self.blocked_until = 0.0
         self.throttles = 0
 
@@ -151,8 +153,10 @@ class Budget:
         return len(self.sent) + len(self.answered)
 
     def limit(self) -> float:
-        """The limit as best known: configured, lowered by what the server said in the last window."""
-        return min([float(self.quota.calls), *(estimate for _, estimate in self.estimates)])
+        """The limit as best known: configured, lowered by what the server said in the last window
+        (usage headers) or ever (a throttle without them)."""
+        learned = [] if self.learned is None else [self.learned]
+        return min([float(self.quota.calls), *learned, *(estimate for _, estimate in self.estimates)])
 
     def allowance(self) -> int:
         """Calls the crawl lets count at once: the target share of the limit (at least one)."""
@@ -216,6 +220,6 @@ class Budget:
             return "a backoff"
         # The window is full: what the server admitted in it is all it takes (instaloader's rule).
         self.expire(now)
-        admitted = sum(1 for _, ok in self.answered if ok)
-        self.estimates.append((now, max(1.0, admitted / self.quota.target_usage)))
+        admitted = float(max(1, sum(1 for _, ok in self.answered if ok)))
+        self.learned = admitted if self.learned is None else min(self.learned, admitted)
         return "the window to free a call"
