@@ -84,6 +84,8 @@ TABLE_COLUMNS = {
     "mean_active_rate": "mean active_rate (%)",
     "median_follower": "median followers",
     "follower_tier": "tier",
+    "oldest_observed_on": "oldest observation",
+    "older_than_7_days": "> 7 days old",
 }
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 EncodingOption = Annotated[
@@ -135,10 +137,20 @@ def format_cell(value) -> str:
     return str(value)
 
 
-def show_clusters(frame, version: int, fmt: Format = Format.table) -> None:
+def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) -> None:
+    """A snapshot's cluster table; with `ages` (warehouse.ages), how old each persona's numbers are."""
+    title = f"Snapshot {version}"
+    if ages is not None:
+        from warehouse.ages import cohort_line, with_ages
+
+        frame, title = with_ages(frame, ages), f"{title}: {cohort_line(ages)}"
     if fmt is Format.table:
-        frame = frame[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
-    print_frame(frame, fmt, title=f"Snapshot {version}")
+        columns = [c for c in TABLE_COLUMNS if c in frame.columns]
+        frame = frame[columns].rename(columns=TABLE_COLUMNS)
+        if TABLE_COLUMNS["oldest_observed_on"] in frame:
+            frame[TABLE_COLUMNS["oldest_observed_on"]] = frame[TABLE_COLUMNS["oldest_observed_on"]].dt.date
+            frame[TABLE_COLUMNS["older_than_7_days"]] = frame[TABLE_COLUMNS["older_than_7_days"]].map("{:.0%}".format)
+    print_frame(frame, fmt, title=title)
 
 
 def echo_crawl(summary) -> None:
@@ -221,9 +233,12 @@ def run(
             )
         weekly = weekly_recluster(config=config, warehouse=str(settings.warehouse))
     with connect(settings.analytics_path, read_only=True) as con:
+        from warehouse.ages import observation_ages
         from warehouse.snapshots import cluster_table
 
-        show_clusters(cluster_table(con, weekly["version"]), weekly["version"])
+        show_clusters(
+            cluster_table(con, weekly["version"]), weekly["version"], ages=observation_ages(con, weekly["version"])
+        )
     typer.echo(
         f"crawl {nightly['crawl_id']}: {nightly['features']} influencers with features as of {day}, "
         f"{nightly['quarantined']} row(s) quarantined; snapshot {weekly['version']} ({weekly['published']})"
@@ -541,13 +556,15 @@ def show(
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent."""
+    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent;
+    how old each persona's numbers are (its oldest observation, the share older than 7 days)."""
+    from warehouse.ages import observation_ages
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
         version = resolve_version(con, version)
-        show_clusters(cluster_table(con, version), version, fmt)
+        show_clusters(cluster_table(con, version), version, fmt, observation_ages(con, version))
 
 
 @app.command("sql")

@@ -350,6 +350,15 @@ def read_snapshot(settings: Settings, version: int) -> tuple[pd.DataFrame, pd.Da
         return cluster_table(con, version), con.execute(CHANGES).df()
 
 
+@io_step
+def read_observation_ages(settings: Settings, version: int) -> pd.DataFrame:
+    """Read how old a snapshot's numbers are, per persona and for the cohort."""
+    from warehouse.ages import observation_ages
+
+    with open_warehouse(settings, read_only=True) as con:
+        return observation_ages(con, version)
+
+
 # --- publish --------------------------------------------------------------------------------
 
 

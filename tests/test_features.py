@@ -187,7 +187,8 @@ def test_a_2020_import_is_stale_in_2026_and_in_no_snapshot_of_then(con, study_fi
     summary = derive(con, DAY)
     assert summary.not_clusterable["stale"] == 929
     from_2020 = con.execute(
-        "SELECT count(*) FROM features.clusterable c JOIN features.influencer_features f USING (username, feature_date) "
+        "SELECT count(*) FROM features.clusterable c "
+        "JOIN features.influencer_features f USING (username, feature_date) "
         "WHERE c.feature_date = ? AND f.observed_on < DATE '2026-01-01'",
         [DAY],
     ).fetchall()[0][0]

@@ -1,0 +1,138 @@
+"""Collection at real quotas, end to end: real Scrapy crawls against the sandbox on loopback with
+a quota of a few dozen calls per window; several nights through the nightly flow with a budget
+of a third of the watchlist; failed nights that say so; a source that cannot be reached."""
+
+import json
+import socket
+from datetime import date, timedelta
+
+import pytest
+
+from conftest import assert_one_line_error, cli
+from pipeline import jobs
+from pipeline.crawl import CrawlRequest
+from pipeline.settings import Settings
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
+
+pytestmark = pytest.mark.e2e  # every test runs the crawler in a subprocess
+DAY = date(2026, 6, 1)
+WINDOW = 2.0  # seconds: a rolling window short enough for a test to see several
+CALLS = 40  # a few dozen calls per window
+
+
+def shard_stats(refresh) -> dict:
+    (stats,) = json.loads(refresh.crawl.stats).values()
+    return stats
+
+
+@pytest.mark.parametrize("source", ["web", "graph"])
+def test_a_few_hundred_accounts_at_a_few_dozen_calls_a_window_are_all_read_and_never_throttled(tmp_path, source):
+    quota = {"calls": CALLS, "window_seconds": WINDOW}
+    box = SandboxSettings(
+        influencers=300,
+        seed=31,
+        date=DAY,
+        web_quota=quota,
+        graph_quota=quota,
+        graph_page_size=12,
+        graph_access_token="t0ken",
+    )
+    with Sandbox(box) as sandbox:
+        settings = Settings(
+            warehouse=tmp_path / "w.duckdb",
+            quotas=sandbox.client_quotas(),  # the source's published limits, as an operator sets them
+            graph_user_id="17841400000000000",
+            graph_access_token="t0ken",
+        )
+        names = [a.username for a in sandbox.population.accounts]
+        refresh = jobs.refresh(settings, CrawlRequest(source, names, as_of=DAY, base_url=sandbox.url))
+        usage = sandbox.graph_quota.report() if source == "graph" else sandbox.web_quota.report()
+    (calls,) = usage.values()
+    assert calls["throttled"] == 0 and calls["admitted"] == 300  # one call an account, none throttled
+    outcomes = refresh.crawl.outcomes
+    assert outcomes.get("ok", 0) + outcomes.get("private", 0) + outcomes.get("not_found", 0) == 300
+    private = [a.username for a in sandbox.population.accounts if a.is_private]
+    assert outcomes.get("not_found", 0) == (len(private) if source == "graph" else 0)  # Business Discovery: none
+    stats = shard_stats(refresh)
+    assert stats["kic/quota/calls"] == 300 and stats["kic/quota/request_wait_seconds"] > 0  # it waited for the quota
+    assert refresh.review.failed == 0 and refresh.review.deferred == 0
+
+
+def test_a_crawl_told_too_high_a_graph_limit_is_corrected_by_the_usage_headers_before_a_throttle(tmp_path):
+    quota = {"calls": CALLS, "window_seconds": WINDOW}
+    box = SandboxSettings(influencers=200, seed=32, date=DAY, graph_quota=quota, graph_page_size=12)
+    with Sandbox(box) as sandbox:
+        settings = Settings(
+            warehouse=tmp_path / "w.duckdb",
+            quotas={"graph_calls": 5000, "graph_window_seconds": WINDOW},  # 125 times the truth
+            graph_user_id="17841400000000000",
+            graph_access_token="any",
+        )
+        names = [a.username for a in sandbox.population.accounts]
+        refresh = jobs.refresh(settings, CrawlRequest("graph", names, as_of=DAY, base_url=sandbox.url))
+        (calls,) = sandbox.graph_quota.report().values()
+    assert calls["admitted"] == 200
+    # No throttled call beyond the first window (in practice none: the first answers taught it).
+    assert all(at < WINDOW for at in calls["throttled_at_seconds"]), calls
+    assert shard_stats(refresh)["kic/quota/limit"] <= CALLS
+    assert refresh.review.failed == 0 and refresh.review.deferred == 0
+
+
+def test_a_quota_that_would_not_free_in_time_stops_the_shard_and_defers_the_rest_to_the_next_night(tmp_path):
+    box = SandboxSettings(influencers=60, seed=33, date=DAY, web_quota={"calls": 10, "window_seconds": 600})
+    names = [a.username for a in Sandbox(box).population.accounts]
+    # The crawler knows the limit, and waits at most 5 s at a time: the window frees in 10 minutes.
+    settings = Settings(
+        warehouse=tmp_path / "w.duckdb",
+        quotas={"web_calls": 10, "web_window_seconds": 600, "target_usage": 1.0, "max_wait_seconds": 5},
+    )
+    with Sandbox(box) as sandbox:
+        refresh = jobs.refresh(settings, CrawlRequest("web", names, as_of=DAY, base_url=sandbox.url))
+        (calls,) = sandbox.web_quota.report().values()
+    review = refresh.review
+    assert (calls["admitted"], calls["throttled"]) == (10, 0)  # no call it knew would be throttled
+    assert (review.planned, review.read, review.deferred, review.failed) == (60, 10, 50, 0)
+    assert refresh.crawl.status == "interrupted" and "50 account(s) deferred" in refresh.crawl.message
+    assert "more than the 5 s a shard waits" in review.reasons.set_index("status").loc["deferred", "reason"]
+    # The night is not failed (deferred accounts are no failures); the next one takes them first.
+    night = DAY + timedelta(days=1)
+    with Sandbox(SandboxSettings(influencers=60, seed=33, date=night)) as sandbox:
+        generous = Settings(warehouse=tmp_path / "w.duckdb", quotas=sandbox.client_quotas())
+        after = jobs.refresh(generous, CrawlRequest("web", names, as_of=night, base_url=sandbox.url))
+    reasons = after.review.plan["reasons"]
+    assert reasons.iloc[0]["reason"] == "deferred" and reasons.iloc[0]["accounts"] == 50
+    assert after.review.read == 60 and after.review.deferred == 0
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens on it once the probe is closed
+
+
+def test_kic_crawl_with_no_reachable_source_fails_within_seconds_naming_what_it_tried(tmp_path, monkeypatch):
+    url = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("KIC_WEB_BASE_URL", url)
+    result = cli("crawl", "--accounts", "some.one", "-w", tmp_path / "w.duckdb", "--date", "2026-06-01")
+    assert_one_line_error(result, url, "cannot reach", "Connection refused", "KIC_WEB_BASE_URL", "sandbox")
+    assert not (tmp_path / "landing").exists() and not (tmp_path / "logs").exists()  # no crawler was started
+
+
+def test_kic_crawl_of_a_night_where_most_accounts_do_not_exist_exits_1_naming_counts_and_reasons(tmp_path, monkeypatch):
+    with Sandbox(SandboxSettings(influencers=50, seed=34, date=DAY)) as sandbox:
+        real = [a.username for a in sandbox.population.accounts]
+        names = real + [f"gone.account_{i:03d}" for i in range(150)]
+        assert cli("accounts", "add", *names, "-w", tmp_path / "w.duckdb").returncode == 0
+        monkeypatch.setenv("KIC_WEB_BASE_URL", sandbox.url)
+        for name, value in sandbox.client_quotas().items():
+            monkeypatch.setenv(f"KIC_QUOTAS__{name.upper()}", str(value))
+        result = cli("crawl", "-w", tmp_path / "w.duckdb", "--date", DAY.isoformat())
+    assert result.returncode == 1, result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: 150 of 200 accounts failed (more than 20%): not_found 150"), result.stderr
+    assert "volume" in last  # and validation kept the night out of the features: under half the plan read
+    assert "plan: 200 watched" in result.stdout and "crawl 1 (succeeded): 200 planned" in result.stdout
+    with __import__("duckdb").connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        kept = con.execute("SELECT count(*) FROM raw.profiles").fetchall()[0][0]
+    assert kept == 50  # what was crawled is kept
