@@ -24,8 +24,9 @@ from scrapers.parsing import GRAPH_RATE_LIMIT_CODES, load_json
 WEB_THROTTLE_MESSAGE = "please wait a few minutes"
 USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
 USAGE_KEYS = ("call_count", "total_cputime", "total_time")
-# Below this usage (percent) the server's rounding makes a poor estimate of its limit.
-MIN_ESTIMATING_USAGE = 10
+# Below this usage (percent) the server's rounding to whole percents makes a poor estimate of its
+# limit (at 25 % it errs by 2 % at most).
+MIN_ESTIMATING_USAGE = 25
 
 
 @dataclass(frozen=True)

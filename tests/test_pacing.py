@@ -136,3 +136,57 @@ def test_kic_crawl_of_a_night_where_most_accounts_do_not_exist_exits_1_naming_co
     with __import__("duckdb").connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         kept = con.execute("SELECT count(*) FROM raw.profiles").fetchall()[0][0]
     assert kept == 50  # what was crawled is kept
+
+
+def test_nights_at_a_third_of_the_watchlist_refresh_every_account_within_three_nights_all_green(
+    tmp_path, prefect_harness
+):
+    """A first night takes the whole watchlist; then every night's budget is a third of it. Every
+    night is green, its volume checked against its plan (the night before took three times as
+    many: against the night before, the volume check would fail), and every account is refreshed
+    within three nights."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.nightly_refresh import nightly_refresh
+
+    names = [a.username for a in Sandbox(SandboxSettings(influencers=30, seed=35)).population.accounts]
+    warehouse = tmp_path / "w.duckdb"
+    jobs.watch(Settings(warehouse=warehouse), names, "manual")
+    third = {"web_calls": 10, "web_window_seconds": 3600, "target_usage": 1.0, "crawl_window_hours": 1}
+    observed: dict[int, dict[str, date]] = {}
+    for night in range(5):
+        day = DAY + timedelta(days=night)
+        with Sandbox(SandboxSettings(influencers=30, seed=35, date=day)) as sandbox:
+            quotas = sandbox.client_quotas() if night == 0 else third
+            state = nightly_refresh(
+                date=day, base_url=sandbox.url, warehouse=str(warehouse), quotas=quotas, return_state=True
+            )
+        assert state.is_completed(), state.message  # green
+        result = state.result()
+        assert (result["planned"], result["failed"], result["deferred"]) == (30 if night == 0 else 10, 0, 0)
+        with __import__("duckdb").connect(str(warehouse), read_only=True) as con:
+            observed[night] = dict(
+                con.execute(
+                    "SELECT username, observed_on FROM features.influencer_features WHERE feature_date = ?", [day]
+                ).fetchall()
+            )
+            volume = con.execute(
+                "SELECT e.success, e.observed_value FROM quality.expectation_results e "
+                "JOIN quality.validation_runs v USING (validation_id) "
+                "WHERE v.suite = 'volume' AND v.crawl_id = ?",
+                [result["crawl_id"]],
+            ).fetchall()
+        assert [ok for ok, _ in volume] == [True]
+    for night in range(1, 5):
+        assert set(observed[night]) == set(names)
+        ages = [(DAY + timedelta(days=night) - on).days for on in observed[night].values()]
+        assert max(ages) <= (night if night < 3 else 2)  # refreshed within three nights
+    crawled = {u for n in (1, 2, 3) for u, on in observed[n].items() if on == DAY + timedelta(days=n)}
+    assert crawled == set(names)  # three nights of a third: each account once
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    plan = next(a for a in found if a.key == "nightly-plan").data
+    assert "30 watched; 10 calls tonight (1 IP/session" in plan and "full refresh every 3 night(s)" in plan

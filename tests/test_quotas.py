@@ -225,3 +225,17 @@ def test_the_sandbox_throttles_per_ip_like_the_web_client_without_usage_headers(
     status, headers, body = answers[2]
     assert "Retry-After" not in headers and usage_of(headers) is None
     assert throttle_of(status, headers, body) == Throttle("HTTP 429", None)
+
+
+def test_a_loopback_target_skips_the_politeness_delay_never_the_quota(tmp_path):
+    from pipeline.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, scrapy_command
+    from pipeline.settings import Settings
+    from scrapers import settings as scrapy_settings
+
+    assert "scrapers.middlewares.QuotaMiddleware" in scrapy_settings.DOWNLOADER_MIDDLEWARES
+    assert not any("QUOTA" in name or "MIDDLEWARE" in name for name in SANDBOX_SCRAPY_SETTINGS)
+    settings = Settings(warehouse=tmp_path / "w.duckdb", quotas={"web_calls": 7, "web_window_seconds": 9})
+    request = CrawlRequest(base_url="http://127.0.0.1:8900")
+    command = scrapy_command(settings, request, "web-key", "shard-001-of-001", None, tmp_path / "crawl.log")
+    assert "DOWNLOAD_DELAY=0" in command  # no politeness delay on loopback
+    assert "KIC_WEB_QUOTA_CALLS=7" in command and "KIC_WEB_QUOTA_WINDOW_SECONDS=9.0" in command
