@@ -179,7 +179,7 @@ class QuotaMiddleware:
         if usage is not None:
             budget.observe(usage, sent_at, now)
             self.crawler.stats.max_value("kic/quota/usage_percent", usage.percent)
-        self.crawler.stats.set_value("kic/quota/limit", round(budget.limit(), 1))  # as best known now
+        self.crawler.stats.min_value("kic/quota/limit", round(budget.limit(), 1))  # the lowest it paced by
         if throttle is None:
             return response
         attempt = request.meta.get("kic_throttled", 0)

@@ -132,7 +132,7 @@ def test_a_volume_drop_fails_the_night_before_features_change_and_the_weekly_run
     assert state.is_failed()
     assert "table-level validation failed" in state.message and "rows>=min_rows" in state.message
     # It says so in the user's words: the counts and the top reason, and the volume against the plan.
-    assert state.message.startswith("30 of 40 accounts failed (more than 20%): not_found 30 (data.user is null)")
+    assert "NightFailed: 30 of 40 accounts failed (more than 20%): not_found 30 (data.user is null)" in state.message
     assert "raw.profiles: 10 rows, fewer than 20 (half of the 40 planned accounts it reached)" in state.message
     # A failed night still attaches its plan, outcomes (with example accounts) and validation.
     found, _ = artifacts(state)
