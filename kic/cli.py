@@ -147,9 +147,10 @@ def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) ->
     if fmt is Format.table:
         columns = [c for c in TABLE_COLUMNS if c in frame.columns]
         frame = frame[columns].rename(columns=TABLE_COLUMNS)
-        if TABLE_COLUMNS["oldest_observed_on"] in frame:
-            frame[TABLE_COLUMNS["oldest_observed_on"]] = frame[TABLE_COLUMNS["oldest_observed_on"]].dt.date
-            frame[TABLE_COLUMNS["older_than_7_days"]] = frame[TABLE_COLUMNS["older_than_7_days"]].map("{:.0%}".format)
+        oldest, older = TABLE_COLUMNS["oldest_observed_on"], TABLE_COLUMNS["older_than_7_days"]
+        if oldest in frame:
+            frame[oldest] = frame[oldest].map(lambda day: "" if day != day or day is None else str(day)[:10])
+            frame[older] = frame[older].map(lambda share: "" if share != share else f"{share:.0%}")
     print_frame(frame, fmt, title=title)
 
 

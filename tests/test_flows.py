@@ -177,6 +177,9 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     found, run = artifacts(second)
     assert run.name == "weekly-recluster-2026-06-08-v2"  # renamed after what it made
     assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes", "weekly-report"} <= set(found)
+    ages = table(found["weekly-observation-ages"])
+    assert {(r["oldest observation"], r["older than 7 days"]) for r in ages} == {("2026-06-08", "0%")}
+    assert "numbers observed from 2026-06-08 on" in found["weekly-observation-ages"].description
     report = Path(second.result()["report"])
     assert report.name == "snapshot-2.html" and "data:image/png;base64," in report.read_text(encoding="utf-8")
     assert str(report) in found["weekly-report"].data
