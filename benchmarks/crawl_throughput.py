@@ -22,7 +22,16 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, crawl_env, load, open_crawl, scrapy_command
+from pipeline.crawl import (
+    SANDBOX_SCRAPY_SETTINGS,
+    CrawlRequest,
+    crawl_env,
+    load,
+    open_crawl,
+    pacing,
+    plan_crawl,
+    scrapy_command,
+)
 from pipeline.settings import Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
@@ -44,8 +53,11 @@ def timed_crawl(settings: Settings, base_url: str, usernames: Path, log: Path, e
         base_url=base_url,
         scrapy_settings={**SANDBOX_SCRAPY_SETTINGS, **extra},
     )
-    opened = open_crawl(settings, request)
-    command = scrapy_command(settings, request, opened.crawl_key, opened.shards[0], usernames, log)
+    plan = plan_crawl(settings, request)
+    opened = open_crawl(settings, request, plan)
+    command = scrapy_command(
+        settings, request, opened.crawl_key, opened.shards[0], usernames, log, pacing(settings, plan)
+    )
     env = crawl_env(settings, "web")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     started = time.perf_counter()
@@ -107,8 +119,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"discard": [], "landing": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        settings = Settings(warehouse=tmp / "bench.duckdb")
         with Sandbox(SandboxSettings(influencers=args.accounts, date=DAY)) as sandbox:
+            # Paced by the sandbox's (generous) quota, as a real source by its published limits.
+            settings = Settings(warehouse=tmp / "bench.duckdb", quotas=sandbox.client_quotas())
             usernames = tmp / "usernames.txt"
             usernames.write_text("\n".join(a.username for a in sandbox.population.accounts))
             # ABBA order, so that warm-up and drift weigh on both pipelines alike.

@@ -29,7 +29,7 @@ import pandas as pd
 from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
 
 from pipeline import jobs
-from pipeline.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, open_crawl, run_shard
+from pipeline.crawl import SANDBOX_SCRAPY_SETTINGS, CrawlRequest, open_crawl, plan_crawl, run_shard
 from pipeline.settings import Settings
 from sandbox.synthetic import study_shaped_cohort
 from warehouse.landing import Landing, shard_name
@@ -50,7 +50,9 @@ def crawl_sandbox(settings: Settings, n: int) -> tuple[str, float, int]:
             usernames=usernames, as_of=DAY, base_url=sandbox.url, scrapy_settings=SANDBOX_SCRAPY_SETTINGS
         )
         started = time.perf_counter()
-        opened = open_crawl(settings, request)
+        # Paced by the sandbox's (generous) quota, as a real source by its published limits.
+        settings = settings.model_copy(update={"quotas": settings.quotas.model_copy(update=sandbox.client_quotas())})
+        opened = open_crawl(settings, request, plan_crawl(settings, request))
         run = run_shard(settings, request, opened.crawl_key, opened.shards[0])
         seconds = time.perf_counter() - started
     closed = Landing(settings.landing_root).closed(opened.crawl_key, run.shard)

@@ -1,9 +1,11 @@
-"""nightly-refresh: crawl (in shards) → load → validate the new raw rows → derive and validate features → publish."""
+"""nightly-refresh: plan within the quota budget → crawl (in shards) → load → validate the new raw rows →
+derive and validate features → publish; the plan, outcomes and validation as artifacts, failed or not."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -16,6 +18,7 @@ from pipeline import jobs
 from pipeline.crawl import CrawlRequest
 from pipeline.settings import Settings, load_settings
 from warehouse.errors import KicError
+from warehouse.nights import NightReview
 
 
 def run_name() -> str:
@@ -24,37 +27,88 @@ def run_name() -> str:
     return f"nightly-refresh-{day}-{params.get('source', 'web')}"
 
 
+def plan_markdown(review: NightReview) -> str:
+    plan = review.plan
+    if plan is None:
+        return "No plan: the crawl was not planned (a crawl opened by hand)."
+    lines = [
+        f"# Plan of {plan['as_of_date']} ({plan['source']})",
+        "",
+        f"**{plan['arithmetic']}.**",
+        "",
+        f"Budget: {int(plan['credentials'])} credential(s) x {int(plan['calls_per_window']):,} calls per "
+        f"{float(plan['window_seconds']):,.0f} s window x {float(plan['target_usage']):.0%} target usage x "
+        f"{float(plan['crawl_window_hours']):g} h crawl window = {int(plan['budget_calls']):,} calls; at "
+        f"{float(plan['calls_per_account']):.2f} calls an account, {int(plan['budget_accounts']):,} accounts.",
+        "",
+        "| why planned | accounts | oldest observation |",
+        "|---|---:|---|",
+    ]
+    for r in plan["reasons"].itertuples():
+        oldest = "" if pd.isna(r.oldest_observed_on) else pd.Timestamp(r.oldest_observed_on).date()
+        lines.append(f"| {r.reason} | {int(r.accounts):,} | {oldest} |")
+    return "\n".join(lines)
+
+
+def validation_markdown(review: NightReview) -> str:
+    lines = [f"# Validation of crawl {review.crawl_id} ({review.crawl_key})", ""]
+    if review.validations.empty:
+        return "\n".join([*lines, "Nothing was validated: the night stopped before (see the run's logs)."])
+    lines += [
+        "| suite | rows | checks passed | checks failed | rows quarantined | table checks |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {v.suite} | {int(v.rows_validated):,} | {int(v.passed)} | {int(v.failed)} | {int(v.rows_quarantined):,} "
+        f"| {'passed' if v.table_level_ok else '**failed**'} |"
+        for v in review.validations.itertuples()
+    ]
+    quarantined = int(review.validations["rows_quarantined"].sum())
+    lines += ["", f"**Rows quarantined:** {quarantined}", ""]
+    if len(review.failed_expectations):
+        lines.append("**Failed checks:**")
+        for e in review.failed_expectations.itertuples():
+            count = 0 if pd.isna(e.unexpected_count) else int(e.unexpected_count)
+            observed = f": {e.observed_value}" if isinstance(e.observed_value, str) else ""
+            lines.append(f"- `{e.suite}` ({e.level}): {e.expectation}: {count} row(s){observed}")
+        lines.append("")
+    features = review.features
+    if features:
+        lines.append(
+            f"**Features written:** {int(features['influencers'])} influencers, {int(features['clusterable'])} "
+            f"clusterable, {int(features['stale'])} stale; observations {features['median_age_days']:.0f} days old "
+            f"(median), {features['p95_age_days']:.0f} (p95); {features['older_than_7_days']:.0%} older than 7 days."
+        )
+    else:
+        lines.append("**Features written:** none tonight (the features stay as they were).")
+    return "\n".join(lines)
+
+
 @task(name="nightly_artifacts", **PURE_TASK)
-def nightly_artifacts(refresh: jobs.Refresh) -> None:
-    """Publish the crawl's outcomes and the validation summary as Prefect artifacts."""
-    crawl = refresh.crawl
+def nightly_artifacts(review: NightReview) -> None:
+    """Publish the night's plan, its outcomes by reason (with example accounts) and its validation as artifacts."""
+    create_markdown_artifact(
+        key="nightly-plan", markdown=plan_markdown(review), description="Which accounts tonight crawls, and why"
+    )
+    counts = ", ".join(f"{status} {n:,}" for status, n in review.counts.items()) or "nothing stored"
     create_table_artifact(
         key="nightly-crawl-outcomes",
-        table=[{"status": status, "accounts": n} for status, n in crawl.outcomes.items()],
-        description=f"Crawl {crawl.crawl_id} ({crawl.source}, {crawl.status}) as of {crawl.as_of_date}",
+        table=[
+            {
+                "status": r.status,
+                "reason": r.reason,
+                "accounts": int(r.accounts),
+                "examples": ", ".join(r.examples),
+            }
+            for r in review.reasons.itertuples()
+        ]
+        or [{"status": None, "reason": "nothing stored", "accounts": 0, "examples": ""}],
+        description=f"Crawl {review.crawl_id} ({review.status}) as of {review.as_of}: {review.planned:,} planned; "
+        f"{counts}",
     )
-    suites = refresh.validation.suites + refresh.features.validation.suites
-    lines = ["| suite | rows | checks passed | checks failed |", "|---|---:|---:|---:|"]
-    lines += [
-        f"| {v.suite} | {v.rows_validated} | {len(v.expectations) - len(v.failed)} | {len(v.failed)} |" for v in suites
-    ]
-    failed = [f"- `{v.suite}`: {e.expectation}: {e.unexpected_count or 0} row(s)" for v in suites for e in v.failed]
-    summary = refresh.features.summary
     create_markdown_artifact(
         key="nightly-validation",
-        markdown="\n".join(
-            [
-                f"# Validation of crawl {crawl.crawl_id}",
-                "",
-                *lines,
-                "",
-                f"**Rows quarantined:** {refresh.quarantined}",
-                "",
-                *(["**Failed checks:**", *failed] if failed else []),
-                "",
-                f"**Features written:** {summary.influencers} influencers, {summary.clusterable} clusterable.",
-            ]
-        ),
+        markdown=validation_markdown(review),
         description="Great Expectations results; Data Docs in the data_docs folder",
     )
 
@@ -99,24 +153,38 @@ def nightly_refresh(
     config: str | None = None,
     warehouse: str | None = None,
     shards: int | None = None,
+    quotas: dict | None = None,
 ) -> dict:
-    """Crawl (the watchlist by default, in `shards` parts), load, validate the new rows, derive features, publish."""
+    """Plan within the quota budget, crawl (in `shards` parts), load, validate, derive features, publish."""
     record_process()  # so that a run whose process dies is marked crashed
-    settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
+    overrides = {"warehouse": warehouse} if warehouse else {}
+    settings = load_settings(config, **overrides)
+    if quotas:  # e.g. `kic run`: the sandbox's quotas, as an operator sets a real source's
+        settings = load_settings(config, **overrides, quotas={**settings.quotas.model_dump(), **quotas})
     request = CrawlRequest(
         source=source, usernames=accounts, tag=tag, as_of=date or settings.today(), base_url=base_url
     )
     shards = shards or settings.crawl_shards
     failed: list[str] = []
     runner = shard_runner(settings, request, config, failed) if shards > 1 else None
-    refresh = jobs.refresh(settings, request, call=as_task, shards=shards, run_shards=runner)
-    nightly_artifacts(refresh)
+    try:
+        refresh = jobs.refresh(
+            settings, request, call=as_task, shards=shards, run_shards=runner, on_review=nightly_artifacts
+        )
+    except KicError as exc:
+        if failed:
+            raise KicError(f"shard(s) failed after their retries ({'; '.join(failed)}); {exc}") from exc
+        raise
     if failed:
         shards_failed = "; ".join(failed)
         raise KicError(f"shard(s) failed after their retries, their accounts recorded as not crawled: {shards_failed}")
+    review = refresh.review
     return {
         "crawl_id": refresh.crawl.crawl_id,
         "feature_date": refresh.features.summary.feature_date.isoformat(),
         "features": refresh.features.summary.influencers,
         "quarantined": refresh.quarantined,
+        "planned": review.planned,
+        "deferred": review.deferred,
+        "failed": review.failed,
     }

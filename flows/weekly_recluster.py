@@ -77,6 +77,28 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
     )
 
 
+@task(name="ages_artifact", **PURE_TASK)
+def ages_artifact(result: jobs.Recluster, ages: pd.DataFrame) -> None:
+    """Publish how old each persona's numbers are (oldest observation, share older than 7 days) as an artifact."""
+    from warehouse.ages import cohort_line, with_ages
+
+    table = with_ages(result.cluster_table, ages)
+    create_table_artifact(
+        key="weekly-observation-ages",
+        table=[
+            {
+                "persona": r.persona,
+                "size": int(r.size),
+                "oldest observation": None if pd.isna(r.oldest_observed_on) else str(r.oldest_observed_on.date()),
+                "median age (days)": None if pd.isna(r.median_age_days) else float(r.median_age_days),
+                "older than 7 days": None if pd.isna(r.older_than_7_days) else f"{r.older_than_7_days:.0%}",
+            }
+            for r in table.itertuples()
+        ],
+        description=f"Snapshot {result.version}: {cohort_line(ages)}",
+    )
+
+
 # The report's charts shown on the run's page too (the report has them all).
 KEY_CHARTS = ("scatter", "dendrogram", "moves")
 
@@ -132,6 +154,7 @@ def weekly_recluster(
         message = result.unchanged_message()
         return {"version": result.version, "published": "unchanged", "unchanged": True, "message": message}
     weekly_artifacts(result)
+    ages_artifact(result, as_task(steps.read_observation_ages)(settings, result.version))
     report = as_task(steps.report)(settings, result.version)
     report_artifacts(report)
     return {

@@ -106,6 +106,8 @@ TABLE_COLUMNS = {
     "mean_active_rate": "mean active_rate (%)",
     "median_follower": "median followers",
     "follower_tier": "tier",
+    "oldest_observed_on": "oldest observation",
+    "older_than_7_days": "> 7 days old",
 }
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 EncodingOption = Annotated[
@@ -157,14 +159,27 @@ def format_cell(value) -> str:
     return str(value)
 
 
-def show_clusters(frame, version: int, fmt: Format = Format.table) -> None:
+def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) -> None:
+    """A snapshot's cluster table; with `ages` (warehouse.ages), how old each persona's numbers are."""
+    title = f"Snapshot {version}"
+    if ages is not None:
+        from warehouse.ages import cohort_line, with_ages
+
+        frame, title = with_ages(frame, ages), f"{title}: {cohort_line(ages)}"
     if fmt is Format.table:
-        frame = frame[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
-    print_frame(frame, fmt, title=f"Snapshot {version}")
+        columns = [c for c in TABLE_COLUMNS if c in frame.columns]
+        frame = frame[columns].rename(columns=TABLE_COLUMNS)
+        oldest, older = TABLE_COLUMNS["oldest_observed_on"], TABLE_COLUMNS["older_than_7_days"]
+        if oldest in frame:
+            frame[oldest] = frame[oldest].map(lambda day: "" if day != day or day is None else str(day)[:10])
+            frame[older] = frame[older].map(lambda share: "" if share != share else f"{share:.0%}")
+    print_frame(frame, fmt, title=title)
 
 
 def echo_crawl(summary) -> None:
     outcomes = ", ".join(f"{status}: {n}" for status, n in summary.outcomes.items())
+    if summary.accounts_deferred:
+        typer.echo(f"{summary.accounts_deferred} account(s) deferred to the next night: the quota ran out")
     typer.echo(
         f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {summary.accounts_requested} "
         f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
@@ -237,12 +252,16 @@ def run(
                 base_url=sandbox.url,
                 config=config,
                 warehouse=str(settings.warehouse),
+                quotas=sandbox.client_quotas(),  # as an operator sets a real source's published limits
             )
         weekly = weekly_recluster(config=config, warehouse=str(settings.warehouse))
     with open_readable(settings) as con:
+        from warehouse.ages import observation_ages
         from warehouse.snapshots import cluster_table
 
-        show_clusters(cluster_table(con, weekly["version"]), weekly["version"])
+        show_clusters(
+            cluster_table(con, weekly["version"]), weekly["version"], ages=observation_ages(con, weekly["version"])
+        )
     typer.echo(
         f"crawl {nightly['crawl_id']}: {nightly['features']} influencers with features as of {day}, "
         f"{nightly['quarantined']} row(s) quarantined; snapshot {weekly['version']} ({weekly['published']})"
@@ -294,6 +313,7 @@ def crawl(
     settings = settings_for(warehouse)
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     request = CrawlRequest(source, names, tag, parse_date(on, "--date") or settings.today())
+    failed = None
     with Progress(
         TextColumn("crawling"),
         BarColumn(),
@@ -303,13 +323,25 @@ def crawl(
         transient=True,
     ) as bar:
         task = bar.add_task("crawl", total=None)
-        refresh = jobs.refresh(
-            settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    echo_crawl(refresh.crawl)
-    typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
-    echo_features(refresh.features)
+        try:
+            refresh = jobs.refresh(
+                settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        except jobs.NightFailed as exc:  # what the night did is told first; its failure is the last line
+            refresh, failed = exc.refresh, exc
+    review = failed.review if failed is not None else refresh.review
+    if review is not None and review.plan is not None:
+        typer.echo(f"plan: {review.plan['arithmetic']}")
+    if refresh is not None:
+        echo_crawl(refresh.crawl)
+        typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
+        echo_features(refresh.features)
+    elif review is not None and review.crawl_id is not None:
+        outcomes = ", ".join(f"{status}: {n}" for status, n in review.counts.items())
+        typer.echo(f"crawl {review.crawl_id} ({review.status}): {review.planned} planned [{outcomes}]")
     echo_where(settings)
+    if failed is not None:
+        raise failed
 
 
 @app.command("load")
@@ -357,8 +389,10 @@ def sandbox(
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
     with Sandbox(settings) as server:
         typer.echo(f"sandbox serving {settings.influencers} influencers as of {server.today()} at {server.url}")
+        quotas = " ".join(f"KIC_QUOTAS__{name.upper()}={value:g}" for name, value in server.client_quotas().items())
         typer.echo(
-            f"crawl it: KIC_WEB_BASE_URL={server.url} KIC_GRAPH_BASE_URL={server.url} kic crawl --tag {settings.tag}"
+            f"crawl it: KIC_WEB_BASE_URL={server.url} KIC_GRAPH_BASE_URL={server.url} {quotas} "
+            f"kic crawl --tag {settings.tag}"
         )
         try:
             while True:
@@ -549,13 +583,15 @@ def show(
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent."""
+    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent;
+    how old each persona's numbers are (its oldest observation, the share older than 7 days)."""
+    from warehouse.ages import observation_ages
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)
     with open_readable(settings) as con:
         version = resolve_version(con, version)
-        show_clusters(cluster_table(con, version), version, fmt)
+        show_clusters(cluster_table(con, version), version, fmt, observation_ages(con, version))
 
 
 @app.command("sql")

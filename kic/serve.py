@@ -228,6 +228,8 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
             if not {"web_base_url", "graph_base_url"} & settings.model_fields_set:
                 sandbox = running.enter_context(Sandbox())
                 env["KIC_WEB_BASE_URL"] = env["KIC_GRAPH_BASE_URL"] = sandbox.url
+                # Paced by the sandbox's own quotas, as a real source by its published limits.
+                env |= {f"KIC_QUOTAS__{name.upper()}": str(value) for name, value in sandbox.client_quotas().items()}
                 with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
                     empty = not watchlist.active_count(con)
                 if empty:

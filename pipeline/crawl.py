@@ -1,14 +1,20 @@
-"""Crawls: recorded in the landing area, run shard by shard in Scrapy processes, loaded into raw.*."""
+"""Crawls: planned within the night's quota budget, recorded in the landing area, run shard by
+shard in Scrapy processes, loaded into raw.*."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Timeout
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -18,26 +24,29 @@ from pipeline.processes import die_with_parent
 from pipeline.secrets import graph_access_token
 from pipeline.settings import Settings
 from scrapers.extensions import ProgressLines
-from warehouse import watchlist
+from scrapers.middlewares import LOOPBACK_HOSTS
+from warehouse import plans, watchlist
 from warehouse.db import connect
 from warehouse.errors import KicError, os_refusal
 from warehouse.landing import Landing, closed_crawl_keys, load_crawl, new_crawl_key, remove_loaded, shard_name
+from warehouse.raw import utcnow
 from warehouse.vocabulary import RunStatus
 
-# Crawling a server on this machine (the sandbox, a fixture server) needs no politeness;
-# real sources keep settings.py's.
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A server on this machine (the sandbox, a fixture server) is crawled without the politeness
+# delay (scrapers/settings.py's DOWNLOAD_SLOTS, for a hand-run `scrapy crawl` too); `kic crawl`
+# also lets it take more requests at once and back off briefly. The quota is never loopback's
+# to skip: these settings leave KIC_*_QUOTA_* alone, and the quota middleware stays on.
 SANDBOX_SCRAPY_SETTINGS = {
-    "DOWNLOAD_DELAY": "0",
-    "AUTOTHROTTLE_ENABLED": "False",
     "CONCURRENT_REQUESTS": "32",
-    "CONCURRENT_REQUESTS_PER_DOMAIN": "32",
+    "DOWNLOAD_SLOTS": json.dumps({host: {"delay": 0, "concurrency": 32} for host in LOOPBACK_HOSTS}),
     "RETRY_BACKOFF_BASE": "0.2",
 }
+# How long `kic crawl` tries to reach its source before it says it cannot.
+REACH_TIMEOUT_SECONDS = 5.0
 
 RUN_SUMMARY = """
 SELECT crawl_id, status, source, as_of_date, accounts_requested, accounts_ok, accounts_failed,
-       profiles_written, posts_written, message, stats, landing_key
+       profiles_written, posts_written, message, stats, landing_key, coalesce(accounts_deferred, 0)
 FROM raw.crawl_runs WHERE crawl_id = ?
 """
 OUTCOME_COUNTS = """
@@ -59,6 +68,7 @@ class CrawlSummary:
     message: str | None
     stats: str | None  # Scrapy's stats of the crawl, as JSON
     crawl_key: str | None = None  # its name in the landing area
+    accounts_deferred: int = 0  # not reached: the shard stopped for its quota (not failures)
     outcomes: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # landed files the loader could not read, and why
     log_file: Path | None = None
@@ -118,31 +128,157 @@ def target_url(settings: Settings, request: CrawlRequest) -> str:
     return urls["KIC_GRAPH_BASE_URL" if request.source == "graph" else "KIC_WEB_BASE_URL"]
 
 
-def open_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> OpenedCrawl:
-    """Check a crawl can run, pick its accounts (the watchlist by default), split them into shards
-    and record the request in the landing area."""
+def check_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> None:
+    """Refuse, in one line, a crawl that cannot run: no credentials, a date to come."""
     token = request.source == "graph" and graph_access_token(settings, shard_name(0, shards))
     if request.source == "graph" and not (settings.graph_user_id and token):
         raise KicError("source graph needs KIC_GRAPH_USER_ID and KIC_GRAPH_ACCESS_TOKEN (or a Prefect Secret block)")
     check_crawl_date(settings, request.as_of)
     if request.tag and shards > 1:
         raise KicError("a hashtag crawl finds its accounts as it goes: it runs as one shard (crawl_shards = 1)")
-    usernames = list(request.usernames or [])
-    if request.usernames is None and not request.tag:
-        # Creates or upgrades the warehouse, too; held only to read the watchlist.
-        with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
-            usernames = watchlist.active(con)
-        if not usernames:
-            raise KicError("the watchlist is empty: `kic accounts add NAME…`, or crawl --accounts / --tag")
+
+
+def check_reachable(url: str, source: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
+    """Resolve the source's host and open a connection to it, within `timeout` seconds each."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # getaddrinfo itself has no timeout
+            pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except Timeout:
+        why = f"its name did not resolve within {timeout:.0f} s"
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+    else:
+        return
+    what = (
+        "KIC_WEB_BASE_URL (and KIC_WEB_SESSIONID)"
+        if source == "web"
+        else ("KIC_GRAPH_BASE_URL, KIC_GRAPH_USER_ID and KIC_GRAPH_ACCESS_TOKEN")
+    )
+    raise KicError(
+        f"cannot reach the {source} source {url} ({why}): set {what} to a source this machine reaches, "
+        "or crawl the local sandbox (`kic run`, or `kic sandbox` and point KIC_WEB_BASE_URL at it)"
+    )
+
+
+def night_budget(settings: Settings, source: str, shards: int, calls_per_account: float) -> plans.NightBudget:
+    """What the night's credentials may call in its crawl window, by the settings' quotas."""
+    quotas = settings.quotas
+    calls, window = (
+        (quotas.graph_calls, quotas.graph_window_seconds)
+        if source == "graph"
+        else (quotas.web_calls, quotas.web_window_seconds)
+    )
+    return plans.NightBudget(
+        source,
+        min(quotas.credentials or shards, shards),
+        calls,
+        window,
+        quotas.target_usage,
+        quotas.crawl_window_hours,
+        calls_per_account,
+    )
+
+
+def plan_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> plans.Plan:
+    """Check a crawl can run (and that its source answers, within seconds), then plan it: rank its
+    candidates (the watchlist, or the accounts named), keep what the night's budget allows, deal
+    them out to the shards; store the plan."""
+    check_crawl(settings, request, shards)
     as_of = request.as_of or settings.today()
     crawl_key = new_crawl_key(request.source, as_of)
-    parts = {shard_name(i, shards): usernames[i::shards] for i in range(shards)}
-    Landing(settings.landing_root).open_crawl(crawl_key, request.source, target_url(settings, request), as_of, parts)
-    return OpenedCrawl(crawl_key, list(parts), len(usernames))
+    candidates = list(dict.fromkeys(request.usernames or []))
+    # Creates or upgrades the warehouse, too: a warehouse that cannot be written is said first.
+    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        if request.usernames is None and not request.tag:
+            candidates = watchlist.active(con)
+    if request.usernames is None and not request.tag and not candidates:
+        raise KicError("the watchlist is empty: `kic accounts add NAME…`, or crawl --accounts / --tag")
+    check_reachable(target_url(settings, request), request.source)
+    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        per_account = plans.calls_per_account(con, request.source) or 1.0
+        budget = night_budget(settings, request.source, shards, per_account)
+        shard_names = [shard_name(i, shards) for i in range(shards)]
+        plan = plans.make_plan(
+            con, crawl_key, candidates, as_of, budget, shard_names, settings.max_observation_age_days
+        )
+        if candidates and plan.accounts.empty:
+            raise KicError(
+                f"tonight's quota budget ({budget.calls:,} calls) does not cover one account "
+                f"({per_account:.1f} calls each): raise quotas.* or add credentials"
+            )
+        plans.store_plan(con, plan, utcnow())
+    return plan
+
+
+def pacing(settings: Settings, plan: plans.Plan) -> dict:
+    """Each shard's quota (its credential's, shared with the shards on the same credential) and
+    the crawl window's end, as every crawler of the crawl must follow them."""
+    budget = plan.budget
+    shards_per_credential = math.ceil(max(1, len(plan.shards)) / budget.credentials)
+    return {
+        "calls": max(1, budget.calls_per_window // shards_per_credential),
+        "window_seconds": budget.window_seconds,
+        "target_usage": budget.target_usage,
+        "max_wait_seconds": settings.quotas.max_wait_seconds,
+        "max_throttled": settings.quotas.max_throttled,
+        "deadline": time.time() + budget.crawl_window_hours * 3600,
+    }
+
+
+def open_crawl(settings: Settings, request: CrawlRequest, plan: plans.Plan) -> OpenedCrawl:
+    """Record the planned crawl in the landing area (its shards' accounts and pacing), before any
+    crawler starts."""
+    Landing(settings.landing_root).open_crawl(
+        plan.crawl_key,
+        request.source,
+        target_url(settings, request),
+        plan.as_of,
+        plan.shards,
+        pacing(settings, plan),
+    )
+    return OpenedCrawl(plan.crawl_key, list(plan.shards), len(plan.accounts))
+
+
+def quota_settings(settings: Settings, source: str, pacing: dict | None) -> dict[str, str]:
+    """The Scrapy settings of the quota middleware: the crawl's recorded pacing, else the settings'."""
+    quotas = settings.quotas
+    if pacing is None:
+        calls, window = (
+            (quotas.graph_calls, quotas.graph_window_seconds)
+            if source == "graph"
+            else (quotas.web_calls, quotas.web_window_seconds)
+        )
+        pacing = {
+            "calls": calls,
+            "window_seconds": window,
+            "target_usage": quotas.target_usage,
+            "max_wait_seconds": quotas.max_wait_seconds,
+            "max_throttled": quotas.max_throttled,
+            "deadline": 0,
+        }
+    prefix = f"KIC_{source.upper()}_QUOTA"
+    return {
+        f"{prefix}_CALLS": str(pacing["calls"]),
+        f"{prefix}_WINDOW_SECONDS": str(pacing["window_seconds"]),
+        "KIC_QUOTA_TARGET_USAGE": str(pacing["target_usage"]),
+        "KIC_QUOTA_MAX_WAIT_SECONDS": str(pacing["max_wait_seconds"]),
+        "KIC_QUOTA_MAX_THROTTLED": str(pacing["max_throttled"]),
+        "KIC_QUOTA_DEADLINE": str(pacing["deadline"]),
+    }
 
 
 def scrapy_command(
-    settings: Settings, request: CrawlRequest, crawl_key: str, shard: str, usernames_file: Path | None, log_file: Path
+    settings: Settings,
+    request: CrawlRequest,
+    crawl_key: str,
+    shard: str,
+    usernames_file: Path | None,
+    log_file: Path,
+    pacing: dict | None = None,
 ) -> list[str]:
     args = ["-a", f"source={request.source}"]
     if usernames_file is not None:
@@ -167,6 +303,7 @@ def scrapy_command(
         "KIC_GRAPH_API_VERSION": settings.graph_api_version,
         "KIC_PROGRESS": "True",  # progress lines, and the crawl key, on stdout
         "LOG_FILE": str(log_file),
+        **quota_settings(settings, request.source, pacing),
         **(SANDBOX_SCRAPY_SETTINGS if is_loopback(target) else {}),
         **request.scrapy_settings,
     }
@@ -203,6 +340,9 @@ def run_shard(
     if not usernames and not request.tag:
         landing.close_shard(crawl_key, shard, RunStatus.SUCCEEDED, None, {"kic/accounts_written": 0})
         return ShardRun(crawl_key, shard, 0, RunStatus.SUCCEEDED, None, None)
+    # This machine reaches the source (a shard may run on another machine than the plan).
+    check_reachable(target_url(settings, request), request.source)
+    recorded_pacing = landing.request(crawl_key).get("pacing")
     try:
         settings.logs_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,7 +353,7 @@ def run_shard(
         if usernames:
             usernames_file = Path(tmp) / "usernames.txt"
             usernames_file.write_text("\n".join(usernames), encoding="utf-8")
-        command = scrapy_command(settings, request, crawl_key, shard, usernames_file, log_file)
+        command = scrapy_command(settings, request, crawl_key, shard, usernames_file, log_file, recorded_pacing)
         returncode, reported, output, failed = stream(command, crawl_env(settings, request.source, shard), progress)
     if failed is not None:  # the landing area refused a write: a retry would fail the same way
         raise os_refusal(failed["errno"], failed["file"], failed["reason"]) or KicError(

@@ -20,6 +20,8 @@ from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult
 from pipeline.settings import ClusteringConfig, Settings
 from transforms.features import FeatureSummary
+from warehouse.errors import KicError
+from warehouse.nights import NightReview
 from warehouse.publish import PublishFailed
 
 Call = Callable[[Callable], Callable]
@@ -42,10 +44,21 @@ class Refresh:
     crawl: CrawlSummary
     validation: object
     features: Features
+    review: NightReview | None = None  # the night as stored: plan, outcomes by reason, validations
 
     @property
     def quarantined(self) -> int:
         return self.validation.quarantined + self.features.validation.quarantined
+
+
+class NightFailed(KicError):
+    """The night failed: nothing read, or too many accounts failed, or a step failed. What was
+    crawled is kept; `refresh` is what the night still did (None if it stopped before features),
+    `review` what it stored."""
+
+    def __init__(self, message: str, refresh: Refresh | None, review: NightReview | None):
+        super().__init__(message)
+        self.refresh, self.review = refresh, review
 
 
 @dataclass(frozen=True)
@@ -119,24 +132,50 @@ def refresh(
     progress: Callable | None = None,
     shards: int = 1,
     run_shards: Callable[[str, list[str]], object] | None = None,
+    on_review: Callable[[NightReview], object] | None = None,
 ) -> Refresh:
-    """The nightly refresh: crawl (landing files) → load → validate its rows → derive and validate features → publish.
+    """The nightly refresh: plan within the quota budget → crawl (landing files) → load →
+    validate its rows → derive and validate features → publish → review and judge the night.
 
     `run_shards(crawl_key, shards)` runs the shards elsewhere (the nightly flow: one flow run
     per shard on the work pool) and returns once all have ended; by default the one shard
-    runs here.
+    runs here. Whatever happened once the crawl was opened, the night is read back from the
+    warehouse and handed to `on_review` (the flow's artifacts); a failed night raises
+    NightFailed naming its counts and top reasons, after what it crawled was kept.
     """
     # A crawl an earlier run left behind (killed before it was loaded) is loaded and closed first.
     for crawl_key in call(steps.find_unloaded_crawls)(settings):
         call(steps.load)(settings, crawl_key)
-    opened = call(steps.open_crawl)(settings, request, shards)
-    log_file = None
-    if run_shards is None:
-        for shard in opened.shards:
-            log_file = call(steps.crawl)(settings, request, opened.crawl_key, shard, progress).log_file
-    else:
-        run_shards(opened.crawl_key, opened.shards)
-    return load_and_derive(settings, opened.crawl_key, call=call, log_file=log_file)
+    plan = call(steps.plan_crawl)(settings, request, shards)
+    opened = call(steps.open_crawl)(settings, request, plan)
+    refreshed, failure = None, None
+    try:
+        log_file = None
+        if run_shards is None:
+            for shard in opened.shards:
+                log_file = call(steps.crawl)(settings, request, opened.crawl_key, shard, progress).log_file
+        else:
+            run_shards(opened.crawl_key, opened.shards)
+        refreshed = load_and_derive(settings, opened.crawl_key, call=call, log_file=log_file)
+    except Exception as exc:  # reviewed below, then raised again
+        failure = exc
+    try:
+        review = call(steps.review_night)(settings, opened.crawl_key)
+    except Exception:
+        if failure is not None:
+            raise failure from None
+        raise
+    if on_review is not None:
+        on_review(review)
+    verdict = call(steps.judge_night)(review, settings.max_failure_share)
+    if failure is not None:
+        if verdict is None:
+            raise failure
+        raise NightFailed(f"{verdict}; {failure}", None, review) from failure
+    refreshed = replace(refreshed, review=review)
+    if verdict is not None:
+        raise NightFailed(verdict, refreshed, review)
+    return refreshed
 
 
 def load_and_derive(settings: Settings, crawl_key: str, *, call: Call = direct, log_file=None) -> Refresh:

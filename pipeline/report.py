@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
+from warehouse.ages import cohort_line
 from warehouse.report import LOG_FLOOR, ReportData
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4")
@@ -197,6 +198,8 @@ def render(data: ReportData, charts: list[Chart]) -> str:
         f"({snapshot['published_because'] or 'as set'}), {snapshot['path']} path"
     )
     title = f"Snapshot {int(snapshot['version'])}"
+    ages = cohort_line(data.ages) if len(data.ages) else "observation dates unknown"
+    ages = ages[0].upper() + ages[1:]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}: personas</title>
 <style>
@@ -208,6 +211,7 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(title)}: personas</h1>
 <p>{html.escape(facts)}. ER and active_rate are percentages.</p>
+<p>{html.escape(ages)}.</p>
 {profiles.to_html(index=False, float_format=lambda v: f"{v:,.2f}")}
 {"".join(chart.html() for chart in charts)}
 <h2>Moves since snapshot {data.previous_version if data.previous_version is not None else "-"}</h2>

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +28,7 @@ from models.config import BEST_SILHOUETTE, STUDY_CANDIDATE, ClusteringConfig
 from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS
 from warehouse.errors import KicError
 from warehouse.query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_SECONDS
+from warehouse.vocabulary import DEFAULT_MAX_OBSERVATION_AGE_DAYS
 
 __all__ = ["BEST_SILHOUETTE", "STUDY_CANDIDATE", "ClusteringConfig", "Settings", "config_file", "load_settings"]
 
@@ -36,6 +37,32 @@ DEFAULT_CONFIG_FILE = "kic.toml"
 
 # The config file of the Settings being built (see load_settings).
 _config_path: ContextVar[Path | None] = ContextVar("kic_config_path", default=None)
+
+
+class QuotaSettings(BaseModel):
+    """What each credential a crawl uses (a Graph token; a web session or egress IP) may call per
+    rolling window, how close to that a crawl goes, and how long a night's crawl may take.
+    See docs/collection.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Graph API Platform Rate Limits: 200 calls per user token per rolling hour. Corrected by
+    # the usage headers of every answer (X-App-Usage, X-Business-Use-Case-Usage).
+    graph_calls: int = Field(200, ge=1)
+    graph_window_seconds: float = Field(3600.0, gt=0)
+    # The web client publishes no limit and sends no usage headers: instaloader's
+    # RateController (the open-source reference) allows 75 of these calls per 11 minutes.
+    web_calls: int = Field(75, ge=1)
+    web_window_seconds: float = Field(660.0, gt=0)
+    target_usage: float = Field(0.85, gt=0, le=1)  # the share of a limit a crawl uses: it slows down before it
+    max_wait_seconds: float = Field(3600.0, ge=0)  # a longer wait for a quota stops the shard, the rest deferred
+    max_throttled: int = Field(5, ge=1)  # throttled answers to one request before its shard stops
+    # How long a night's crawl may run (from 03:00, the nightly schedule, to 23:00): its calls
+    # stay in it, and the plan fills what the credentials may call in it.
+    crawl_window_hours: float = Field(20.0, gt=0, le=24)
+    # Distinct credentials the shards crawl with (tokens; IPs or sessions). Default: one per
+    # shard (one machine, one token each). Shards sharing one share its quota.
+    credentials: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -76,6 +103,15 @@ class Settings(BaseSettings):
     # crawl-shard deployment, picked up by any worker polling the work pool.
     crawl_shards: int = Field(1, ge=1)
     crawl_shard_deployment: str = "crawl-shard/crawl-shard"
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    # A night fails (red in Prefect, `kic crawl` exits 1) when more than this share of the
+    # accounts it reached failed (not found, blocked, error; deferred ones are not failures),
+    # or when it read none.
+    max_failure_share: float = Field(0.2, ge=0, le=1)
+    # Features of a date take each influencer's latest observation; one older than this many
+    # days is not clustered (reason `stale`). Keep it above the full-refresh cycle the nightly
+    # plan reports.
+    max_observation_age_days: int = Field(DEFAULT_MAX_OBSERVATION_AGE_DAYS, ge=0)
 
     # Render Great Expectations' Data Docs after each validation. Their index lists every
     # validation ever stored, so rendering it grows with history; off, a run still validates,

@@ -26,10 +26,11 @@ from pipeline.storage import open_readable, open_warehouse
 from pipeline.study_csv import StudyCsv
 from pipeline.study_csv import read_study_csv as parse_study_csv
 from transforms import features as feature_sql
-from warehouse import quality, raw, watchlist
+from warehouse import nights, quality, raw, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot, write_atomically
+from warehouse.plans import Plan
 from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, store_snapshot, unchanged_snapshot
 from warehouse.vocabulary import CRAWL_SOURCES
@@ -93,9 +94,17 @@ def validator(settings: Settings):
 
 
 @io_step
-def open_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> crawling.OpenedCrawl:
-    """Pick the crawl's accounts (the watchlist by default), split them into shards, record it in the landing area."""
-    opened = crawling.open_crawl(settings, request, shards)
+def plan_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> Plan:
+    """Check the source answers, then plan the night within its quota budget and store the plan."""
+    plan = crawling.plan_crawl(settings, request, shards)
+    log.info("plan %s: %s", plan.crawl_key, plan.arithmetic())
+    return plan
+
+
+@io_step
+def open_crawl(settings: Settings, request: CrawlRequest, plan: Plan) -> crawling.OpenedCrawl:
+    """Record the planned crawl, shard by shard with its pacing, in the landing area."""
+    opened = crawling.open_crawl(settings, request, plan)
     log.info("crawl %s: %d account(s) in %d shard(s)", opened.crawl_key, opened.accounts, len(opened.shards))
     return opened
 
@@ -139,12 +148,27 @@ def load(settings: Settings, crawl_key: str) -> CrawlSummary:
         summary.posts_written,
         summary.outcomes,
     )
+    if summary.accounts_deferred:
+        log.warning("crawl %d: %d account(s) deferred to the next night", summary.crawl_id, summary.accounts_deferred)
     log.info("Scrapy stats of crawl %d: %s", summary.crawl_id, summary.stats)
     for name, why in summary.refused.items():
         log.warning("crawl %d: landed file %s refused: %s", summary.crawl_id, name, why)
     if summary.message:
         log.warning("crawl %d: %s", summary.crawl_id, summary.message)
     return summary
+
+
+@io_step
+def review_night(settings: Settings, crawl_key: str) -> nights.NightReview:
+    """Read back what the night stored: its plan, outcomes by reason, validations and features."""
+    with open_warehouse(settings, read_only=True) as con:
+        return nights.review_night(con, crawl_key)
+
+
+@pure_step
+def judge_night(review: nights.NightReview, max_failure_share: float) -> str | None:
+    """Say why the night failed (nothing read, too many accounts failed), or None."""
+    return nights.judge_night(review, max_failure_share)
 
 
 @io_step
@@ -202,18 +226,34 @@ def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = qua
         counts = quality.crawl_counts(con, crawl_id)
         columns = {table: quality.table_columns(con, table) for table in quality.CRAWL_TABLES}
         (source,) = con.execute(CRAWL_SOURCE, [crawl_id]).fetchall()[0]
-        previous = None
+        expected = None
         if source in CRAWL_SOURCES:  # an import is a file of its own: no volume to compare
-            before = quality.previous_crawl_counts(con, crawl_id, source) or (None, None)
-            previous = dict(zip(("raw.profiles", "raw.posts"), before, strict=True))
+            expected = planned_volume(con, crawl_id, source)
         return validate_crawl(
             validator(settings),
             crawl_id,
             lambda table, key: quality.crawl_rows(con, table, crawl_id, key, chunk_rows),
             counts,
             columns,
-            previous,
+            expected,
         )
+
+
+def planned_volume(con, crawl_id: int, source: str) -> dict:
+    """What a crawl's plan leads to expect: a profile for every account it reached, and posts at
+    the previous crawl's posts per profile (the night before only gives that ratio)."""
+    from transforms.validation import Expected
+
+    reached = quality.crawl_reached(con, crawl_id)
+    profiles = Expected(reached, f"the {reached:,} planned accounts it reached")
+    profiles_before, posts_before = quality.previous_crawl_counts(con, crawl_id, source) or (0, 0)
+    posts = None
+    if profiles_before and posts_before:
+        per_profile = posts_before / profiles_before
+        posts = Expected(
+            reached * per_profile, f"{reached:,} accounts at the previous crawl's {per_profile:.1f} posts each"
+        )
+    return {"raw.profiles": profiles, "raw.posts": posts}
 
 
 @io_step
@@ -247,7 +287,7 @@ def validate_feature_rows(
         day = feature_sql.feature_date_or_latest(con, feature_date)
         columns = quality.table_columns(con, "features.influencer_features")
         previous = quality.previous_feature_count(con, day)
-        rows = feature_sql.FeatureStream(con, day, chunk_rows)
+        rows = feature_sql.FeatureStream(con, day, chunk_rows, settings.max_observation_age_days)
         validation = validate_features(validator(settings), rows, columns, previous, day)
     return FeatureRows(day, validation, rows.fingerprint)
 
@@ -257,7 +297,12 @@ def write_features(settings: Settings, features: FeatureRows) -> feature_sql.Fea
     """Replace one date's features with the rows that passed validation, from SQL, in one transaction."""
     with open_warehouse(settings) as con:
         feature_sql.insert_features(
-            con, features.feature_date, features.quarantined, features.fingerprint, STREAMING_DUCKDB_MEMORY
+            con,
+            features.feature_date,
+            features.quarantined,
+            features.fingerprint,
+            STREAMING_DUCKDB_MEMORY,
+            settings.max_observation_age_days,
         )
         return feature_sql.summarize_features(con, features.feature_date)
 
@@ -310,6 +355,15 @@ def read_snapshot(settings: Settings, version: int) -> tuple[pd.DataFrame, pd.Da
     """Read a snapshot's cluster table and who changed persona since the one before."""
     with open_warehouse(settings, read_only=True) as con:
         return cluster_table(con, version), con.execute(CHANGES).df()
+
+
+@io_step
+def read_observation_ages(settings: Settings, version: int) -> pd.DataFrame:
+    """Read how old a snapshot's numbers are, per persona and for the cohort."""
+    from warehouse.ages import observation_ages
+
+    with open_warehouse(settings, read_only=True) as con:
+        return observation_ages(con, version)
 
 
 # --- publish --------------------------------------------------------------------------------

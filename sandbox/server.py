@@ -5,13 +5,16 @@ Serves, on 127.0.0.1:
   GET /api/v1/tags/web_info/?tag_name=TAG[&max_id=M]  hashtag pages
   GET /{version}/{ig-user-id}?fields=business_discovery.username(NAME){...}   Graph API
   GET /_sandbox/accounts            the usernames it knows (JSON list)
+  GET /_sandbox/usage               calls admitted and throttled, per token and per client IP
   POST /_sandbox/date?date=D        serve another day from now on
-Answers are a function of the seed and the served date; faults come from settings.
+Answers are a function of the seed and the served date; faults come from settings. Quotas
+apply per Graph token and per client IP, as the real sources apply them (sandbox.quotas).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -24,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from sandbox.quotas import Admission, RollingQuota
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Account, Population, Post, Profile
 
@@ -141,11 +145,34 @@ def graph_discovery(profile: Profile, after: str | None, page_size: int, base: s
     }
 
 
-def graph_error(code: int, message: str, subcode: int | None = None) -> dict:
+def graph_error(code: int, message: str, subcode: int | None = None, transient: bool = False) -> dict:
     error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "sandbox"}
     if subcode:
         error["error_subcode"] = subcode
+    if transient:
+        error["is_transient"] = True
     return {"error": error}
+
+
+# The Graph API's business-use-case throttle of Instagram calls (Rate Limits, "BUC" codes).
+INSTAGRAM_THROTTLE = (80002, "There have been too many calls to this Instagram account. Wait a bit and try again.")
+WEB_THROTTLE_BODY = {
+    "message": "Please wait a few minutes before you try again.",
+    "require_login": True,
+    "status": "fail",
+}
+
+
+def graph_usage_headers(admission: Admission, business_id: str) -> dict:
+    """The usage headers of a Graph API answer: the app's (X-App-Usage) and the Instagram
+    business use case's (X-Business-Use-Case-Usage), with the time to regain access in minutes.
+    The sandbox's calls all cost alike: CPU and time shares follow the call count."""
+    usage = {"call_count": admission.percent, "total_cputime": admission.percent, "total_time": admission.percent}
+    business = {**usage, "type": "instagram", "estimated_time_to_regain_access": admission.regain_minutes}
+    return {
+        "X-App-Usage": json.dumps(usage),
+        "X-Business-Use-Case-Usage": json.dumps({business_id: [business]}),
+    }
 
 
 # --- the server ------------------------------------------------------------------------
@@ -170,6 +197,8 @@ class Sandbox:
         self.requests: Counter[str] = Counter()  # per account, for "N faults then success"
         self.request_number = 0
         self.lock = threading.Lock()
+        self.graph_quota = RollingQuota(self.config.graph_quota.calls, self.config.graph_quota.window_seconds)
+        self.web_quota = RollingQuota(self.config.web_quota.calls, self.config.web_quota.window_seconds)
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -196,13 +225,24 @@ class Sandbox:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def client_quotas(self) -> dict[str, float]:
+        """Its quotas as a crawler's settings (`quotas.*`) name them: what to pace a crawl of it by."""
+        graph, web = self.config.graph_quota, self.config.web_quota
+        return {
+            "graph_calls": graph.calls,
+            "graph_window_seconds": graph.window_seconds,
+            "web_calls": web.calls,
+            "web_window_seconds": web.window_seconds,
+        }
+
     def today(self) -> date:
         return self.served_date or datetime.now(self.timezone).date()
 
     def profile(self, account: Account) -> Profile:
-        """The account as of the served day; on the real today, as of now."""
+        """The account as of the served day; on the real today (or a day to come), as of now:
+        never a post published after the moment it is fetched."""
         now = datetime.now(self.timezone)
-        return self.population.profile(account, self.today(), now=now if self.today() == now.date() else None)
+        return self.population.profile(account, self.today(), now=now if self.today() >= now.date() else None)
 
     def handler(self):
         sandbox = self
@@ -211,14 +251,14 @@ class Sandbox:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
-                status, headers, body = sandbox.answer("GET", self.path, self.headers)
+                status, headers, body = sandbox.answer("GET", self.path, self.headers, self.client_address[0])
                 self.reply(status, headers, body)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                status, headers, body = sandbox.answer("POST", self.path, self.headers)
+                status, headers, body = sandbox.answer("POST", self.path, self.headers, self.client_address[0])
                 self.reply(status, headers, body)
 
             def reply(self, status, headers, body: bytes):
@@ -235,11 +275,13 @@ class Sandbox:
         return Handler
 
     # routing
-    def answer(self, method: str, raw_path: str, headers) -> tuple[int, dict, bytes]:
+    def answer(self, method: str, raw_path: str, headers, client: str = "127.0.0.1") -> tuple[int, dict, bytes]:
         url = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == "/_sandbox/accounts":
             return json_answer(200, [a.username for a in self.population.accounts])
+        if url.path == "/_sandbox/usage":
+            return json_answer(200, {"graph": self.graph_quota.report(), "web": self.web_quota.report()})
         if url.path == "/_sandbox/date" and method == "POST":
             try:
                 self.served_date = date.fromisoformat(query.get("date", ""))
@@ -248,12 +290,16 @@ class Sandbox:
             return json_answer(200, {"date": self.served_date.isoformat()})
         if method != "GET":
             return json_answer(405, {"error": "method not allowed"})
-        if url.path == WEB_PROFILE_PATH:
-            return self.web_profile_info(query.get("username", ""), headers)
-        if url.path == WEB_TAG_PATH:
-            return self.tag_page(query.get("tag_name", ""), query.get("max_id"), headers)
-        if GRAPH_PATH.match(url.path):
-            return self.business_discovery(url.path, query, headers)
+        if url.path in (WEB_PROFILE_PATH, WEB_TAG_PATH):
+            if not headers.get("X-IG-App-ID"):
+                return json_answer(400, {"message": "useragent mismatch", "status": "fail"})
+            if not self.web_quota.admit(client).admitted:  # per IP; no usage headers, no stated wait
+                return json_answer(429, WEB_THROTTLE_BODY)
+            if url.path == WEB_PROFILE_PATH:
+                return self.web_profile_info(query.get("username", ""))
+            return self.tag_page(query.get("tag_name", ""), query.get("max_id"))
+        if match := GRAPH_PATH.match(url.path):
+            return self.business_discovery(url.path, match.group(2), query, headers)
         return html_answer(404, "Page Not Found")
 
     def random_fault(self, username: str, graph: bool = False) -> tuple[int, dict, bytes] | None:
@@ -270,7 +316,7 @@ class Sandbox:
                 return json_answer(403, graph_error(4, "Application request limit reached"))
             return rate_limited(faults.retry_after_seconds)
         if seen <= faults.failing.get(username, 0) or draws[1] < faults.server_error_rate:
-            return json_answer(503, {"message": "Please wait a few minutes before you try again.", "status": "fail"})
+            return json_answer(503, {"message": "Oops, an error occurred.", "status": "fail"})
         if username in faults.slow or draws[2] < faults.slow_rate:
             time.sleep(faults.slow_seconds)
         if username in faults.malformed or draws[3] < faults.malformed_rate:
@@ -281,9 +327,7 @@ class Sandbox:
             )
         return None
 
-    def web_profile_info(self, username: str, headers) -> tuple[int, dict, bytes]:
-        if not headers.get("X-IG-App-ID"):
-            return json_answer(400, {"message": "useragent mismatch", "status": "fail"})
+    def web_profile_info(self, username: str) -> tuple[int, dict, bytes]:
         if fault := self.random_fault(username):
             return fault
         faults = self.config.faults
@@ -307,9 +351,7 @@ class Sandbox:
                 edge["node"]["taken_at_timestamp"] = 4102444800  # 2100-01-01
         return json_answer(200, answer)
 
-    def tag_page(self, tag: str, max_id: str | None, headers) -> tuple[int, dict, bytes]:
-        if not headers.get("X-IG-App-ID"):
-            return json_answer(400, {"message": "useragent mismatch", "status": "fail"})
+    def tag_page(self, tag: str, max_id: str | None) -> tuple[int, dict, bytes]:
         if fault := self.random_fault(f"#{tag}"):
             return fault
         accounts = self.population.accounts if tag == self.config.tag else ()
@@ -342,11 +384,20 @@ class Sandbox:
         }
         return json_answer(200, {"data": data, "status": "ok"})
 
-    def business_discovery(self, path: str, query: dict, headers) -> tuple[int, dict, bytes]:
+    def business_discovery(self, path: str, business_id: str, query: dict, headers) -> tuple[int, dict, bytes]:
         token = (headers.get("Authorization") or "").removeprefix("Bearer ").strip() or query.get("access_token")
         expected = self.config.graph_access_token
         if not token or (expected is not None and token != expected.get_secret_value()):
             return json_answer(400, graph_error(190, "Invalid OAuth access token - Cannot parse access token"))
+        admission = self.graph_quota.admit("token " + hashlib.sha256(token.encode()).hexdigest()[:8])
+        usage = graph_usage_headers(admission, business_id)
+        if not admission.admitted:
+            status, answer_headers, body = json_answer(400, graph_error(*INSTAGRAM_THROTTLE, transient=True))
+        else:
+            status, answer_headers, body = self.discovery_answer(path, query, headers)
+        return status, {**answer_headers, **usage}, body
+
+    def discovery_answer(self, path: str, query: dict, headers) -> tuple[int, dict, bytes]:
         fields = query.get("fields", "")
         match = DISCOVERY_USERNAME.search(fields)
         if not match:

@@ -37,6 +37,15 @@ class SandboxFaults(BaseModel):
     corrupt: list[str] = Field(default_factory=list)
 
 
+class SandboxQuota(BaseModel):
+    """Calls one credential may make per rolling window; past it, calls are throttled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = Field(100_000, ge=1)
+    window_seconds: float = Field(60.0, gt=0)
+
+
 class SandboxSettings(BaseSettings):
     """The local fake Instagram and the seeded synthetic cohort it serves."""
 
@@ -52,4 +61,10 @@ class SandboxSettings(BaseSettings):
     tag_page_size: int = Field(50, ge=1)
     graph_page_size: int = Field(5, ge=1)
     graph_access_token: SecretStr | None = None  # if set, the only token accepted
+    # Quotas as the real sources apply them: per Graph token (usage in X-App-Usage and
+    # X-Business-Use-Case-Usage, error 80002 past it) and per client IP for the web client's
+    # endpoints (429 "Please wait a few minutes", no usage headers). Generous by default, so
+    # that `kic run` is bound by the crawl, not the quota; a crawl still paces by them.
+    graph_quota: SandboxQuota = Field(default_factory=SandboxQuota)
+    web_quota: SandboxQuota = Field(default_factory=SandboxQuota)
     faults: SandboxFaults = Field(default_factory=SandboxFaults)

@@ -235,8 +235,10 @@ class Population:
     def _grid(self, account: Account, day: int, followers: int, now: datetime | None) -> tuple[Post, ...]:
         # Post number p is published on day p * post_every_days (p may be negative).
         latest = day // account.post_every_days
-        if now is not None and self._post(account, latest, day, followers, False).taken_at > now:
-            latest -= 1  # today's post is not up yet
+        # Posts published after `now` are not up yet: not today's, nor (early in the morning
+        # here, when it is still yesterday in UTC) yesterday's.
+        while now is not None and self._post(account, latest, day, followers, False).taken_at > now:
+            latest -= 1
         numbers = list(range(latest, latest - GRID_POSTS, -1))
         pinned = None
         if account.pinned_post is not None:

@@ -7,7 +7,7 @@ class AccountItem(scrapy.Item):
     """One account's crawl: its outcome, and its profile and posts when it could be read."""
 
     username = scrapy.Field()
-    status = scrapy.Field()  # ok | private | not_found | rate_limited | blocked | error
+    status = scrapy.Field()  # ok | private | not_found | blocked | error | deferred
     reason = scrapy.Field()
     http_status = scrapy.Field()
     detail = scrapy.Field()  # the offending response, kept for diagnosis

@@ -13,8 +13,11 @@ from typing import Any
 
 from warehouse.vocabulary import AccountStatus
 
-# Graph API error codes (error.code), not HTTP statuses, say what went wrong.
-GRAPH_RATE_LIMIT_CODES = {4, 17, 32, 613}
+# Graph API error codes (error.code), not HTTP statuses, say what went wrong. Throttling
+# (Graph API "Rate Limits"): 4 app, 17 user, 32 Pages, 613 custom; the business-use-case
+# limits 80000 Ads Insights, 80001 Pages, 80002 Instagram, 80003 Custom Audience, 80004 Ads
+# Management, 80005 LeadGen, 80006 Messenger, 80008 WhatsApp, 80009 and 80014 Catalog.
+GRAPH_RATE_LIMIT_CODES = {4, 17, 32, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014}
 GRAPH_UNKNOWN_USER_CODE = 110
 GRAPH_INVALID_TOKEN_CODE = 190
 # The web client's answers when it wants a login first.

@@ -123,15 +123,13 @@ class LandingPipeline:
         # add accounts as they find them, so the spider's list is the one to check).
         unreached = [u for u in spider.requested if u not in self.written]
         why = getattr(spider, "close_reason", None) or "stopped"
+        if getattr(spider, "quota_stop", None):
+            # Stopped for the quota: not the accounts' failure; the next night plans them first.
+            status, reason = AccountStatus.DEFERRED, f"deferred: {why}"
+        else:
+            status, reason = AccountStatus.ERROR, f"not crawled: the crawl closed early ({why})"
         if unreached:
-            outcomes = pd.DataFrame(
-                {
-                    "username": unreached,
-                    "status": AccountStatus.ERROR,
-                    "reason": f"not crawled: the crawl closed early ({why})",
-                    "fetched_at": utcnow(),
-                }
-            )
+            outcomes = pd.DataFrame({"username": unreached, "status": status, "reason": reason, "fetched_at": utcnow()})
             self.batch += 1
             batch = f"{self.attempt}-{self.batch:06d}"
             self.landing.put_batch(self.crawl_key, self.shard, batch, {"account_outcomes": outcomes})
@@ -139,9 +137,13 @@ class LandingPipeline:
             self.crawl_key,
             self.shard,
             RunStatus.INTERRUPTED if unreached else RunStatus.SUCCEEDED,
-            message=f"{len(unreached)} account(s) not crawled: {why}" if unreached else None,
+            message=f"{len(unreached)} account(s) {status_words(status)}: {why}" if unreached else None,
             stats=self.crawler.stats.get_stats(),
         )
+
+
+def status_words(status: str) -> str:
+    return "deferred" if status == AccountStatus.DEFERRED else "not crawled"
 
 
 def rows_of(items: list[AccountItem]) -> dict[str, pd.DataFrame]:

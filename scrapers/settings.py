@@ -26,16 +26,38 @@ AUTOTHROTTLE_START_DELAY = 2.0
 AUTOTHROTTLE_MAX_DELAY = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 
-# Retries with backoff on 429 and 5xx, waiting at least the server's Retry-After.
+# Retries with backoff on 5xx, waiting at least the server's Retry-After. Throttled answers
+# (429, Graph rate-limit codes) are the quota middleware's: retried after the server's wait,
+# never counted as the account's failure.
 RETRY_ENABLED = True
 RETRY_TIMES = 3
-RETRY_HTTP_CODES = [429, 500, 502, 503, 504, 522, 524, 408]
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]
 RETRY_BACKOFF_BASE = 5.0  # seconds, doubled at every retry
 RETRY_BACKOFF_MAX = 300.0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "scrapers.middlewares.BackoffRetryMiddleware": 550,
+    # Above the retries: it sees answers first (a throttle is retried here, not there) and
+    # counts a request only once it leaves for the server.
+    "scrapers.middlewares.QuotaMiddleware": 560,
+    "scrapers.middlewares.LocalTargetMiddleware": 570,
 }
+# A server on this machine (the sandbox, a fixture server) is crawled without the politeness
+# delay, also by a hand-run `scrapy crawl`; its quota is kept (QuotaMiddleware).
+DOWNLOAD_SLOTS = {host: {"delay": 0, "concurrency": 8} for host in ("127.0.0.1", "localhost", "::1")}
+
+# --- Quotas: calls per credential per rolling window (scrapers.quotas) -------------------
+# Graph API Platform Rate Limits: 200 calls per user token per rolling hour.
+KIC_GRAPH_QUOTA_CALLS = 200
+KIC_GRAPH_QUOTA_WINDOW_SECONDS = 3600.0
+# The web client publishes no limit and sends no usage headers: instaloader's RateController
+# paces these JSON endpoints at 75 calls per 11 minutes per session.
+KIC_WEB_QUOTA_CALLS = 75
+KIC_WEB_QUOTA_WINDOW_SECONDS = 660.0
+KIC_QUOTA_TARGET_USAGE = 0.85  # slow down before the limit: use at most this share of it
+KIC_QUOTA_MAX_WAIT_SECONDS = 3600.0  # a longer wait for the quota stops the shard (the rest deferred)
+KIC_QUOTA_MAX_THROTTLED = 5  # throttled answers to one request before the shard stops
+KIC_QUOTA_DEADLINE = 0.0  # the crawl window's end (epoch seconds): no wait past it; 0: none
 # A login or checkpoint answer stops the crawl (see the spider): never push on through one.
 
 # --- Output ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -423,10 +423,12 @@ PIPELINE_IMPORT = [
 @pytest.fixture(scope="session")
 def pipeline_warehouse(tmp_path_factory) -> Path:
     """A warehouse with an import (one row rejected), two nightly crawls (one profile each
-    quarantined by validation), their features, two snapshots and a watchlist. Built once
-    per worker (its users run on one: pytest_itemcollected); tests copy it, never change it."""
+    quarantined by validation), their features, two snapshots, a watchlist and a night's plan
+    of it. Built once per worker (its users run on one: pytest_itemcollected); tests copy it,
+    never change it."""
     from pipeline import jobs
     from pipeline.settings import Settings
+    from warehouse.plans import NightBudget, make_plan, store_plan
 
     folder = tmp_path_factory.mktemp("pipeline")
     settings = Settings(warehouse=folder / "warehouse.duckdb", clustering=PIPELINE_CLUSTERING, lock_wait_seconds=60)
@@ -447,6 +449,11 @@ def pipeline_warehouse(tmp_path_factory) -> Path:
         jobs.features(settings, night)
         jobs.recluster(settings)
     jobs.watch(settings, ["alpha_one", "gamma"], "manual")
+    with connect(settings.warehouse) as con:
+        night = PIPELINE_NIGHTS[-1] + timedelta(days=1)
+        budget = NightBudget("web", 1, 75, 660.0, 0.85, 20.0, 1.0)
+        plan = make_plan(con, f"web-{night}-plan", ["alpha_one", "gamma"], night, budget, ["shard-001-of-001"], 30)
+        store_plan(con, plan, FETCHED_AT)
     return settings.warehouse
 
 

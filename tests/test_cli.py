@@ -43,6 +43,10 @@ def test_show_formats_agree_with_the_warehouse(main_job):
     csv_lines = cli("show", "1", "-w", warehouse, "--format", "csv").stdout.splitlines()
     assert csv_lines[0].startswith("rank,persona,persona_id,cluster,size,mean_er,mean_active_rate")
     assert len(csv_lines) > 1
+    # How old each persona's numbers are: the second night read every account that night.
+    assert {(row["oldest_observed_on"][:10], row["older_than_7_days"]) for row in table} == {(MAIN_JOB_DAYS[1], 0.0)}
+    shown = cli("show", "-w", warehouse).stdout
+    assert "oldest observation" in shown and f"numbers observed from {MAIN_JOB_DAYS[1]} on" in shown
 
 
 def test_recluster_adds_a_snapshot_with_the_chosen_candidate(main_job_copy):

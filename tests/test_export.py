@@ -38,13 +38,15 @@ COLUMNS = [
     "follower_growth_28d",
     "follower_growth_28d_pct",
     "follower_jump",
+    "observed_on",
 ]
 # What each exported row must say, computed here from the stored tables by the crafted dates.
 EXPECTED = """
 SELECT a.username, 'https://www.instagram.com/' || a.username || '/', a.persona, now.follower,
        follower_tier(now.follower), a.er, a.active_rate,
        now.follower - week.follower, (now.follower - week.follower) * 100.0 / week.follower,
-       now.follower - month.follower, (now.follower - month.follower) * 100.0 / month.follower
+       now.follower - month.follower, (now.follower - month.follower) * 100.0 / month.follower,
+       now.observed_on::VARCHAR
 FROM clusters.assignments AS a
 JOIN features.influencer_features AS now ON now.username = a.username AND now.feature_date = $today
 JOIN features.influencer_features AS week ON week.username = a.username AND week.feature_date = $today - 7
@@ -107,11 +109,11 @@ def test_each_format_reads_back_one_row_per_influencer_of_the_snapshot(warehouse
     expected = stored(warehouse, EXPECTED, {"today": SNAPSHOT_DAY})
     assert columns == COLUMNS
     assert f"{len(expected)} influencer(s) of snapshot 1 written to {output}" in result.stdout
-    got = sorted(row[:-1] for row in rows)  # the jump flag: see the next test
+    got = sorted((*row[:-2], str(row[-1])) for row in rows)  # the jump flag: see the next test
     assert len(got) == len(expected) > 0
     for row, want in zip(got, sorted(expected), strict=True):
-        assert row[:5] == want[:5]
-        assert row[5:] == pytest.approx(want[5:])
+        assert row[:5] == want[:5] and row[-1] == want[-1] == str(SNAPSHOT_DAY)  # observed that day
+        assert row[5:-1] == pytest.approx(want[5:-1])
     assert all(row[7] is not None and row[9] is not None for row in rows)  # growth over 7 and 28 days
 
 

@@ -148,3 +148,48 @@ def test_a_non_finite_feature_written_around_validation_stops_the_recluster_in_o
     con.execute("UPDATE features.influencer_features SET er = 'inf'::DOUBLE WHERE username = 'ann'")
     with pytest.raises(KicError, match=f"features of {DAY}: 1 clusterable influencer.*non-finite er"):
         load_clusterable(con, DAY)
+
+
+def test_each_row_says_when_it_was_observed_and_an_observation_too_old_is_stale(con):
+    images = [post(u, n, "image", 100, 10) for u in ("fresh", "aging", "old") for n in (1, 2)]
+    add_crawl(con, DAY - timedelta(days=45), [{"username": "old"}], [p for p in images if p["username"] == "old"])
+    add_crawl(con, DAY - timedelta(days=30), [{"username": "aging"}], [p for p in images if p["username"] == "aging"])
+    add_crawl(con, DAY, [{"username": "fresh"}], [p for p in images if p["username"] == "fresh"])
+    derive(con, DAY)
+    rows = {
+        u: rest
+        for u, *rest in con.execute(
+            "SELECT username, observed_on, observed_at, is_clusterable, not_clusterable_reason, er "
+            "FROM features.influencer_features WHERE feature_date = ?",
+            [DAY],
+        ).fetchall()
+    }
+    assert {u: r[0] for u, r in rows.items()} == {
+        "fresh": DAY,
+        "aging": DAY - timedelta(days=30),
+        "old": DAY - timedelta(days=45),
+    }
+    assert all(r[1] is not None for r in rows.values())  # and when it was fetched
+    # The default max_observation_age_days (30): 30 days old is still clusterable, 45 is not.
+    assert rows["fresh"][2:4] == [True, None] and rows["aging"][2:4] == [True, None]
+    assert rows["old"][2:] == [False, "stale", None]
+    clusterable = con.execute("SELECT username FROM features.clusterable WHERE feature_date = ?", [DAY]).fetchall()
+    assert sorted(u for (u,) in clusterable) == ["aging", "fresh"]
+
+
+def test_a_2020_import_is_stale_in_2026_and_in_no_snapshot_of_then(con, study_file):
+    from conftest import import_study, synthetic_crawl
+    from sandbox.synthetic import Population
+
+    import_study(con, study_file("beauty_data_extend.csv"), date(2020, 6, 1))
+    assert derive(con, date(2020, 6, 1)).clusterable == 929  # as of its own day: all of it, as the study
+    synthetic_crawl(con, Population(50, seed=9), DAY)
+    summary = derive(con, DAY)
+    assert summary.not_clusterable["stale"] == 929
+    from_2020 = con.execute(
+        "SELECT count(*) FROM features.clusterable c "
+        "JOIN features.influencer_features f USING (username, feature_date) "
+        "WHERE c.feature_date = ? AND f.observed_on < DATE '2026-01-01'",
+        [DAY],
+    ).fetchall()[0][0]
+    assert from_2020 == 0 and summary.clusterable > 0

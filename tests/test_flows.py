@@ -102,9 +102,10 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog, mon
     assert (env.data_docs_path / "offline.html").read_text(encoding="utf-8").count("<tr class=") == 5
     found, run = artifacts(state)
     assert run.name == "nightly-refresh-2026-06-01-web"
-    assert {"nightly-crawl-outcomes", "nightly-validation"} <= set(found)
+    assert {"nightly-plan", "nightly-crawl-outcomes", "nightly-validation"} <= set(found)
     assert {r["status"] for r in table(found["nightly-crawl-outcomes"])} <= {"ok", "private"}
     assert "Rows quarantined:** 0" in found["nightly-validation"].data
+    assert "40 watched" in found["nightly-plan"].data and "never_observed | 40" in found["nightly-plan"].data
 
 
 def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
@@ -130,6 +131,15 @@ def test_a_volume_drop_fails_the_night_before_features_change_and_the_weekly_run
     state = night(env, day=later, deleted=names()[10:])  # 30 of 40 accounts vanish
     assert state.is_failed()
     assert "table-level validation failed" in state.message and "rows>=min_rows" in state.message
+    # It says so in the user's words: the counts and the top reason, and the volume against the plan.
+    assert "NightFailed: 30 of 40 accounts failed (more than 20%): not_found 30 (data.user is null)" in state.message
+    assert "raw.profiles: 10 rows, fewer than 20 (half of the 40 planned accounts it reached)" in state.message
+    # A failed night still attaches its plan, outcomes (with example accounts) and validation.
+    found, _ = artifacts(state)
+    assert {"nightly-plan", "nightly-crawl-outcomes", "nightly-validation"} <= set(found)
+    gone = next(r for r in table(found["nightly-crawl-outcomes"]) if r["status"] == "not_found")
+    assert gone["accounts"] == 30 and gone["examples"].split(", ") == sorted(names()[10:])[:3]
+    assert "**failed**" in found["nightly-validation"].data and "fewer than 20" in found["nightly-validation"].data
     assert rows(env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later]) == [(0,)]
     assert rows(
         env, "SELECT count(*) FROM features.influencer_features WHERE feature_date = ?", [later], copy=True
@@ -167,6 +177,9 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
     found, run = artifacts(second)
     assert run.name == "weekly-recluster-2026-06-08-v2"  # renamed after what it made
     assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes", "weekly-report"} <= set(found)
+    ages = table(found["weekly-observation-ages"])
+    assert {(r["oldest observation"], r["older than 7 days"]) for r in ages} == {("2026-06-08", "0%")}
+    assert "numbers observed from 2026-06-08 on" in found["weekly-observation-ages"].description
     report = Path(second.result()["report"])
     assert report.name == "snapshot-2.html" and "data:image/png;base64," in report.read_text(encoding="utf-8")
     assert str(report) in found["weekly-report"].data

@@ -211,7 +211,7 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
                 for run in (nightly, weekly)
             }
             keys = {name: set(found) for name, found in made.items()}
-            assert keys[nightly.name] == {"nightly-crawl-outcomes", "nightly-validation"}
+            assert keys[nightly.name] == {"nightly-plan", "nightly-crawl-outcomes", "nightly-validation"}
             assert keys[weekly.name] == {
                 "weekly-clusters",
                 "weekly-candidates",
@@ -220,6 +220,7 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
                 "weekly-scatter",
                 "weekly-dendrogram",
                 "weekly-moves",
+                "weekly-observation-ages",
             }
             history = {run.name for run in client.read_flow_runs()}
             assert {f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name} <= history

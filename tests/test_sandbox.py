@@ -137,3 +137,20 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
     assert all(nightly_er[i] != nightly_er[i + 1] for i in range(27))  # every night differs
     assert len(fingerprints) == 4 and len(set(fingerprints)) == 4
     assert changed > 0  # some influencers move between weekly clusters
+
+
+@pytest.mark.parametrize("hour", [0, 3, 5, 7, 8, 15, 23])  # 0-8 h: still yesterday in UTC
+def test_no_post_is_served_before_it_is_published_at_any_hour_of_the_day(hour):
+    """Early in the morning in Seoul it is still the day before in UTC: neither today's nor
+    yesterday's post may be up yet (the sandbox served both, and its clean data failed
+    `fetched_at >= taken_at`)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sandbox.synthetic import GRID_POSTS, Population
+
+    population = Population(200, seed=20200601)
+    now = datetime(2026, 6, 1, hour, 30, tzinfo=ZoneInfo("Asia/Seoul"))
+    profiles = [population.profile(account, now.date(), now=now) for account in population.accounts]
+    assert all(post.taken_at <= now for profile in profiles for post in profile.posts)
+    assert all(len(p.posts) == GRID_POSTS for p in profiles if not p.account.is_private)

@@ -48,7 +48,8 @@ def test_three_shards_run_on_more_than_one_worker_and_add_up_to_a_one_shard_nigh
     sandbox_settings = SandboxSettings(influencers=90, seed=5, date=DAY)
     with Sandbox(sandbox_settings) as sandbox, stack, temporary_settings({PREFECT_API_URL: stack.api_url}):
         accounts = [a.username for a in sandbox.population.accounts]
-        common = {"accounts": accounts, "date": DAY, "base_url": sandbox.url}
+        # Paced by the sandbox's quotas (per shard: one credential each), as a real source by its limits.
+        common = {"accounts": accounts, "date": DAY, "base_url": sandbox.url, "quotas": sandbox.client_quotas()}
         sharded = nightly_refresh(**common, warehouse=str(tmp_path / "sharded" / "w.duckdb"), shards=3)
         single = nightly_refresh(**common, warehouse=str(tmp_path / "single" / "w.duckdb"), shards=1)
 

@@ -21,6 +21,7 @@ from warehouse.db import (
 )
 from warehouse.errors import KicError
 from warehouse.landing import Landing, load_crawl
+from warehouse.plans import NightBudget, make_plan, store_plan
 
 GRAIN = re.compile(
     r"-- Grain: (?P<grain>[^\n]*?)(?:\n-- [^\n]*)*?Key: (?P<key>\([^)]*\)|\w+)\.?[^\n]*\n"
@@ -134,14 +135,19 @@ def populated(pipeline_warehouse, tmp_path_factory):
     """A warehouse filled through the real pipeline, so that every table and view has rows: the
     session's pipeline warehouse (an import with a rejected row, two validated crawls with
     quarantined rows, features, two snapshots whose personas differ for someone, a watchlist),
-    plus a crawl no one has validated yet and two crawls that came through the landing area."""
+    plus a crawl no one has validated yet and two crawls that came through the landing area,
+    each planned first (the nightly plan's tables)."""
     tmp = tmp_path_factory.mktemp("keys")
     path = tmp / "warehouse.duckdb"
     shutil.copy(pipeline_warehouse, path)
     with connect(path) as con:
         synthetic_crawl(con, Population(12, seed=5), date(2026, 6, 10), validated=False)
     landing = Landing(str(tmp / "landing"))
+    budget = NightBudget("web", 1, 75, 660.0, 0.85, 20.0, 1.0)
     for n, key in enumerate(("web-2026-06-11-a", "web-2026-06-12-b")):
+        with connect(path) as con:
+            plan = make_plan(con, key, ["landed.one", "landed.two"], date(2026, 6, 11 + n), budget, ["s1"], 30)
+            store_plan(con, plan, FETCHED_AT)
         landing.open_crawl(key, "web", None, date(2026, 6, 11 + n), {"shard-001-of-001": ["landed.one", "landed.two"]})
         outcomes = pd.DataFrame({"username": ["landed.one", "landed.two"], "status": "ok", "fetched_at": FETCHED_AT})
         landing.put_batch(key, "shard-001-of-001", "0000aaaa-000001", {"account_outcomes": outcomes})

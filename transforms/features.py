@@ -21,6 +21,7 @@ from warehouse.db import scalar, transaction
 from warehouse.errors import KicError
 from warehouse.quality import CHUNK_ROWS, chunks
 from warehouse.snapshots import clusterable_fingerprint
+from warehouse.vocabulary import DEFAULT_MAX_OBSERVATION_AGE_DAYS
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -132,8 +133,15 @@ class FeatureStream:
     It holds `con` while it is read (see warehouse.quality.chunks).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, feature_date: date, chunk_rows: int = CHUNK_ROWS):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        feature_date: date,
+        chunk_rows: int = CHUNK_ROWS,
+        max_age_days: int = DEFAULT_MAX_OBSERVATION_AGE_DAYS,
+    ):
         self.con, self.feature_date, self.chunk_rows = con, feature_date, chunk_rows
+        self.max_age_days = max_age_days
         self.rows = 0
         self.hashes = 0
         self.done = False
@@ -141,7 +149,8 @@ class FeatureStream:
     def __iter__(self) -> Iterator[pd.DataFrame]:
         self.rows, self.hashes, self.done = 0, 0, False
         query = FEATURE_ROWS_HASHED.format(query=feature_query())
-        for chunk in chunks(self.con, query, {"feature_date": self.feature_date}, self.chunk_rows):
+        params = {"feature_date": self.feature_date, "max_age_days": self.max_age_days}
+        for chunk in chunks(self.con, query, params, self.chunk_rows):
             hashes = chunk["row_hash"].to_numpy(dtype=np.uint64)
             self.hashes ^= int(np.bitwise_xor.reduce(hashes)) if len(hashes) else 0
             self.rows += len(chunk)
@@ -161,9 +170,11 @@ def insert_features(
     quarantined: list[str],
     validated: Fingerprint | None,
     memory_limit: str | None = None,
+    max_age_days: int = DEFAULT_MAX_OBSERVATION_AGE_DAYS,
 ) -> int:
     """Replace the features of one date with the feature query's rows but the `quarantined`
-    usernames, in one transaction, in SQL; return how many rows were written.
+    usernames, in one transaction, in SQL; return how many rows were written. An observation
+    older than `max_age_days` is kept, not clusterable (`stale`).
 
     `validated` is the fingerprint of the rows validation read: if the query gives other rows
     now (another run validated a crawl since), nothing is written. None skips the check.
@@ -177,7 +188,8 @@ def insert_features(
         if memory_limit is not None:
             con.execute(f"SET memory_limit = '{memory_limit}'")
         try:
-            con.execute(COMPUTE_FEATURES.format(query=feature_query()), {"feature_date": feature_date}).fetchall()
+            params = {"feature_date": feature_date, "max_age_days": max_age_days}
+            con.execute(COMPUTE_FEATURES.format(query=feature_query()), params).fetchall()
         finally:
             if memory_limit is not None:
                 con.execute("RESET memory_limit")

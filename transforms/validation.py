@@ -56,11 +56,12 @@ NOT_CLUSTERABLE_REASONS = [
     "no_image_posts",
     "likes_hidden",
     "comments_hidden",
+    "stale",
 ]
 # Percentages: the study's cohort tops out near 34 % ER and 43 % active_rate.
 MAX_PLAUSIBLE_ER = 100.0
 MAX_PLAUSIBLE_ACTIVE_RATE = 100.0
-VOLUME_DROP_LIMIT = 0.5  # fewer than half the previous rows fails the run
+VOLUME_DROP_LIMIT = 0.5  # fewer than half the rows expected fails the run
 
 # Expectations whose failure is about the table, not a row: they stop the run. On a stream
 # of chunks they are checked once, on the first chunk (the columns are the table's, and
@@ -145,6 +146,7 @@ def features_suite(columns: list[str]) -> gx.ExpectationSuite:
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
             gxe.ExpectColumnValuesToNotBeNull(column="username"),
+            gxe.ExpectColumnValuesToNotBeNull(column="observed_on"),  # every number has an age
             gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
             gxe.ExpectColumnValuesToBeBetween(
                 column="follower", min_value=1, max_value=MAX_PLAUSIBLE_COUNT, row_condition=clusterable
@@ -159,7 +161,7 @@ def features_suite(columns: list[str]) -> gx.ExpectationSuite:
 
 
 def volume_suite() -> gx.ExpectationSuite:
-    """One row per table: this run's rows against half the previous run's."""
+    """One row per table: this run's rows against at least half of what was expected."""
     return suite(
         "volume",
         [
@@ -186,14 +188,40 @@ def row_level(full: gx.ExpectationSuite) -> gx.ExpectationSuite:
     return suite(f"{full.name}-rows", copies)
 
 
-def volume_frame(counts: dict[str, tuple[int, int | None]]) -> pd.DataFrame:
-    """table -> (rows now, rows in the previous run or None)."""
+@dataclass(frozen=True)
+class Expected:
+    """The rows a table is expected to have, and whence (said when a check fails)."""
+
+    rows: float
+    whence: str
+
+    @property
+    def min_rows(self) -> int:
+        return math.ceil(self.rows * VOLUME_DROP_LIMIT)
+
+
+def volume_frame(counts: dict[str, tuple[int, Expected | None]]) -> pd.DataFrame:
+    """table -> (rows now, what was expected, or None: nothing to compare with)."""
     return pd.DataFrame(
         [
-            {"table_name": table, "rows": now, "min_rows": math.ceil(previous * VOLUME_DROP_LIMIT) if previous else 0}
-            for table, (now, previous) in counts.items()
+            {"table_name": table, "rows": now, "min_rows": expected.min_rows if expected else 0}
+            for table, (now, expected) in counts.items()
         ]
     )
+
+
+def validate_volume(validator: Validator, counts: dict[str, tuple[int, Expected | None]], run: str):
+    """The volume suite on `counts`; a failure says which table had how many rows, against what."""
+    result = validator.validate([volume_frame(counts)], volume_suite(), run, table_level=True)
+    short = [
+        f"{table}: {now:,} rows, fewer than {expected.min_rows:,} (half of {expected.whence})"
+        for table, (now, expected) in counts.items()
+        if expected is not None and now < expected.min_rows
+    ]
+    for outcome in result.expectations:
+        if not outcome.success and short:
+            outcome.observed_value = "; ".join(short)[:500]
+    return result
 
 
 # --- running suites -----------------------------------------------------------------------
@@ -591,11 +619,11 @@ def validate_crawl(
     rows: Callable[[str, list[str]], Chunks],
     counts: dict[str, int],
     columns: dict[str, list[str]],
-    previous: dict[str, int] | None,
+    expected: dict[str, Expected | None] | None,
 ) -> Validation:
-    """Validate one crawl's raw rows (tables that have rows) and, given the previous crawl's
-    counts, their volume (`counts`: rows per table, counted in SQL); find the rows to
-    quarantine. `rows(table, key)` streams a table's rows, all rows of a repeated key in
+    """Validate one crawl's raw rows (tables that have rows) and, given what the night expected
+    of them (its plan), their volume (`counts`: rows per table, counted in SQL); find the rows
+    to quarantine. `rows(table, key)` streams a table's rows, all rows of a repeated key in
     one chunk."""
     run = f"crawl-{crawl_id}"
     suites = []
@@ -604,9 +632,8 @@ def validate_crawl(
             continue
         chunks = rows(table, key)
         suites.append(validator.validate(chunks, make_suite(columns[table]), run, table_name=table, key=key))
-    if previous is not None:
-        volume = {table: (counts[table], previous.get(table)) for table in previous}
-        suites.append(validator.validate([volume_frame(volume)], volume_suite(), run, table_level=True))
+    if expected is not None:
+        suites.append(validate_volume(validator, {t: (counts[t], e) for t, e in expected.items()}, run))
     validator.render_docs()
     return Validation(suites, crawl_id=crawl_id)
 
@@ -618,8 +645,7 @@ def validate_features(
     volume (the rows the query gave); find the rows to quarantine."""
     run = f"features-{feature_date}"
     result = validator.validate(rows, features_suite(columns), run, table_name=FEATURES_TABLE, key=FEATURES_KEY)
-    volume = validator.validate(
-        [volume_frame({FEATURES_TABLE: (result.rows_validated, previous)})], volume_suite(), run, table_level=True
-    )
+    expected = Expected(previous, "the previous feature date's rows") if previous else None
+    volume = validate_volume(validator, {FEATURES_TABLE: (result.rows_validated, expected)}, run)
     validator.render_docs()
     return Validation([result, volume], feature_date=feature_date)

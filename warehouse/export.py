@@ -29,7 +29,8 @@ XLSX_BATCH_ROWS = 10_000
 
 # Grain: one row per influencer of snapshot $version (of persona $persona, unless NULL),
 # best persona first. Key: username. Followers, tier, growth and the jump flag are those of
-# the snapshot's feature date (features.influencer_history_between, warehouse/views/).
+# the snapshot's feature date (features.influencer_history_between, warehouse/views/);
+# observed_on is the day they were observed (the crawl read for that date).
 EXPORT_ROWS = """
 SELECT
     a.username,
@@ -43,7 +44,8 @@ SELECT
     h.follower_growth_7d_pct,
     h.follower_growth_28d,
     h.follower_growth_28d_pct,
-    h.follower_jump
+    h.follower_jump,
+    h.observed_on::VARCHAR    AS observed_on  -- text (YYYY-MM-DD): a date in every format, Excel's included
 FROM clusters.assignments AS a
 JOIN clusters.profiles AS p USING (version, cluster)
 LEFT JOIN features.influencer_history_between($feature_date, $feature_date) AS h USING (username)

@@ -147,9 +147,16 @@ class Landing:
         self.put_atomically(path, write)
 
     def open_crawl(
-        self, crawl_key: str, source: str, origin: str | None, as_of: date, shards: Mapping[str, Iterable[str]]
+        self,
+        crawl_key: str,
+        source: str,
+        origin: str | None,
+        as_of: date,
+        shards: Mapping[str, Iterable[str]],
+        pacing: Mapping | None = None,
     ) -> None:
-        """Record a crawl as asked, before any crawler starts: its accounts, shard by shard."""
+        """Record a crawl as asked, before any crawler starts: its accounts, shard by shard, and
+        (`pacing`) each shard's quota and the crawl window's end, for whichever machine crawls it."""
         counts = {}
         for shard, usernames in shards.items():
             frame = pd.DataFrame({"username": list(usernames)}, dtype=str)
@@ -165,6 +172,8 @@ class Landing:
             # abandoned once its opener is known dead.
             "opener": this_process(),
         }
+        if pacing is not None:
+            request["pacing"] = dict(pacing)
         self.put_json(self.path(crawl_key, REQUEST_FILE), request)
 
     def put_batch(self, crawl_key: str, shard: str, batch: str, frames: Mapping[str, pd.DataFrame]) -> None:

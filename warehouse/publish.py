@@ -61,6 +61,8 @@ GROUP BY feature_date
 BY_SNAPSHOT = "SELECT version, epoch_us(created_at) FROM clusters.snapshots"
 # A validation's quarantined rows are written once, with it.
 BY_VALIDATION = "SELECT validation_id, count(*) FROM quality.quarantined_rows GROUP BY validation_id"
+# A plan's accounts are written once, with it.
+BY_PLAN = "SELECT crawl_key, epoch_us(planned_at) FROM watchlist.plans"
 
 # Tables published as Parquet partitions: (partition column, SQL listing each partition's
 # value and fingerprint). Every other table is copied whole, except those left out.
@@ -72,6 +74,7 @@ PARTITIONED = {
     "features.influencer_features": ("feature_date", BY_WRITE),
     "clusters.assignments": ("version", BY_SNAPSHOT),
     "quality.quarantined_rows": ("validation_id", BY_VALIDATION),
+    "watchlist.planned_accounts": ("crawl_key", BY_PLAN),
 }
 LEFT_OUT = {
     "raw.posts": (

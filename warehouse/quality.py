@@ -49,6 +49,10 @@ WHERE r.crawl_id < ? AND r.source = ? AND list_contains(?, r.status)
 ORDER BY r.crawl_id DESC
 LIMIT 1
 """
+# The accounts a crawl answered for, deferred ones left out: what its plan had it reach.
+CRAWL_REACHED = """
+SELECT count(*) FILTER (WHERE status <> 'deferred') FROM raw.account_outcomes WHERE crawl_id = ?
+"""
 PREVIOUS_FEATURE_COUNT = """
 SELECT count(*) FROM features.influencer_features
 WHERE feature_date = (SELECT max(feature_date) FROM features.influencer_features WHERE feature_date < ?)
@@ -166,6 +170,11 @@ def previous_crawl_counts(con: duckdb.DuckDBPyConnection, crawl_id: int, source:
     """(profiles, posts) of the same source's readable crawl before `crawl_id`, if any."""
     rows = con.execute(PREVIOUS_CRAWL_COUNTS, [crawl_id, source, list(READABLE_RUNS)]).fetchall()
     return rows[0] if rows else None
+
+
+def crawl_reached(con: duckdb.DuckDBPyConnection, crawl_id: int) -> int:
+    """Accounts of the crawl's plan it reached (every outcome but deferred)."""
+    return con.execute(CRAWL_REACHED, [crawl_id]).fetchall()[0][0]
 
 
 def previous_feature_count(con: duckdb.DuckDBPyConnection, feature_date: date) -> int | None:

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar
-from warehouse.vocabulary import READ_OUTCOMES, RunStatus
+from warehouse.vocabulary import READ_OUTCOMES, AccountStatus, RunStatus
 
 RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
 
@@ -28,8 +28,10 @@ UPDATE raw.crawl_runs SET
     accounts_ok = (SELECT count(*) FROM raw.account_outcomes
                    WHERE crawl_id = $crawl_id AND list_contains($read_outcomes, status)),
     accounts_failed = (SELECT count(*) FROM raw.account_outcomes
-                       WHERE crawl_id = $crawl_id AND NOT list_contains($read_outcomes, status))
+                       WHERE crawl_id = $crawl_id AND NOT list_contains($read_outcomes, status)
+                         AND status <> $deferred)
                     + (SELECT count(*) FROM raw.rejected_rows WHERE crawl_id = $crawl_id),
+    accounts_deferred = (SELECT count(*) FROM raw.account_outcomes WHERE crawl_id = $crawl_id AND status = $deferred),
     profiles_written = (SELECT count(*) FROM raw.profiles WHERE crawl_id = $crawl_id),
     posts_written = (SELECT count(*) FROM raw.posts WHERE crawl_id = $crawl_id),
     stats = $stats,
@@ -70,6 +72,7 @@ def close_run(
             "stats": json.dumps(stats, default=str) if stats is not None else None,
             "message": message,
             "read_outcomes": list(READ_OUTCOMES),
+            "deferred": AccountStatus.DEFERRED,
         },
     ).fetchall()
 

@@ -7,11 +7,12 @@ per persona; moves between snapshots are counts per (previous, current) persona.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pandas as pd
 
+from warehouse.ages import observation_ages
 from warehouse.db import scalar
 
 POINTS_MAX = 20_000  # up to this many influencers the scatter draws each one
@@ -79,6 +80,7 @@ class ReportData:
     dendrogram: pd.DataFrame  # merge, left, right, height, size, left_size, right_size
     previous_version: int | None
     moves: pd.DataFrame
+    ages: pd.DataFrame = field(default_factory=pd.DataFrame)  # warehouse.ages.observation_ages
 
 
 def read_report_data(con: duckdb.DuckDBPyConnection, version: int) -> ReportData:
@@ -106,4 +108,5 @@ def read_report_data(con: duckdb.DuckDBPyConnection, version: int) -> ReportData
         dendrogram=con.execute(DENDROGRAM, [version]).df(),
         previous_version=previous,
         moves=moves,
+        ages=observation_ages(con, version),
     )

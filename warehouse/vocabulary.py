@@ -22,13 +22,18 @@ class AccountStatus(StrEnum):
     OK = "ok"
     PRIVATE = "private"  # profile read, posts hidden
     NOT_FOUND = "not_found"
-    RATE_LIMITED = "rate_limited"
+    RATE_LIMITED = "rate_limited"  # a throttle that reached the spider: only without the quota middleware
     BLOCKED = "blocked"  # login wall or checkpoint: the crawl stops
     ERROR = "error"
+    # Not reached: the shard stopped because its credential's quota would not free in time
+    # (or the crawl window ended). Not a failure: planned first next night.
+    DEFERRED = "deferred"
 
 
 # Outcomes whose profile was read.
 READ_OUTCOMES = (AccountStatus.OK, AccountStatus.PRIVATE)
+# Outcomes that count as the account's failure in a night (deferred ones do not).
+FAILED_OUTCOMES = (AccountStatus.NOT_FOUND, AccountStatus.RATE_LIMITED, AccountStatus.BLOCKED, AccountStatus.ERROR)
 
 
 class Source(StrEnum):
@@ -41,6 +46,10 @@ class Source(StrEnum):
 
 
 CRAWL_SOURCES = (Source.WEB, Source.GRAPH)
+
+
+# Features of a date take each influencer's latest observation no older than this (days).
+DEFAULT_MAX_OBSERVATION_AGE_DAYS = 30
 
 
 # The largest count or per-post mean stored or clustered: more than any account has (the

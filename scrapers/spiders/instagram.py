@@ -157,7 +157,7 @@ class InstagramSpider(scrapy.Spider):
                 return None, Outcome(AccountStatus.BLOCKED, f"redirected to {location}", status)
             return None, Outcome(AccountStatus.ERROR, f"unexpected redirect to {location}", status)
         if status == 429:
-            return None, Outcome(AccountStatus.RATE_LIMITED, "HTTP 429 after retries", status)
+            return None, Outcome(AccountStatus.RATE_LIMITED, "HTTP 429: throttled", status)
         if status >= 500:
             return None, Outcome(AccountStatus.ERROR, f"HTTP {status} after retries", status)
         try:
@@ -216,7 +216,11 @@ class InstagramSpider(scrapy.Spider):
             yield self.tag_request(tag, next_max_id, page + 1)
 
     def failed(self, failure):
-        """Network failures, after the retries: the account's outcome is an error."""
+        """Network failures, after the retries: the account's outcome is an error. A request
+        the quota stopped (or one cancelled as the shard stops for its quota) gets none here:
+        the landing pipeline defers it."""
+        if getattr(self, "quota_stop", None):
+            return
         request = failure.request
         reason = f"{type(failure.value).__name__}: {failure.value}"
         yield self.item(request.cb_kwargs["username"], Outcome(AccountStatus.ERROR, reason[:500]))

@@ -1,6 +1,7 @@
 -- The rows of features.influencer_features for one feature date ($feature_date).
 -- Grain: one row per influencer per feature date. Key: (username, feature_date).
--- Each influencer is read from its latest readable crawl on or before the date.
+-- Each influencer is read from its latest readable crawl on or before the date, and says when
+-- that observation was made; one older than $max_age_days days is not clusterable (`stale`).
 WITH latest_crawl AS (
     SELECT *
     FROM staging.account_crawls
@@ -14,6 +15,8 @@ base AS (
         c.username,
         c.crawl_id,
         c.source,
+        c.as_of_date         AS observed_on,
+        c.fetched_at         AS observed_at,
         c.media_count        AS post,
         c.followers          AS follower,
         c.follows            AS follow,
@@ -38,6 +41,7 @@ reasoned AS (
         *,
         -- The first reason that applies; NULL means clusterable.
         CASE
+            WHEN $feature_date::DATE - observed_on > $max_age_days THEN 'stale'
             WHEN NOT open_account                         THEN 'private'
             WHEN follower IS NULL OR follower <= 0        THEN 'no_followers'
             WHEN NOT from_import AND posts_observed = 0   THEN 'no_readable_posts'
@@ -70,5 +74,7 @@ SELECT
     posts_observed,
     not_clusterable_reason IS NULL AS is_clusterable,
     not_clusterable_reason,
-    now() AS computed_at
+    now() AS computed_at,
+    observed_on,
+    observed_at
 FROM reasoned;
