@@ -318,10 +318,19 @@ def publish(settings: Settings) -> Path:
 
 
 @io_step
-def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
+def export(
+    settings: Settings,
+    version: int | None,
+    persona: str | None,
+    fmt: str,
+    output: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
+    from pipeline.workbook import write_workbook
+
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
-        return export_snapshot(con, version, persona, fmt, output)
+        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress)
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -332,25 +341,46 @@ class Report:
     version: int
     path: Path
     charts: list  # pipeline.report.Chart, in page order
+    member_lists: dict  # persona id -> the CSV of its whole member list, beside the page
+    data: object = None  # warehouse.report.ReportData: what the page shows
 
 
 @io_step
-def report(settings: Settings, version: int | None, output: Path | None = None) -> Report:
-    """Write a snapshot's report (charts and tables) as one self-contained HTML file, atomically."""
+def report(
+    settings: Settings, version: int | None, output: Path | None = None, progress: Callable[[str], None] | None = None
+) -> Report:
+    """Write a snapshot's report (persona cards, charts, member lists) as one HTML file and CSVs beside it."""
     from pipeline.report import draw, render  # matplotlib: imported only to draw
-    from warehouse.report import read_report_data
+    from warehouse.export import require_current_views
+    from warehouse.report import read_report_data, write_member_list
     from warehouse.snapshots import resolve_version
 
+    say = progress or (lambda text: None)
     with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+        require_current_views(con)
         version = resolve_version(con, version)
+        say("reading the personas and their best fits")
         data = read_report_data(con, version)
-    charts = draw(data)
-    page = render(data, charts)
-    if output is None:
-        output = settings.data_dir / "reports" / f"snapshot-{version}.html"
-        output.parent.mkdir(parents=True, exist_ok=True)
+        if output is None:
+            output = settings.data_dir / "reports" / f"snapshot-{version}.html"
+            output.parent.mkdir(parents=True, exist_ok=True)
+        folder = member_folder(output)
+        folder.mkdir(exist_ok=True)
+        member_lists = {}
+        for persona in data.profiles.to_dict(orient="records"):
+            say(f"writing the member list of {persona['persona']}")
+            path = folder / f"persona-{int(persona['persona_id'])}.csv"
+            write_atomically(path, lambda tmp, persona=persona: write_member_list(con, data, persona, tmp))
+            member_lists[int(persona["persona_id"])] = path
+    charts = draw(data, say)
+    page = render(data, charts, {pid: f"{folder.name}/{path.name}" for pid, path in member_lists.items()})
     write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
-    return Report(version, output, charts)
+    return Report(version, output, charts, member_lists, data)
+
+
+def member_folder(report: Path) -> Path:
+    """Where a report's member lists go: beside it, named after it (snapshot-3.html: snapshot-3-members/)."""
+    return report.with_name(f"{report.stem}-members")
 
 
 @io_step
