@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from flows.run_names import name_run, started
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs
 from pipeline.crawl import CrawlRequest
@@ -18,9 +19,11 @@ from warehouse.errors import KicError
 
 
 def run_name() -> str:
+    """nightly-refresh-<day crawled>-<source>-<start, HHMMSS>-<zone> (flows/run_names.py)."""
     params = flow_run.parameters
-    day = params.get("date") or load_settings(params.get("config")).today()
-    return f"nightly-refresh-{day}-{params.get('source', 'web')}"
+    settings = load_settings(params.get("config"))
+    day = params.get("date") or settings.today()
+    return f"nightly-refresh-{day}-{params.get('source', 'web')}-{started(settings.timezone)}"
 
 
 @task(name="nightly_artifacts", **PURE_TASK)
@@ -108,6 +111,7 @@ def nightly_refresh(
     failed: list[str] = []
     runner = shard_runner(settings, request, config, failed) if shards > 1 else None
     refresh = jobs.refresh(settings, request, call=as_task, shards=shards, run_shards=runner)
+    name_run(f"{flow_run.name}-crawl-{refresh.crawl.crawl_id}")  # the crawl it loaded, in raw.crawl_runs
     nightly_artifacts(refresh)
     if failed:
         shards_failed = "; ".join(failed)

@@ -7,6 +7,7 @@ chains of steps the Prefect flows run) or, to read, open the analysts' copy.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from kic.progress import showing
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
 from warehouse.db import connect
 from warehouse.errors import KicError
@@ -74,17 +76,11 @@ WarehouseOption = Annotated[
     typer.Option("--warehouse", "-w", help="DuckDB file (default: $KIC_WAREHOUSE or data/warehouse.duckdb)."),
 ]
 DateOption = Annotated[str | None, typer.Option("--date", help="Day the crawl describes, YYYY-MM-DD (default today).")]
-# The cluster table as printed on a terminal, headed with units; csv and json carry every
-# column under its warehouse name (ER and active_rate columns are percentages there too).
-TABLE_COLUMNS = {
-    "rank": "rank",
-    "persona": "persona",
-    "size": "size",
-    "mean_er": "mean ER (%)",
-    "mean_active_rate": "mean active_rate (%)",
-    "median_follower": "median followers",
-    "follower_tier": "tier",
-}
+# The cluster table as printed on a terminal: some of its columns, under the names csv and json
+# (and SQL: clusters.profiles) give them, so that one name means one column in every format.
+# ER and active_rate are percentages in all of them.
+TABLE_COLUMNS = ["rank", "persona", "size", "mean_er", "mean_active_rate", "median_follower", "follower_tier"]
+UNITS = "mean_er and mean_active_rate in %"
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 EncodingOption = Annotated[
     str | None, typer.Option("--encoding", help="The file's encoding (default: detect UTF-8, UTF-8 with BOM or cp949).")
@@ -137,15 +133,24 @@ def format_cell(value) -> str:
 
 def show_clusters(frame, version: int, fmt: Format = Format.table) -> None:
     if fmt is Format.table:
-        frame = frame[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
-    print_frame(frame, fmt, title=f"Snapshot {version}")
+        frame = frame[TABLE_COLUMNS]
+    print_frame(frame, fmt, title=f"Snapshot {version} ({UNITS})")
 
 
-def echo_crawl(summary) -> None:
-    outcomes = ", ".join(f"{status}: {n}" for status, n in summary.outcomes.items())
+def echo_crawl(summary, tag: str | None = None) -> None:
+    """What a crawl got, in counts that add up: every account it answered for has one outcome
+    (a hashtag crawl asks for none: it answers for the accounts it found)."""
+    outcomes = ", ".join(f"{status}: {n:,}" for status, n in summary.outcomes.items())
+    answered = sum(summary.outcomes.values())
+    if tag:
+        accounts = f"{answered:,} account(s) found under #{tag.lstrip('#')}"
+    elif answered == summary.accounts_requested:
+        accounts = f"{answered:,} account(s)"
+    else:
+        accounts = f"{answered:,} of {summary.accounts_requested:,} account(s) requested"
     typer.echo(
-        f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {summary.accounts_requested} "
-        f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
+        f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {accounts} [{outcomes}]: "
+        f"{summary.profiles_written:,} profile(s), {summary.posts_written:,} post(s)"
         + (f" - {summary.message}" if summary.message else "")
     )
     for name, why in summary.refused.items():
@@ -201,12 +206,16 @@ def run(
     check_crawl_date(settings, day)
     sandbox_settings = SandboxSettings(date=day, **({"influencers": influencers} if influencers else {}))
     config = str(config_file()) if config_file().is_file() else None
-    with prefect_api() as api:
-        # Imported here: Prefect and Great Expectations take seconds to import.
-        from flows.nightly_refresh import nightly_refresh
-        from flows.weekly_recluster import weekly_recluster
+    with ExitStack() as stack:
+        with showing("kic run") as shown:
+            shown.say("starting Prefect (a temporary server, unless kic serve's answers)")
+            api = stack.enter_context(prefect_api())
+            shown.say("importing the flows")
+            # Imported here: Prefect and Great Expectations take seconds to import.
+            from flows.nightly_refresh import nightly_refresh
+            from flows.weekly_recluster import weekly_recluster
 
-        typer.echo(f"Prefect: {api}")
+        typer.echo(f"Prefect: {api}")  # from here on, Prefect's own lines say what runs
         with Sandbox(sandbox_settings) as sandbox:
             typer.echo(f"sandbox: {sandbox_settings.influencers} synthetic influencers at {sandbox.url}, as of {day}")
             nightly = nightly_refresh(
@@ -262,8 +271,6 @@ def crawl(
     on: DateOption = None,
 ) -> None:
     """One nightly refresh by hand: crawl, validate the new rows, derive and validate features, publish."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from pipeline import jobs
     from pipeline.crawl import CrawlRequest
 
@@ -272,19 +279,9 @@ def crawl(
     settings = settings_for(warehouse)
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     request = CrawlRequest(source, names, tag, parse_date(on, "--date") or settings.today())
-    with Progress(
-        TextColumn("crawling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("crawl", total=None)
-        refresh = jobs.refresh(
-            settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    echo_crawl(refresh.crawl)
+    with showing("kic crawl") as shown:
+        refresh = jobs.refresh(settings, request, call=shown.call, progress=shown.count)
+    echo_crawl(refresh.crawl, tag)
     typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
     echo_features(refresh.features)
     echo_where(settings)
@@ -313,7 +310,9 @@ def load(
         if not crawl_keys:
             typer.echo(f"nothing to load in {settings.landing_root}")
             return
-    for summary in jobs.load(settings, crawl_keys):
+    with showing("kic load") as shown:
+        loaded = jobs.load(settings, crawl_keys, call=shown.call)
+    for summary in loaded:
         echo_crawl(summary)
     typer.echo("validate and derive features: kic features")
     echo_where(settings)
@@ -364,7 +363,8 @@ def accounts_add(
         if username is None:
             raise KicError(f"not an Instagram username or profile URL: {name!r}")
         usernames.append(username)
-    added = jobs.watch(settings_for(warehouse), usernames, "manual")
+    with showing("kic accounts add") as shown:
+        added = jobs.watch(settings_for(warehouse), usernames, "manual", call=shown.call)
     typer.echo(f"{added} account(s) added to the watchlist")
 
 
@@ -380,7 +380,8 @@ def accounts_import(
     from pipeline.text_files import describe
 
     listed = read_account_list(path, encoding)
-    added = jobs.watch(settings_for(warehouse), listed.usernames, f"file:{path.name}")
+    with showing("kic accounts import") as shown:
+        added = jobs.watch(settings_for(warehouse), listed.usernames, f"file:{path.name}", call=shown.call)
     typer.echo(
         f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
         f" (read as {describe(listed.encoding)})"
@@ -409,7 +410,8 @@ def accounts_remove(
     from pipeline import jobs
     from scrapers.usernames import normalize_account
 
-    removed = jobs.unwatch(settings_for(warehouse), [normalize_account(n) or n for n in names])
+    with showing("kic accounts remove") as shown:
+        removed = jobs.unwatch(settings_for(warehouse), [normalize_account(n) or n for n in names], call=shown.call)
     typer.echo(f"{removed} account(s) removed from the watchlist")
 
 
@@ -427,7 +429,10 @@ def import_csv(
     from pipeline.text_files import describe
 
     settings = settings_for(warehouse)
-    result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding)
+    with showing("kic import-csv") as shown:
+        result = jobs.import_csv(
+            settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding, call=shown.call
+        )
     loaded = result.load
     typer.echo(
         f"import {loaded.crawl_id}: {loaded.accounts} account(s) stored, {loaded.rejected} row(s) rejected"
@@ -453,7 +458,9 @@ def features(
     """Validate crawls not validated yet, then derive and validate one date's features."""
     from pipeline import jobs
 
-    echo_features(jobs.features(settings_for(warehouse), parse_date(on, "--date")))
+    with showing("kic features") as shown:
+        derived = jobs.features(settings_for(warehouse), parse_date(on, "--date"), call=shown.call)
+    echo_features(derived)
 
 
 @app.command("recluster")
@@ -494,7 +501,8 @@ def recluster(
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
-    result = jobs.recluster(settings, force=force)
+    with showing("kic recluster") as shown:
+        result = jobs.recluster(settings, force=force, call=shown.call)
     show_clusters(result.cluster_table, result.version)
     if result.unchanged:
         typer.echo(result.unchanged_message())
@@ -551,15 +559,17 @@ def sql(
     from warehouse.query import run_query
 
     settings = settings_for(warehouse)
-    frame = run_query(
-        settings.readable_path,
-        query,
-        timeout_seconds=settings.sql_timeout_seconds,
-        max_rows=settings.sql_max_rows,
-        files=allow_files,
-        protected=(settings.warehouse, settings.analytics_path),
-        lock_wait_seconds=settings.lock_wait_seconds,
-    )
+    with showing("kic sql") as shown:
+        shown.say("running the query")
+        frame = run_query(
+            settings.readable_path,
+            query,
+            timeout_seconds=settings.sql_timeout_seconds,
+            max_rows=settings.sql_max_rows,
+            files=allow_files,
+            protected=(settings.warehouse, settings.analytics_path),
+            lock_wait_seconds=settings.lock_wait_seconds,
+        )
     print_frame(frame, fmt)
 
 
@@ -582,14 +592,19 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced if it exists).")] = ...,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Export a snapshot's influencers, one row each: profile URL, persona, followers, tier, ER and
-    active_rate (%), follower growth over 7 and 28 days, the follower-jump flag."""
+    """Export a snapshot's influencers, one row each, best persona first, then best fit: profile
+    URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
+    7 and 28 days, the follower-jump flag, when observed, the feature date and the snapshot. xlsx:
+    a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
+    parquet: the values as stored."""
     from pipeline import steps
 
     suffix = output.suffix.lower().lstrip(".")
     if fmt is None and suffix not in ExportFormat.__members__:
         raise KicError(f"say --format csv, parquet or xlsx: {output} has no suffix that names one")
-    exported = steps.export(settings_for(warehouse), version, persona, str(fmt or suffix), output)
+    with showing("kic export") as shown:
+        shown.say(f"writing {output.name}")
+        exported = steps.export(settings_for(warehouse), version, persona, str(fmt or suffix), output, shown.count)
     typer.echo(
         f"{exported.rows:,} influencer(s) of snapshot {exported.version}"
         + (f" ({exported.persona})" if exported.persona else "")
@@ -606,13 +621,16 @@ def report(
     ] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Write a snapshot's report as one self-contained HTML file: personas on ER x active_rate
-    (%), the K-means elbow, silhouettes, the hierarchical tree, persona sizes over time and the
-    moves since the last."""
+    """Write a snapshot's report as one self-contained HTML file: a card per persona (what it means,
+    what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
+    active_rate (%), persona sizes over time and the moves since the last; the K-means elbow,
+    silhouettes and the hierarchical tree in an appendix. Each persona's whole member list, best
+    fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/)."""
     from pipeline import steps
 
-    written = steps.report(settings_for(warehouse), version, output)
-    typer.echo(f"report written to {written.path}")
+    with showing("kic report") as shown:
+        written = steps.report(settings_for(warehouse), version, output, shown.say)
+    typer.echo(f"report written to {written.path}; each persona's member list in {steps.member_folder(written.path)}")
 
 
 # --- persona changes ------------------------------------------------------------------------
@@ -635,7 +653,11 @@ def changes(
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with (
+        showing("kic changes") as shown,
+        connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con,
+    ):
+        shown.say("comparing the snapshots")
         before, after, frame = persona_changes(con, from_version, to_version)
     if fmt is Format.table:
         frame = frame[CHANGES_COLUMNS]

@@ -9,7 +9,7 @@ nothing reaches features without validation, and a read never writes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -60,8 +60,14 @@ class Recluster:
     version: int
     clustering: object  # models.recluster.Clustering; None when nothing new was stored
     cluster_table: pd.DataFrame
-    changes: pd.DataFrame
+    changes: pd.DataFrame  # the largest moves since the snapshot before (steps.CHANGES_SHOWN), with why
     feature_date: date | None = None
+    change_counts: dict[str, int] = field(default_factory=dict)  # every change, by kind
+
+    @property
+    def changed(self) -> int:
+        """How many influencers changed persona (or came, or went) since the snapshot before."""
+        return sum(self.change_counts.values())
 
     @property
     def unchanged(self) -> bool:
@@ -188,13 +194,13 @@ def recluster(
     if not force:
         standing = call(steps.find_unchanged_snapshot)(settings, rows.fingerprint, clustering)
         if standing is not None:
-            table, changes = call(steps.read_snapshot)(settings, standing)
-            return Recluster(standing, None, table, changes.iloc[0:0], day)
+            read = call(steps.read_snapshot)(settings, standing)
+            return Recluster(standing, None, read.cluster_table, read.changes.iloc[0:0], day)
     fitted = call(steps.fit)(rows, clustering, day)
     version = call(steps.write_snapshot)(settings, fitted)
-    table, changes = call(steps.read_snapshot)(settings, version)
+    read = call(steps.read_snapshot)(settings, version)
     publish(settings, f"snapshot {version}", call=call)
-    return Recluster(version, fitted, table, changes, day)
+    return Recluster(version, fitted, read.cluster_table, read.changes, day, read.change_counts)
 
 
 def watch(settings: Settings, usernames: list[str], added_from: str, *, call: Call = direct) -> int:

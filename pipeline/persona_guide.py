@@ -8,12 +8,15 @@ clustered cohort), never by its name, which the naming rule may change.
 
 A persona's colour (and marker) follow its persona_id, which stays the same from snapshot
 to snapshot while it is the same group of influencers: the report's charts, its cards, the
-workbook and the weekly run's artifacts all show a persona in one colour.
+workbook and the weekly run's artifacts all show a persona in one colour. Numbers on pages
+are written for people: whole followers, percentages to two decimals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pandas as pd
 
 # Ten colours for persona ids 1, 2, …, 10, then again with the next marker for 11 to 20, and
 # so on: matplotlib's tab10 without its grey (grey is for personas no longer present).
@@ -101,3 +104,28 @@ def suits(er_level: str, active_rate_level: str) -> str:
     """The campaigns a persona on these levels suits."""
     campaigns = CAMPAIGNS[(er_level, active_rate_level)]
     return f"{campaigns[0].upper()}{campaigns[1:]}."
+
+
+# --- numbers for people --------------------------------------------------------------------
+
+
+def count(value) -> str:
+    """1234567 -> '1,234,567' (followers too: no one has half a follower)."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{round(float(value)):,}"
+
+
+def percent(value) -> str:
+    """A percentage as stored (2.0312 means 2.03 %), to two decimals."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{float(value):,.2f} %"
+
+
+def score(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.1f}"
+
+
+def day(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"

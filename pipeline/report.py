@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
-from pipeline.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, look, meaning, suits
+from pipeline.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, count, day, look, meaning, percent, score, suits
 from warehouse.report import LOG_FLOOR, ReportData
 
 NOT_IN = "(not in it)"
@@ -39,31 +39,6 @@ class Chart:
     @property
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-
-
-# --- numbers for people --------------------------------------------------------------------
-
-
-def count(value) -> str:
-    """1234567 -> '1,234,567' (followers too: no one has half a follower)."""
-    if value is None or pd.isna(value):
-        return "–"
-    return f"{round(float(value)):,}"
-
-
-def percent(value) -> str:
-    """A percentage as stored (2.0312 means 2.03 %), to two decimals."""
-    if value is None or pd.isna(value):
-        return "–"
-    return f"{float(value):,.2f} %"
-
-
-def score(value) -> str:
-    return "–" if value is None or pd.isna(value) else f"{float(value):.1f}"
-
-
-def day(value) -> str:
-    return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
 
 
 def png(figure: Figure) -> bytes:

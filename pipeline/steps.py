@@ -43,9 +43,17 @@ CRAWL_SOURCE = "SELECT source FROM raw.crawl_runs WHERE crawl_id = ?"
 # chunk and not the night; past it DuckDB spills to disk beside the warehouse.
 STREAMING_DUCKDB_MEMORY = "256MB"
 UNVALIDATED_CRAWLS = "SELECT crawl_id FROM staging.unvalidated_crawls ORDER BY crawl_id"
+# Who changed persona since the snapshot before, and why: the largest moves first (changed,
+# then new, dropped and renamed; within each, the biggest change in ER or active_rate), a few.
+CHANGES_SHOWN = 50
 CHANGES = """
-SELECT username, previous_persona, current_persona, change FROM clusters.changes ORDER BY change, username
+SELECT username, previous_persona, current_persona, change, why FROM clusters.changes
+ORDER BY list_position(['changed', 'new', 'dropped', 'renamed'], change),
+         greatest(abs(current_er - previous_er), abs(current_active_rate - previous_active_rate)) DESC NULLS LAST,
+         username
+LIMIT ?
 """
+CHANGE_COUNTS = "SELECT change, count(*) FROM clusters.changes GROUP BY change ORDER BY 2 DESC, 1"
 
 
 def io_step(step: Callable) -> Callable:
@@ -298,11 +306,19 @@ def write_snapshot(settings: Settings, clustering) -> int:
         return store_snapshot(con, clustering)
 
 
+@dataclass(frozen=True)
+class SnapshotRead:
+    cluster_table: pd.DataFrame
+    changes: pd.DataFrame  # the CHANGES_SHOWN largest moves since the snapshot before, with why
+    change_counts: dict[str, int]  # influencers per kind of change (changed, new, dropped, renamed): all of them
+
+
 @io_step
-def read_snapshot(settings: Settings, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read a snapshot's cluster table and who changed persona since the one before."""
+def read_snapshot(settings: Settings, version: int) -> SnapshotRead:
+    """Read a snapshot's cluster table, how many changed persona since the one before, and the largest moves."""
     with open_warehouse(settings, read_only=True) as con:
-        return cluster_table(con, version), con.execute(CHANGES).df()
+        counts = dict(con.execute(CHANGE_COUNTS).fetchall())
+        return SnapshotRead(cluster_table(con, version), con.execute(CHANGES, [CHANGES_SHOWN]).df(), counts)
 
 
 # --- publish --------------------------------------------------------------------------------
