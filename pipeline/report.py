@@ -186,33 +186,41 @@ def moves_heatmap(data: ReportData) -> Figure:
 OVERVIEW, APPENDIX = ("scatter", "sizes", "moves"), ("elbow", "silhouettes", "dendrogram")
 
 
-def draw(data: ReportData, progress=None) -> list[Chart]:
-    """Every chart of the report, in page order (the tree only where a hierarchical candidate ran).
+# Every chart: its title, its caption and how it is drawn, in page order.
+CHARTS = {
+    "scatter": (
+        "Personas on ER x active_rate",
+        "Each persona's influencers (log axes). Influencers at 0 % (no comments, or no reactions; and the few "
+        "below 0.01 %) sit on the dotted lines at 0.01 %, since a log axis has no 0.",
+        scatter,
+    ),
+    "sizes": ("Persona sizes over time", "Influencers per persona, snapshot by snapshot.", sizes_over_time),
+    "moves": (
+        "Moves between the last two snapshots",
+        "How many influencers went from which persona to which.",
+        moves_heatmap,
+    ),
+    "elbow": ("K-means elbow", "K-means within-cluster sum of squares by K.", elbow),
+    "silhouettes": ("Silhouette per candidate", "Mean silhouette of every candidate.", silhouettes),
+    "dendrogram": (
+        "Hierarchical tree",
+        "The top merges of the tree the hierarchical candidates were cut from; dashed: thresholds.",
+        tree,
+    ),
+}
 
-    `progress(text)`, if given, is told which chart is being drawn."""
+
+def draw(data: ReportData, progress=None) -> list[Chart]:
+    """Every chart of the report, in page order (moves only after a first snapshot, the tree only
+    where a hierarchical candidate ran). `progress(text)`, if given, is told which chart is drawn."""
     say = progress or (lambda text: None)
-    zero_note = (
-        " Influencers at 0 % (no comments, or no reactions; and the few below 0.01 %) sit on the dotted "
-        "lines at 0.01 %, since a log axis has no 0."
-    )
-    planned = [
-        ("scatter", "Personas on ER x active_rate", "Each persona's influencers (log axes)." + zero_note, scatter),
-        ("sizes", "Persona sizes over time", "Influencers per persona, snapshot by snapshot.", sizes_over_time),
-    ]
-    if data.previous_version is not None:
-        caption = "How many influencers went from which persona to which."
-        planned.append(("moves", "Moves between the last two snapshots", caption, moves_heatmap))
-    planned += [
-        ("elbow", "K-means elbow", "K-means within-cluster sum of squares by K.", elbow),
-        ("silhouettes", "Silhouette per candidate", "Mean silhouette of every candidate.", silhouettes),
-    ]
-    if not data.dendrogram.empty:
-        caption = "The top merges of the tree the hierarchical candidates were cut from; dashed: thresholds."
-        planned.append(("dendrogram", "Hierarchical tree", caption, tree))
+    skipped = {"moves"} if data.previous_version is None else set()
+    skipped |= {"dendrogram"} if data.dendrogram.empty else set()
     charts = []
-    for key, title, caption, drawing in planned:
-        say(f"drawing {title.lower()}")
-        charts.append(Chart(key, title, caption, png(drawing(data))))
+    for key, (title, caption, drawing) in CHARTS.items():
+        if key not in skipped:
+            say(f"drawing {title.lower()}")
+            charts.append(Chart(key, title, caption, png(drawing(data))))
     return charts
 
 
