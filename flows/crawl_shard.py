@@ -12,19 +12,17 @@ import datetime as dt
 
 from prefect import flow
 
+from flows.runs import record_process
 from flows.tasks import as_task
 from pipeline import steps
 from pipeline.crawl import CrawlRequest
 from pipeline.settings import load_settings
 
 
-@flow(
-    name="crawl-shard",
-    flow_run_name="crawl-shard-{crawl_key}-{shard}",
-    # A shard that fails is run again; the new attempt crawls only what the last one did not land.
-    retries=2,
-    retry_delay_seconds=30,
-)
+# Not retried as a flow: its crawl task retries (a crawler that died, the warehouse held), and
+# a new attempt crawls only what the last one did not land. Retries nested in retries would
+# launch the crawler up to (1 + flow retries) × (1 + task retries) times.
+@flow(name="crawl-shard", flow_run_name="crawl-shard-{crawl_key}-{shard}")
 def crawl_shard(
     crawl_key: str,
     shard: str,
@@ -35,6 +33,7 @@ def crawl_shard(
     config: str | None = None,
 ) -> dict:
     """Crawl one shard of a recorded crawl and land what it fetches."""
+    record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, landing_url=landing_url)
     request = CrawlRequest(source=source, as_of=date, base_url=base_url)
     run = as_task(steps.crawl)(settings, request, crawl_key, shard)

@@ -11,6 +11,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
 from flows.run_names import name_run, started
+from flows.runs import record_process
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs
 from pipeline.crawl import CrawlRequest
@@ -103,6 +104,7 @@ def nightly_refresh(
     shards: int | None = None,
 ) -> dict:
     """Crawl (the watchlist by default, in `shards` parts), load, validate the new rows, derive features, publish."""
+    record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     request = CrawlRequest(
         source=source, usernames=accounts, tag=tag, as_of=date or settings.today(), base_url=base_url

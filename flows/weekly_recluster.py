@@ -10,6 +10,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 from prefect.runtime import flow_run
 
 from flows.run_names import name_run, started
+from flows.runs import record_process
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs, steps
 from pipeline.persona_guide import FIT_SCORE, count, look, percent, score
@@ -157,6 +158,7 @@ def weekly_recluster(
 ) -> dict:
     """Recluster the latest validated features with every candidate and publish a new snapshot
     (nothing, and says so, if the latest snapshot has the same data and settings, unless `force`)."""
+    record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     result = jobs.recluster(settings, clustering, feature_date, force=force, call=as_task)
     made = f"v{result.version}" + ("-unchanged" if result.unchanged else "")

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from kic.progress import showing
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
-from warehouse.db import connect
+from pipeline.storage import open_readable, reading
 from warehouse.errors import KicError
 
 console = Console()
@@ -38,11 +38,33 @@ class KicGroup(TyperGroup):
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
         except Exception as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                typer.echo(f"Error: {refused}", err=True)
+                raise typer.Exit(1) from None
             if not interrupted(exc):
                 raise
             # Ctrl-C that a library turned into another error while handling it.
             typer.echo(f"Error: interrupted ({type(exc).__name__} while stopping)", err=True)
             raise typer.Exit(130) from None
+
+
+def refusal(exc: BaseException | None) -> KicError | None:
+    """The one line for a file the operating system refused (a full disk, no permission, a
+    read-only file system), wherever in the chain of exceptions it was raised."""
+    from warehouse.errors import duckdb_os_refusal, os_error_line
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KicError):
+            return exc
+        if isinstance(exc, OSError) and (line := os_error_line(exc)) is not None:
+            return line
+        if type(exc).__module__.startswith(("duckdb", "_duckdb")) and (line := duckdb_os_refusal(str(exc), "")):
+            return line
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def interrupted(exc: BaseException | None) -> bool:
@@ -226,7 +248,7 @@ def run(
                 warehouse=str(settings.warehouse),
             )
         weekly = weekly_recluster(config=config, warehouse=str(settings.warehouse))
-    with connect(settings.analytics_path, read_only=True) as con:
+    with open_readable(settings) as con:
         from warehouse.snapshots import cluster_table
 
         show_clusters(cluster_table(con, weekly["version"]), weekly["version"])
@@ -397,7 +419,7 @@ def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.
     from warehouse import watchlist
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         print_frame(watchlist.list_accounts(con), fmt)
 
 
@@ -487,8 +509,12 @@ def recluster(
     force: Annotated[
         bool, typer.Option("--force", help="Recluster even if the data and settings are those of the latest snapshot.")
     ] = False,
+    on: Annotated[
+        str | None,
+        typer.Option("--date", help="Feature date to cluster, YYYY-MM-DD (default: the latest, refused if stale)."),
+    ] = None,
 ) -> None:
-    """Fit every candidate on the latest validated features and store a new snapshot.
+    """Fit every candidate on the latest validated features (or those of --date) and store a new snapshot.
 
     ER and active_rate are percentages.
 
@@ -502,7 +528,7 @@ def recluster(
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
     with showing("kic recluster") as shown:
-        result = jobs.recluster(settings, force=force, call=shown.call)
+        result = jobs.recluster(settings, feature_date=parse_date(on, "--date"), force=force, call=shown.call)
     show_clusters(result.cluster_table, result.version)
     if result.unchanged:
         typer.echo(result.unchanged_message())
@@ -521,7 +547,7 @@ def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.tabl
     from warehouse.snapshots import list_snapshots
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         print_frame(list_snapshots(con), fmt)
 
 
@@ -535,7 +561,7 @@ def show(
     from warehouse.snapshots import cluster_table, resolve_version
 
     settings = settings_for(warehouse)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_readable(settings) as con:
         version = resolve_version(con, version)
         show_clusters(cluster_table(con, version), version, fmt)
 
@@ -556,10 +582,13 @@ def sql(
     ] = None,
 ) -> None:
     """Run one read-only SELECT-like statement on the analysts' copy (no other files; time and rows bounded)."""
+    from pipeline.outputs import check_files_folder
     from warehouse.query import run_query
 
     settings = settings_for(warehouse)
-    with showing("kic sql") as shown:
+    if allow_files is not None and allow_files.is_dir():
+        check_files_folder(settings, allow_files)
+    with showing("kic sql") as shown, reading(settings):
         shown.say("running the query")
         frame = run_query(
             settings.readable_path,
@@ -567,7 +596,6 @@ def sql(
             timeout_seconds=settings.sql_timeout_seconds,
             max_rows=settings.sql_max_rows,
             files=allow_files,
-            protected=(settings.warehouse, settings.analytics_path),
             lock_wait_seconds=settings.lock_wait_seconds,
         )
     print_frame(frame, fmt)
@@ -598,13 +626,16 @@ def export(
     a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
     parquet: the values as stored."""
     from pipeline import steps
+    from pipeline.outputs import check_output
 
+    settings = settings_for(warehouse)
+    check_output(settings, output)  # before anything else is said of the file
     suffix = output.suffix.lower().lstrip(".")
     if fmt is None and suffix not in ExportFormat.__members__:
         raise KicError(f"say --format csv, parquet or xlsx: {output} has no suffix that names one")
     with showing("kic export") as shown:
         shown.say(f"writing {output.name}")
-        exported = steps.export(settings_for(warehouse), version, persona, str(fmt or suffix), output, shown.count)
+        exported = steps.export(settings, version, persona, str(fmt or suffix), output, shown.count)
     typer.echo(
         f"{exported.rows:,} influencer(s) of snapshot {exported.version}"
         + (f" ({exported.persona})" if exported.persona else "")
@@ -653,10 +684,7 @@ def changes(
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)
-    with (
-        showing("kic changes") as shown,
-        connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con,
-    ):
+    with showing("kic changes") as shown, open_readable(settings) as con:
         shown.say("comparing the snapshots")
         before, after, frame = persona_changes(con, from_version, to_version)
     if fmt is Format.table:

@@ -37,9 +37,11 @@ def prefect_api() -> Iterator[str]:
 
     configured = PREFECT_API_URL.value()
     if configured:
+        crash_abandoned_runs()
         yield f"the server at {configured} (PREFECT_API_URL)"
     elif answers(LOCAL_SERVER_API):
         with temporary_settings({PREFECT_API_URL: LOCAL_SERVER_API}):
+            crash_abandoned_runs()
             yield f"the local server at {LOCAL_SERVER_API} (kic serve)"
     else:
         from kic.serve import PrefectStack, free_port
@@ -47,9 +49,20 @@ def prefect_api() -> Iterator[str]:
         server = PrefectStack(port=free_port(), deploy=False, own_session=True, env={"PREFECT_UI_ENABLED": "false"})
         with server, temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_SERVER_ANALYTICS_ENABLED: False}):
             try:
+                crash_abandoned_runs()
                 yield f"a temporary local server at {server.api_url} (its runs kept in PREFECT_HOME)"
             finally:
                 drain_to_server()
+
+
+def crash_abandoned_runs() -> list[str]:
+    """Mark Crashed the runs an earlier process left Running when it died (see flows.runs); their names."""
+    from prefect.client.orchestration import get_client
+
+    from flows.runs import crash_abandoned_runs as crash
+
+    with get_client(sync_client=True) as client:
+        return [run.name for run in crash(client)]
 
 
 def drain_to_server(timeout: float = 10) -> None:

@@ -252,6 +252,10 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
     Both signals are handled the same way, even when started in the background (where a
     shell leaves SIGINT ignored): every child is stopped before returning.
     """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.runs import ensure_crash_automation
+    from kic.prefect_api import crash_abandoned_runs
     from kic.progress import showing
     from pipeline import jobs
     from sandbox.server import Sandbox
@@ -275,6 +279,12 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
             with showing("kic serve") as shown:
                 stack = PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers, say=shown.say)
                 running.enter_context(stack)
+                shown.say("marking runs whose process died as crashed")
+                with temporary_settings({PREFECT_API_URL: stack.api_url}):
+                    ensure_crash_automation()
+                    crashed = crash_abandoned_runs()
+            if crashed:
+                echo(f"marked crashed: {len(crashed)} run(s) whose process had died ({', '.join(crashed)})")
             echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
             listed = ", ".join(
                 f"{name} ({when or 'started by nightly-refresh'})" for name, when in schedules_in_words().items()

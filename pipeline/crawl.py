@@ -20,7 +20,7 @@ from pipeline.settings import Settings
 from scrapers.extensions import ProgressLines
 from warehouse import watchlist
 from warehouse.db import connect
-from warehouse.errors import KicError
+from warehouse.errors import KicError, os_refusal
 from warehouse.landing import Landing, closed_crawl_keys, load_crawl, new_crawl_key, remove_loaded, shard_name
 from warehouse.vocabulary import RunStatus
 
@@ -62,6 +62,12 @@ class CrawlSummary:
     outcomes: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # landed files the loader could not read, and why
     log_file: Path | None = None
+
+
+class CrawlerDied(KicError):
+    """The crawler ended without closing its shard (killed, out of memory): a retry may finish it."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -208,13 +214,18 @@ def run_shard(
             usernames_file = Path(tmp) / "usernames.txt"
             usernames_file.write_text("\n".join(usernames), encoding="utf-8")
         command = scrapy_command(settings, request, crawl_key, shard, usernames_file, log_file)
-        returncode, reported, output = stream(command, crawl_env(settings, request.source, shard), progress)
+        returncode, reported, output, failed = stream(command, crawl_env(settings, request.source, shard), progress)
+    if failed is not None:  # the landing area refused a write: a retry would fail the same way
+        raise os_refusal(failed["errno"], failed["file"], failed["reason"]) or KicError(
+            f"crawl {crawl_key} {shard}: landing in {failed['file']} failed ({failed['reason']}); "
+            f"what it landed before is kept (log: {log_file})"
+        )
     if reported is None:
         said = " | ".join(output) or last_lines(log_file)
         raise KicError(f"the crawl did not start (exit status {returncode}): {said}")
     end = landing.closed(crawl_key, shard)
     if end is None:
-        raise KicError(
+        raise CrawlerDied(
             f"crawl {crawl_key} {shard}: the crawler exited (status {returncode}) before closing; "
             f"what it landed is kept and a retry crawls the rest (log: {log_file})"
         )
@@ -265,15 +276,16 @@ def check_crawl_date(settings: Settings, day: date | None) -> None:
 
 def stream(
     command: list[str], env: dict, progress: Callable[[int, int], None] | None
-) -> tuple[int, str | None, list[str]]:
+) -> tuple[int, str | None, list[str], dict | None]:
     """Run the crawler, feeding its progress lines to `progress`.
 
-    Returns its exit status, the crawl key it reported, and the last lines it printed besides
-    progress (what it says before its log file is set up, such as a bad argument). The
-    crawler dies with this process (no crawler is left running alone).
+    Returns its exit status, the crawl key it reported, the last lines it printed besides
+    progress (what it says before its log file is set up, such as a bad argument), and why
+    landing failed, if it did. The crawler dies with this process (no crawler is left running
+    alone).
     """
     other: deque[str] = deque(maxlen=5)
-    crawl_key = None
+    crawl_key = failed = None
     with subprocess.Popen(
         command,
         env=env,
@@ -286,11 +298,12 @@ def stream(
             if line.startswith(ProgressLines.PREFIX):
                 counts = json.loads(line.removeprefix(ProgressLines.PREFIX))
                 crawl_key = counts["crawl_key"] or crawl_key
+                failed = counts.get("failed") or failed
                 if progress is not None:
                     progress(counts["done"], counts["total"])
             elif line.strip():
                 other.append(line.strip())
-        return child.wait(), crawl_key, list(other)
+        return child.wait(), crawl_key, list(other), failed
 
 
 def last_lines(log_file: Path, n: int = 3) -> str:

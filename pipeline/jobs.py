@@ -77,7 +77,7 @@ class Recluster:
     def unchanged_message(self) -> str:
         return (
             f"nothing new: the features of {self.feature_date} and the clustering settings are those of "
-            f"snapshot {self.version}; no snapshot stored or published (--force to recluster anyway)"
+            f"snapshot {self.version}; no snapshot stored (--force to recluster anyway)"
         )
 
 
@@ -86,7 +86,9 @@ def publish(settings: Settings, stored: str, *, call: Call = direct) -> None:
     try:
         call(steps.publish)(settings)
     except PublishFailed as exc:
-        raise PublishFailed(f"{stored} is stored in the warehouse {settings.warehouse}, but {exc}") from None
+        raise PublishFailed(
+            f"{stored}: stored in the warehouse {settings.warehouse}, but {exc}", transient=exc.transient
+        ) from None
 
 
 def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True):
@@ -130,6 +132,9 @@ def refresh(
     per shard on the work pool) and returns once all have ended; by default the one shard
     runs here.
     """
+    # A crawl an earlier run left behind (killed before it was loaded) is loaded and closed first.
+    for crawl_key in call(steps.find_unloaded_crawls)(settings):
+        call(steps.load)(settings, crawl_key)
     opened = call(steps.open_crawl)(settings, request, shards)
     log_file = None
     if run_shards is None:
@@ -186,7 +191,8 @@ def recluster(
     """The weekly recluster: read validated features → fit every candidate → store a snapshot → publish.
 
     When the latest snapshot was built on the same data with the same settings, nothing is
-    fitted, stored or published (unless `force`): the result says which snapshot stands.
+    fitted or stored (unless `force`): the result says which snapshot stands. The copy is
+    published either way, so that a run killed while publishing is made good by the next.
     """
     call(steps.upgrade_warehouse)(settings)
     clustering = clustering or settings.clustering
@@ -194,12 +200,15 @@ def recluster(
     if not force:
         standing = call(steps.find_unchanged_snapshot)(settings, rows.fingerprint, clustering)
         if standing is not None:
+            publish(settings, f"snapshot {standing}", call=call)  # what an interrupted run did not
             read = call(steps.read_snapshot)(settings, standing)
             return Recluster(standing, None, read.cluster_table, read.changes.iloc[0:0], day)
     fitted = call(steps.fit)(rows, clustering, day)
-    version = call(steps.write_snapshot)(settings, fitted)
-    read = call(steps.read_snapshot)(settings, version)
+    version, stored = call(steps.write_snapshot)(settings, fitted, force)
     publish(settings, f"snapshot {version}", call=call)
+    read = call(steps.read_snapshot)(settings, version)
+    if not stored:  # another run stored the same while this one was fitting
+        return Recluster(version, None, read.cluster_table, read.changes.iloc[0:0], day)
     return Recluster(version, fitted, read.cluster_table, read.changes, day, read.change_counts)
 
 

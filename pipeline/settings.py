@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         except (ValueError, ZoneInfoNotFoundError):
             raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Asia/Seoul)") from None
         return name
+
+    @model_validator(mode="after")
+    def copy_apart_from_warehouse(self) -> Settings:
+        # Publishing replaces the copy (and its companions, <copy>.tmp, …) with a new one: were
+        # it the warehouse, the warehouse would be replaced by a copy without its posts.
+        warehouse, copy = (os.path.realpath(path) for path in (self.warehouse, self.analytics_path))
+        if warehouse == copy or warehouse.startswith(copy + "."):
+            raise ValueError(
+                f"the warehouse {self.warehouse} would be the analysts' copy {self.analytics_path} "
+                "(or one of its files): name the warehouse otherwise, or set analytics_copy"
+            )
+        return self
 
     @property
     def analytics_path(self) -> Path:
@@ -186,7 +198,10 @@ def load_settings(config: str | Path | None = None, **overrides) -> Settings:
     except SettingsError as exc:  # e.g. a KIC_* list that is not JSON
         raise KicError(f"invalid settings: {not_json(exc) or exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            ": ".join(filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")]))
+            for e in exc.errors()
+        )
         raise KicError(f"invalid settings (in {path} or KIC_* variables): {problems}") from None
     finally:
         _config_path.reset(token)

@@ -20,17 +20,18 @@ import pandas as pd
 from pipeline import crawl as crawling
 from pipeline.crawl import CrawlRequest, CrawlSummary
 from pipeline.imports import LoadResult, store_study_csv
+from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
+from pipeline.storage import open_readable, open_warehouse
 from pipeline.study_csv import StudyCsv
 from pipeline.study_csv import read_study_csv as parse_study_csv
 from transforms import features as feature_sql
 from warehouse import quality, raw, watchlist
-from warehouse.db import connect, schema_version
+from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot, write_atomically
 from warehouse.publish import publish_copy
-from warehouse.snapshots import cluster_table, unchanged_snapshot
-from warehouse.snapshots import write_snapshot as store_snapshot
+from warehouse.snapshots import cluster_table, store_snapshot, unchanged_snapshot
 from warehouse.vocabulary import CRAWL_SOURCES
 
 log = logging.getLogger("kic.pipeline")
@@ -89,10 +90,6 @@ class FeatureRows:
         return self.validation.quarantined_keys("features.influencer_features", "username")
 
 
-def open_warehouse(settings: Settings, read_only: bool = False):
-    return connect(settings.warehouse, read_only=read_only, lock_wait_seconds=settings.lock_wait_seconds)
-
-
 def validator(settings: Settings):
     # Imported here: Great Expectations takes seconds to import, and reading commands never need it.
     from transforms.validation import Validator
@@ -125,6 +122,15 @@ def crawl(
     if run.message:
         log.warning("crawl %s %s: %s", crawl_key, shard, run.message)
     return run
+
+
+@io_step
+def find_unloaded_crawls(settings: Settings) -> list[str]:
+    """Read which crawls in the landing area have ended (or were abandoned) without being loaded."""
+    finished, running = crawling.unloaded_crawls(settings)
+    for key in running:
+        log.info("crawl %s is still running: not loaded", key)
+    return finished
 
 
 @io_step
@@ -287,6 +293,7 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
     """Fit and score every candidate, name the published clusters as personas."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
+    log.info("fitting the candidates on %d influencers (features of %s)", len(features.er), feature_date)
     result = recluster(features, clustering, feature_date, probe or no_probe)
     log.info(
         "%d influencers, %d candidates on the %s path; published %s (%d clusters)",
@@ -300,10 +307,10 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
 
 
 @io_step
-def write_snapshot(settings: Settings, clustering) -> int:
-    """Store the clustering as the next snapshot version, in one transaction."""
+def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple[int, bool]:
+    """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
-        return store_snapshot(con, clustering)
+        return store_snapshot(con, clustering, unless_unchanged=not force)
 
 
 @dataclass(frozen=True)
@@ -345,7 +352,8 @@ def export(
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
     from pipeline.workbook import write_workbook
 
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    check_output(settings, output)
+    with open_readable(settings) as con:
         return export_snapshot(con, version, persona, fmt, output, write_workbook, progress)
 
 
@@ -372,7 +380,10 @@ def report(
     from warehouse.snapshots import resolve_version
 
     say = progress or (lambda text: None)
-    with connect(settings.readable_path, read_only=True, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    if output is not None:
+        check_output(settings, output)
+        check_output(settings, member_folder(output))  # the member lists go beside it
+    with open_readable(settings) as con:
         require_current_views(con)
         version = resolve_version(con, version)
         say("reading the personas and their best fits")
@@ -381,7 +392,12 @@ def report(
             output = settings.data_dir / "reports" / f"snapshot-{version}.html"
             output.parent.mkdir(parents=True, exist_ok=True)
         folder = member_folder(output)
-        folder.mkdir(exist_ok=True)
+        if not output.parent.is_dir():
+            raise KicError(f"cannot write {output}: no folder {output.parent}")
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise KicError(f"cannot write {folder}: {exc.strerror or exc}") from None
         member_lists = {}
         for persona in data.profiles.to_dict(orient="records"):
             say(f"writing the member list of {persona['persona']}")

@@ -11,12 +11,13 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from scrapers.items import AccountItem
-from scrapers.signals import crawl_run_opened
+from scrapers.signals import crawl_run_opened, landing_failed
 
 
 class ProgressLines:
     """Prints `KIC-PROGRESS {"crawl_key": k, "done": n, "total": m}` to stdout: once the crawl
-    has its landing place, then after each account."""
+    has its landing place, then after each account; and, if landing fails, with `failed`
+    (errno, file, reason)."""
 
     PREFIX = "KIC-PROGRESS "
 
@@ -32,6 +33,7 @@ class ProgressLines:
         extension = cls(crawler)
         crawler.signals.connect(extension.run_opened, signal=crawl_run_opened)
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(extension.landing_failed, signal=landing_failed)
         return extension
 
     def run_opened(self, crawl_key, spider):
@@ -43,7 +45,10 @@ class ProgressLines:
             self.done += 1
             self.emit(spider)
 
-    def emit(self, spider):
+    def landing_failed(self, errno, file, reason, spider):
+        self.emit(spider, failed={"errno": errno, "file": file, "reason": reason})
+
+    def emit(self, spider, **extra):
         total = len(getattr(spider, "requested", ())) or self.done
-        line = {"crawl_key": self.crawl_key, "done": self.done, "total": total}
+        line = {"crawl_key": self.crawl_key, "done": self.done, "total": total, **extra}
         print(self.PREFIX + json.dumps(line), file=sys.stdout, flush=True)

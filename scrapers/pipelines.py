@@ -6,9 +6,10 @@ import time
 import uuid
 
 import pandas as pd
+from scrapy.utils.defer import deferred_from_coro
 
 from scrapers.items import AccountItem, DiscoveredAccountItem
-from scrapers.signals import crawl_run_opened
+from scrapers.signals import crawl_run_opened, landing_failed
 from warehouse.landing import Landing, new_crawl_key
 from warehouse.raw import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
@@ -41,6 +42,8 @@ class LandingPipeline:
         self.pending: list[AccountItem] = []
         self.discovered: list[DiscoveredAccountItem] = []
         self.written: set[str] = set()
+        self.failed: OSError | None = None  # landing failed: nothing more is written
+        self.closing = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -79,7 +82,7 @@ class LandingPipeline:
         return item
 
     def flush(self) -> None:
-        if not self.pending and not self.discovered:
+        if (not self.pending and not self.discovered) or self.failed is not None:
             return
         started = time.perf_counter()
         frames = rows_of(self.pending)
@@ -88,16 +91,34 @@ class LandingPipeline:
             dtype=str,
         )
         self.batch += 1
-        self.landing.put_batch(self.crawl_key, self.shard, f"{self.attempt}-{self.batch:06d}", frames)
+        try:
+            self.landing.put_batch(self.crawl_key, self.shard, f"{self.attempt}-{self.batch:06d}", frames)
+        except OSError as exc:
+            self.stop(exc)
+            return
         self.crawler.stats.inc_value("kic/accounts_written", len(self.pending))
         self.crawler.stats.inc_value("kic/posts_written", len(frames["posts"]))
         self.crawler.stats.inc_value("kic/rows_written", sum(len(f) for f in frames.values()))
         self.crawler.stats.inc_value("kic/write_seconds", time.perf_counter() - started)
         self.pending, self.discovered = [], []
 
+    def stop(self, exc: OSError) -> None:
+        """The landing area refused a write: stop crawling (every further account would be
+        fetched for nothing) and say why; what landed before stays committed."""
+        self.failed = exc
+        where = exc.filename or self.landing.url
+        self.crawler.spider.logger.error("landing in %s failed: %s; the crawl stops", where, exc.strerror or exc)
+        reason = exc.strerror or str(exc)
+        self.crawler.signals.send_catch_log(
+            landing_failed, errno=exc.errno, file=str(where), reason=reason, spider=self.crawler.spider
+        )
+        self.closing = deferred_from_coro(self.crawler.engine.close_spider_async(reason="landing_failed"))
+
     def close_spider(self):
         spider = self.crawler.spider
         self.flush()
+        if self.failed is not None:
+            return  # the shard stays open: the loader closes it, a retry crawls what did not land
         # Nothing is dropped silently: every account asked for gets an outcome (tag crawls
         # add accounts as they find them, so the spider's list is the one to check).
         unreached = [u for u in spider.requested if u not in self.written]

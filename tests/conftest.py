@@ -1,3 +1,4 @@
+import errno
 import gc
 import os
 import shutil
@@ -247,6 +248,39 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
         if validated:
             mark_validated(con, crawl_id)
     return crawl_id
+
+
+# --- a disk that fills up ---------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 32 MiB file system (tmpfs), for a disk that fills up; skipped where mounting is not permitted."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(folder: Path, room: int) -> Path:
+    """Write a file into `folder` until its file system is full (a real ENOSPC), then free `room` bytes."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    os.truncate(filler, max(0, filler.stat().st_size - room))
+    return filler
 
 
 # --- the real command line ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SMALL_GRID, STUDY_HEADER, Files, cli
+from conftest import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli
 
 HEADER = STUDY_HEADER
 
@@ -96,6 +96,55 @@ REFUSED = [
     ("sql: two statements", ["sql", "SELECT 1; SELECT 2"], None, {}, 1, "one statement at a time"),
     ("sql: reading any file", ["sql", "FROM read_csv('/etc/passwd')"], None, {}, 1, "refuses to touch files"),
     ("sql: ATTACH the warehouse", ["sql", f"ATTACH '{WAREHOUSE}' AS w"], None, {}, 1, "refuses ATTACH"),
+    # Output guards: a file to write is never the product's own, however it is named.
+    ("export -o the warehouse", ["export", "-o", WAREHOUSE, "-f", "csv"], None, {}, 1, "the product's database"),
+    ("export -o the copy", ["export", "-o", "analytics.duckdb"], None, {}, 1, "the product's database"),
+    ("export -o the WAL", ["export", "-o", f"{WAREHOUSE}.wal", "-f", "csv"], None, {}, 1, "the product's database"),
+    (
+        "export -o the warehouse through ..",
+        ["export", "-o", f"a-folder/../{WAREHOUSE}", "-f", "parquet"],
+        None,
+        {},
+        1,
+        "the product's database",
+    ),
+    ("export -o a link to the warehouse", ["export", "-o", "link.csv"], None, {}, 1, "the product's database"),
+    (
+        "export -o into the copy's partitions",
+        ["export", "-o", "analytics.published/x.csv"],
+        None,
+        {},
+        1,
+        "analytics.published",
+    ),
+    ("export -o into the landing area", ["export", "-o", "landing/x.csv"], None, {}, 1, "the product's folder"),
+    ("report -o the warehouse", ["report", "-o", WAREHOUSE], None, {}, 1, "the product's database"),
+    ("report -o the copy being built", ["report", "-o", "analytics.duckdb.tmp"], None, {}, 1, "the product's database"),
+    ("report -o into the Data Docs", ["report", "-o", "data_docs/x.html"], None, {}, 1, "the product's folder"),
+    (
+        "report -o into the copy's partitions",
+        ["report", "-o", "analytics.published/x.html"],
+        None,
+        {},
+        1,
+        "analytics.published",
+    ),
+    (
+        "sql --allow-files the copy's partitions",
+        ["sql", "--allow-files", "analytics.published", "SELECT 1"],
+        None,
+        {},
+        1,
+        "overlaps",
+    ),
+    (
+        "the copy named as the warehouse",
+        ["recluster", "--force"],
+        None,
+        {"KIC_ANALYTICS_COPY": WAREHOUSE},
+        1,
+        "would be the analysts' copy",
+    ),
     ("crawl: a date that does not parse", ["crawl", "--date", "2026-13-45"], None, {}, 1, "is not a date"),
     ("crawl: a date in the future", ["crawl", "--date", "2999-01-01"], None, {}, 1, "after today"),
     ("kic.toml: a syntax error", ["snapshots"], "warehouse = \n", {}, 1, "TOML"),
@@ -145,6 +194,7 @@ def workdir(built, tmp_path, monkeypatch):
                 (tmp_path / name).write_bytes(text)
             else:
                 (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "link.csv").symlink_to(WAREHOUSE)
     for name in [n for n in os.environ if n.startswith("KIC_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -158,13 +208,17 @@ def warehouse_files(folder: Path) -> Files:
     return files
 
 
+def every_file(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+
+
 @pytest.mark.parametrize("argv,toml,env,code,fragment", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypatch, argv, toml, env, code, fragment):
     if toml is not None:
         (workdir / "kic.toml").write_text(toml, encoding="utf-8")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    before = warehouse_files(workdir)
+    before, names = warehouse_files(workdir), every_file(workdir)
     result = cli(*argv, "-w", workdir / WAREHOUSE)
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
@@ -173,7 +227,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(workdir, monkeypat
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert warehouse_files(workdir) == before
-    assert not (workdir / "out.csv").exists()
+    assert every_file(workdir) == names  # nothing written beside them either
 
 
 def test_bad_rows_are_rejected_by_line_and_the_good_rows_are_kept(workdir):
@@ -193,3 +247,67 @@ def test_bad_rows_are_rejected_by_line_and_the_good_rows_are_kept(workdir):
     # Lines: header 1, good.one 2, then the table's rows in order.
     assert rejected == {name: line for line, (_, _, name) in enumerate(REJECTED_ROWS, start=3)}
     assert stored == ["good.one"]
+
+
+def test_sql_refuses_a_files_folder_that_links_into_the_warehouse(workdir, tmp_path_factory):
+    """A folder of the user's, apart from the warehouse's, holding a link to it: a COPY … TO
+    through the link would write the warehouse."""
+    mine = tmp_path_factory.mktemp("mine")
+    (mine / "w").symlink_to(workdir / WAREHOUSE)
+    before = warehouse_files(workdir)
+    result = cli("sql", "-w", workdir / WAREHOUSE, "--allow-files", mine, f"COPY (SELECT 1) TO '{mine}/w' (FORMAT csv)")
+    assert_one_line_error(result, f"{mine}/w -> the product's database")
+    assert warehouse_files(workdir) == before
+    (mine / "w").unlink()  # the same folder without the link is the user's own
+    result = cli(
+        "sql", "-w", workdir / WAREHOUSE, "--allow-files", mine, f"COPY (SELECT 42 AS a) TO '{mine}/w' (FORMAT csv)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (mine / "w").read_text() == "a\n42\n"
+
+
+# A damaged file: (id, which file, where its bytes are overwritten, argv, fragment of the one line).
+# Offset 0 is DuckDB's main header; 12288 the first block after the three headers.
+DAMAGED = [
+    ("copy, a block: show", "analytics.duckdb", 12288, ["show"], "the analysts' copy"),
+    ("copy, a block: snapshots", "analytics.duckdb", 12288, ["snapshots"], "the analysts' copy"),
+    ("copy, a block: sql", "analytics.duckdb", 12288, ["sql", "SELECT 1"], "the analysts' copy"),
+    ("copy, a block: export", "analytics.duckdb", 12288, ["export", "-o", "mine.csv"], "the analysts' copy"),
+    ("copy, a block: changes", "analytics.duckdb", 12288, ["changes"], "the analysts' copy"),
+    ("copy, the header: show", "analytics.duckdb", 0, ["show"], "the analysts' copy"),
+    ("warehouse, a block: recluster", WAREHOUSE, 12288, ["recluster", "--force"], "is damaged (Corrupt database"),
+    ("warehouse, a block: features", WAREHOUSE, 12288, ["features"], "is damaged (Corrupt database"),
+    ("warehouse, the header: recluster", WAREHOUSE, 0, ["recluster"], "is not a DuckDB database file"),
+]
+
+
+@pytest.mark.parametrize("name,offset,argv,fragment", [r[1:] for r in DAMAGED], ids=[r[0] for r in DAMAGED])
+def test_a_damaged_file_is_one_line_naming_it_and_stays_as_it_is(workdir, name, offset, argv, fragment):
+    with (workdir / name).open("r+b") as file:
+        file.seek(offset)
+        file.write(b"\xde\xad" * 2048)
+    before, names = warehouse_files(workdir), every_file(workdir)
+    result = cli(*argv, "-w", workdir / WAREHOUSE)
+    assert_one_line_error(result, name, fragment)
+    if name == "analytics.duckdb":
+        assert "publishes it anew" in result.stderr  # not "restore it from a backup": it is made again
+    else:
+        assert "restore it from a backup" in result.stderr
+    assert warehouse_files(workdir) == before
+    assert every_file(workdir) == names
+
+
+def test_a_damaged_copy_is_made_anew_by_a_recluster_with_nothing_new(workdir, monkeypatch):
+    """The next writing command publishes, even one that stores nothing."""
+    for name, value in SMALL_GRID.items():
+        monkeypatch.setenv(name, value)
+    with (workdir / "analytics.duckdb").open("r+b") as file:
+        file.seek(12288)
+        file.write(b"\xde\xad" * 2048)
+    assert cli("show", "-w", workdir / WAREHOUSE).returncode == 1
+    again = cli("recluster", "-w", workdir / WAREHOUSE)
+    assert again.returncode == 0, again.stderr
+    assert "nothing new" in again.stdout
+    shown = cli("show", "-w", workdir / WAREHOUSE, "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    assert "persona" in shown.stdout.splitlines()[0]

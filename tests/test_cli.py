@@ -257,7 +257,9 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         run = subprocess.Popen(
-            [sys.executable, "-m", "kic", "run", "--influencers", "60"],
+            # Enough influencers for the scalable path (exact_max_influencers = 2,000): its fit
+            # lasts seconds, and the signal lands in it whatever the machine's load.
+            [sys.executable, "-m", "kic", "run", "--influencers", "2400"],
             cwd=tmp_path,
             env=subprocess_env({"PREFECT_API_URL": ""}),
             stdout=out,
@@ -266,10 +268,10 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
         )
     try:
         deadline = time.monotonic() + 300
-        # Once the task before the fit has finished, the signal lands in the fit. (Sent as the
-        # flow starts, it may land in Prefect's set-up of a task run, which Prefect 3.4 does not
+        # Once the fit's body has begun (its first log line), the signal lands in the fit. (Sent
+        # between tasks, it may land in Prefect's set-up of a task run, which Prefect does not
         # survive cleanly: "Task run is not set". kic still exits 130, but with Prefect's traceback.)
-        started = "Task run 'find_unchanged_snapshot"
+        started = "fitting the candidates on"
         while started not in log.read_text() and run.poll() is None:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.05)

@@ -6,7 +6,8 @@ import pytest
 
 from scrapers.items import AccountItem
 from scrapers.pipelines import rows_of
-from warehouse.landing import Landing, closed_crawl_keys, load_crawl, remove_loaded, shard_name
+from warehouse.db import connect
+from warehouse.landing import Landing, closed_crawl_keys, load_crawl, remove_loaded, shard_name, this_process
 from warehouse.vocabulary import RunStatus
 
 DAY = date(2026, 6, 1)
@@ -101,12 +102,9 @@ def test_a_corrupt_file_is_refused_by_name_and_the_rest_of_the_crawl_is_kept(lan
     name = f"{KEY}/{shard}/posts-0000aaaa-000002.parquet"
     assert list(report.refused) == [name]
     assert con.execute("SELECT DISTINCT username FROM raw.posts ORDER BY 1").fetchall() == [("a1",), ("a3",)]
-    # The refused batch's accounts are not lost silently: their outcome says why.
-    assert (
-        con.execute("SELECT reason FROM raw.account_outcomes WHERE username = 'a2'")
-        .fetchall()[0][0]
-        .startswith("not crawled")
-    )
+    # The refused batch's accounts are not lost silently: their outcome says why, naming the file.
+    (reason,) = con.execute("SELECT reason FROM raw.account_outcomes WHERE username = 'a2'").fetchall()[0]
+    assert reason.startswith(f"not loaded: its landed file {name} was refused"), reason
     message = con.execute("SELECT message FROM raw.crawl_runs").fetchall()[0][0]
     assert name in message
     assert con.execute("SELECT count(*) FROM raw.landed_files WHERE file LIKE '%000002%'").fetchall() == [(0,)]
@@ -142,3 +140,79 @@ def test_unanswered_accounts_are_what_a_retry_crawls(landing):
 def test_a_crawl_missing_from_the_landing_area_is_named(landing, con):
     with pytest.raises(Exception, match="no crawl 'nope'"):
         load_crawl(con, landing, "nope")
+
+
+def test_a_refused_commit_file_leaves_its_accounts_named_with_the_file(landing, con):
+    """The batch's own list of accounts cannot be read: its accounts are told apart from ones
+    the crawler never reached only by the shard having ended well."""
+    shard = shard_name(0, 1)
+    land(landing, {shard: [["a1"], ["a2"]]})
+    broken = landing.path(KEY, shard, "account_outcomes-0000aaaa-000002.parquet")
+    landing.fs.pipe(broken, b"not parquet")
+    load_crawl(con, landing, KEY)
+    (reason,) = con.execute("SELECT reason FROM raw.account_outcomes WHERE username = 'a2'").fetchall()[0]
+    assert "account_outcomes-0000aaaa-000002.parquet" in reason and "refused" in reason, reason
+
+
+def dead_process() -> dict:
+    """A process record (as the landing area keeps them) of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return {**this_process(), "pid": child.pid}
+
+
+def test_a_crawl_whose_opener_died_before_any_crawler_started_is_abandoned(landing, monkeypatch):
+    shard = shard_name(0, 1)
+    landing.open_crawl(KEY, "web", None, DAY, {shard: ["a1", "a2"]})
+    assert not landing.abandoned(KEY, shard)  # opened by this process, which is alive
+    request = landing.request(KEY)
+    landing.put_json(landing.path(KEY, "request.json"), {**request, "opener": dead_process()})
+    assert landing.abandoned(KEY, shard)
+    # Once a crawler has started, its own process answers for the shard.
+    landing.mark_running(KEY, shard)
+    assert not landing.abandoned(KEY, shard)
+
+
+def test_a_crawl_killed_before_its_crawler_started_is_closed_by_the_next_plain_load(tmp_path):
+    from conftest import cli
+
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    landing = Landing(str(tmp_path / "data" / "landing"))
+    shard = shard_name(0, 1)
+    landing.open_crawl(KEY, "web", None, DAY, {shard: ["a1", "a2"]})
+    landing.put_json(landing.path(KEY, "request.json"), {**landing.request(KEY), "opener": dead_process()})
+    result = cli("load", "-w", warehouse)
+    assert result.returncode == 0, result.stderr
+    assert "still running" not in result.stdout
+    with connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT status FROM raw.crawl_runs").fetchall() == [(RunStatus.INTERRUPTED,)]
+        reasons = con.execute("SELECT DISTINCT reason FROM raw.account_outcomes").fetchall()
+    assert reasons == [("not crawled: the crawler stopped before reaching it",)]
+
+
+@pytest.mark.e2e  # two `kic load` processes
+def test_two_loads_of_one_crawl_at_once_load_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    warehouse = tmp_path / "data" / "warehouse.duckdb"
+    landing = Landing(str(tmp_path / "data" / "landing"))
+    land(landing, {shard_name(0, 1): [["a1", "a2"], ["a3"]]})
+    env = subprocess_env({"KIC_WAREHOUSE": str(warehouse)})
+    loads = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kic", "load", KEY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for load in loads:
+        load.communicate(timeout=120)
+    assert [load.returncode for load in loads] == [0, 0]
+    with connect(warehouse, read_only=True) as con:
+        assert counts(con) == (3, 3, 9, 6)
+        assert con.execute("SELECT count(*) FROM raw.crawl_runs").fetchall() == [(1,)]

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_one_line_error, cli, derive, synthetic_crawl
 from models.config import ClusteringConfig
-from pipeline import jobs
+from pipeline import jobs, steps
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
 from warehouse.db import connect, migrate
@@ -202,7 +202,8 @@ def test_a_weekly_run_on_unchanged_data_and_settings_fits_and_stores_nothing_unl
 
     again = jobs.recluster(settings, call=recording)
     assert (first.unchanged, again.unchanged, again.version) == (False, True, 1)
-    assert "fit" not in steps_run and "write_snapshot" not in steps_run and "publish" not in steps_run
+    assert "fit" not in steps_run and "write_snapshot" not in steps_run
+    assert "publish" in steps_run  # what a run killed while publishing left undone
     assert "nothing new" in again.unchanged_message() and "snapshot 1" in again.unchanged_message()
     assert again.cluster_table.equals(first.cluster_table)
     assert snapshot_versions(settings) == [1]
@@ -302,3 +303,51 @@ def test_snapshots_stored_before_persona_ids_get_ids_of_their_own_on_upgrade(war
     with connect(warehouse_path) as con:
         ids = con.execute("SELECT version, cluster, persona_id FROM clusters.profiles ORDER BY ALL").fetchall()
     assert ids == [(1, 1, 1), (1, 2, 2), (2, 1, 3), (2, 2, 4)]
+
+
+def test_two_runs_storing_the_same_clustering_at_once_store_one_snapshot(settings):
+    """Both fitted before either stored (two `kic recluster` started together): the decision
+    "nothing new" is made inside the write transaction, so the second stores nothing."""
+    rows, day = steps.read_features(settings, None)
+    first, second = (steps.fit(rows, settings.clustering, day) for _ in range(2))
+    assert steps.write_snapshot(settings, first) == (1, True)
+    assert steps.write_snapshot(settings, second) == (1, False)
+    assert steps.write_snapshot(settings, second, force=True) == (2, True)  # forced: stored anyway
+    assert snapshot_versions(settings) == [1, 2]
+
+
+@pytest.mark.e2e  # two `kic recluster` processes
+def test_two_kic_recluster_started_together_store_one_snapshot(settings):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    env = subprocess_env({"KIC_WAREHOUSE": str(settings.warehouse), "KIC_CLUSTERING": CLUSTERING.model_dump_json()})
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kic", "recluster"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    said = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], said
+    assert snapshot_versions(settings) == [1]
+    assert sum("nothing new" in out for out, _ in said) == 1
+
+
+def test_a_snapshot_stored_but_not_published_is_published_by_the_next_run_with_nothing_new(settings):
+    """As after a kill while publishing: the copy lacks the newest snapshot until a run publishes."""
+    jobs.recluster(settings)
+    rows, day = steps.read_features(settings, None)
+    assert steps.write_snapshot(settings, steps.fit(rows, settings.clustering, day), force=True) == (2, True)
+    with connect(settings.analytics_path, read_only=True) as con:
+        assert con.execute("SELECT max(version) FROM clusters.snapshots").fetchall() == [(1,)]
+    again = jobs.recluster(settings)
+    assert (again.unchanged, again.version) == (True, 2)
+    with connect(settings.analytics_path, read_only=True) as con:
+        assert con.execute("SELECT max(version) FROM clusters.snapshots").fetchall() == [(2,)]

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter, FlowFilterName
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -276,8 +276,44 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): UI not checked")
 
 
-def test_kic_serve_in_the_background_stops_everything_on_sigint(tmp_path):
+SLEEPER = """
+import time
+from prefect import flow
+from flows.runs import record_process
+
+@flow(name="kic-sleeper")
+def sleeper():
+    record_process()
+    print("running", flush=True)
+    time.sleep(600)
+
+sleeper()
+"""
+
+
+def test_kic_serve_marks_a_run_whose_process_died_crashed_and_stops_everything_on_sigint(tmp_path):
+    """Prefect's own zombie detection, set up by kic serve: a flow run whose process is killed
+    (-9: no end reported) stops sending heartbeats, and the server marks it Crashed."""
     port = free_port()
-    serve = Serve(port, tmp_path)
+    heartbeat = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}  # Prefect's minimum: three missed in 90 s
+    serve = Serve(port, tmp_path, heartbeat)
     assert "watchlist was empty: added the sandbox's 60 accounts" in serve.said
-    serve.stop_and_check(signal.SIGINT)
+    try:
+        api = f"http://127.0.0.1:{port}/api"
+        env = subprocess_env({"PREFECT_API_URL": api, "PYTHONPATH": str(REPO), **heartbeat})
+        sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], env=env, stdout=subprocess.PIPE, text=True)
+        assert sleeper.stdout.readline().strip() == "running"
+        time.sleep(2)  # its first heartbeat is sent as it starts
+        sleeper.kill()
+        sleeper.wait()
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            (run,) = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["kic-sleeper"])))
+            assert run.state.is_running()
+            deadline = time.monotonic() + 240
+            while not run.state.is_final() and time.monotonic() < deadline:
+                time.sleep(5)
+                run = client.read_flow_run(run.id)
+        assert run.state.type.value == "CRASHED", run.state
+        assert "sent no heartbeat for 90 s" in run.state.message
+    finally:
+        serve.stop_and_check(signal.SIGINT)

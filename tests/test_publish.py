@@ -2,9 +2,7 @@
 published incrementally. Real DuckDB files; each test publishes its own copy of the
 session's pipeline warehouse (conftest.pipeline_warehouse)."""
 
-import errno
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +16,7 @@ import pytest
 
 from conftest import PIPELINE_CLUSTERING as CLUSTERING
 from conftest import PIPELINE_NIGHTS as NIGHTS
-from conftest import REPO, assert_one_line_error, cli, derive, synthetic_crawl
+from conftest import REPO, assert_one_line_error, cli, derive, fill, synthetic_crawl
 from sandbox.synthetic import Population
 from warehouse.db import connect
 from warehouse.publish import PARTITIONED, publish_copy, published_dir
@@ -236,36 +234,6 @@ def test_the_copy_reads_only_its_folder_and_opens_in_the_duckdb_cli(warehouse, c
     assert cli.stdout.strip() == f"{expected[0][0]},{expected[0][1]}"
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 16 MiB file system (tmpfs), for a disk that fills up; skipped where mounting is not permitted."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-
-
-def fill(folder: Path, room: int) -> Path:
-    """Write a file into `folder` until its file system is full (a real ENOSPC), then free `room` bytes."""
-    filler = folder / "filler"
-    with filler.open("wb") as file:
-        try:
-            while True:
-                file.write(b"\0" * 65536)
-                file.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    os.truncate(filler, max(0, filler.stat().st_size - room))
-    return filler
-
-
 # No room at all: the new snapshot's partition fails; room for partitions: the copy itself fails.
 @pytest.mark.parametrize("room", [0, 256 * 1024], ids=["partition", "copy"])
 def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporary_file(
@@ -284,7 +252,7 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     result = cli("recluster", "--force", "-w", warehouse)  # same data as snapshot 2: forced
 
     assert_one_line_error(
-        result, f"snapshot 3 is stored in the warehouse {warehouse}", f"analysts' copy {copy}", "No space left"
+        result, f"snapshot 3: stored in the warehouse {warehouse}", f"analysts' copy {copy}", "no space left"
     )
     assert rows(warehouse, snapshots) == [(3,)]
     # Nothing left half-written on the full disk (a new partition may stay: it is whole, and
@@ -296,3 +264,15 @@ def test_a_full_disk_while_publishing_says_what_is_stored_and_leaves_no_temporar
     filler.unlink()  # room again: the next publish catches up
     publish_copy(warehouse, copy)
     assert rows(copy, snapshots) == [(3,)]
+
+
+def test_kic_recluster_date_clusters_the_feature_date_asked_for(warehouse, monkeypatch):
+    """An older feature date, not the latest: what reproducing the study on a warehouse in use needs."""
+    for name, value in CLUSTERING.items():
+        monkeypatch.setenv(f"KIC_CLUSTERING__{name.upper()}", value if isinstance(value, str) else json.dumps(value))
+    result = cli("recluster", "--date", NIGHTS[0].isoformat(), "-w", warehouse)
+    assert result.returncode == 0, result.stderr
+    assert rows(warehouse, "SELECT feature_date FROM clusters.snapshots ORDER BY version DESC LIMIT 1") == [
+        (NIGHTS[0],)
+    ]
+    assert_one_line_error(cli("recluster", "--date", "2001-01-01", "-w", warehouse), "no features for 2001-01-01")

@@ -13,9 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import re
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -39,6 +43,7 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+log = logging.getLogger("kic.validation")
 
 DOCS_SITE = "kic"
 DATASOURCE = "kic_frames"
@@ -222,6 +227,39 @@ class SuiteValidation:
         return all(e.success for e in self.expectations if e.level == "table")
 
 
+# GX's site builder logs a page it failed to render (with a traceback) and goes on.
+SITE_BUILDER_LOGGER = "great_expectations.render.renderer.site_builder"
+ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+@contextmanager
+def render_errors():
+    """Collect what GX's site builder logs as errors, instead of letting it print tracebacks."""
+    errors: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    logger = logging.getLogger(SITE_BUILDER_LOGGER)
+    handler, propagate = Collect(logging.ERROR), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 class Validator:
     """One GX context per process (Data Docs index lists what this context validated).
 
@@ -232,7 +270,7 @@ class Validator:
     def __init__(self, docs_dir: Path, results_dir: Path, *, render_docs: bool = True):
         self.docs_dir = Path(docs_dir).resolve()
         self.renders_docs = render_docs
-        results_dir = Path(results_dir).resolve()
+        self.results_dir = results_dir = Path(results_dir).resolve()
         self.context = gx_context(self.docs_dir, results_dir)
         self.registered = registered_checkpoints(self.docs_dir, results_dir)
         self.unrendered: list = []  # validation result ids not in the Data Docs yet
@@ -240,8 +278,28 @@ class Validator:
     def render_docs(self) -> None:
         """Render the Data Docs pages of what was validated since the last call, and the index."""
         if self.unrendered and self.renders_docs:
-            self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=self.unrendered)
+            with self.files_written(self.docs_dir), render_errors() as errors:
+                self.context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=self.unrendered)
+                code = next((int(m[1]) for e in errors if (m := ERRNO.search(e))), None)
+                if code is not None:  # GX logs a page it could not write, and goes on: stop here
+                    raise OSError(code, os.strerror(code))
+            for error in errors:
+                log.warning("Data Docs: a page could not be rendered: %s", error.splitlines()[-1])
         self.unrendered = []
+
+    @contextmanager
+    def files_written(self, folder: Path, pattern: str = "*", whole: Callable[[Path], bool] = lambda path: False):
+        """GX writes its files in place: on a failed write (a full disk), remove the files matching
+        `pattern` it wrote since it began and left not `whole`, so that nothing half-written is
+        read once the disk is fixed (a render is redone whole by the next), and name the folder."""
+        started = time.time()
+        try:
+            yield
+        except OSError as exc:
+            for path in folder.rglob(pattern):
+                if path.is_file() and path.stat().st_mtime >= started - 1 and not whole(path):
+                    path.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, exc.filename or str(folder)) from exc
 
     def validate(
         self,
@@ -300,7 +358,8 @@ class Validator:
 
     def run_checkpoint(self, chunk: pd.DataFrame, expectation_suite: gx.ExpectationSuite, run_name: str):
         checkpoint = self.checkpoint(expectation_suite)
-        result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
+        with self.files_written(self.results_dir, "*.json", readable_json):
+            result = checkpoint.run(batch_parameters={"dataframe": chunk}, run_id=RunIdentifier(run_name=run_name))
         self.unrendered.extend(result.run_results)
         return next(iter(result.run_results.values()))
 

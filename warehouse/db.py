@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from warehouse.errors import KicError
+from warehouse.errors import KicError, WarehouseBusy, duckdb_os_refusal, os_error_line
 
 log = logging.getLogger("kic.warehouse")
 
@@ -160,43 +160,70 @@ def connect(
             apply_views(con)
         yield con
     except duckdb.Error as exc:
-        if is_damage(exc, path):
-            raise KicError(f"{path} is damaged ({first_line(exc)}): restore it from a backup") from None
-        raise
+        raise storage_error(exc, path) or exc from None
+    except OSError as exc:  # a file written beside the warehouse (GX's results, a report, …)
+        raise os_error_line(exc) or exc from None
     finally:
         con.close()
 
 
-def check_whole(con: duckdb.DuckDBPyConnection, path: Path, opened: os.stat_result | None) -> None:
-    """Refuse a file cut short (an interrupted copy, a disk that filled up) before anything reads
-    or writes it: DuckDB opens it, and fails only on the first missing block it reads.
+class Damaged(KicError):
+    """A database file DuckDB cannot read, or whose structure proves it incomplete."""
 
-    DuckDB writes whole blocks after its headers, so the file is FILE_HEADERS_BYTES plus a whole
-    number of blocks, at least as many as it uses (trailing free blocks may be cut off).
+    def __init__(self, path: Path, detail: str):
+        self.path, self.detail = path, detail
+        if "not a valid DuckDB database file" in detail:  # its first block: damaged, or never DuckDB's
+            super().__init__(
+                f"{path} is not a DuckDB database file (its header is damaged, or it is another kind of file): "
+                "if it is the warehouse, restore it from a backup"
+            )
+        else:
+            super().__init__(f"{path} is damaged ({detail}): restore it from a backup")
+
+
+def storage_error(exc: duckdb.Error, path: Path) -> KicError | None:
+    """The one line for what DuckDB failed on: the file damaged, or refused by the operating
+    system (a full disk, no permission, a read-only file system); None for any other error."""
+    if is_damage(exc, path):
+        return Damaged(path, first_line(exc))
+    return duckdb_os_refusal(str(exc), path)
+
+
+def check_whole(con: duckdb.DuckDBPyConnection, path: Path, opened: os.stat_result | None) -> None:
+    """Refuse a file cut short (an interrupted copy) before anything reads or writes it: DuckDB
+    opens it, and fails only on the first missing block it reads.
+
+    DuckDB writes blocks after its headers, so the file holds FILE_HEADERS_BYTES and at least
+    as many whole blocks as it uses (trailing free blocks may be cut off).
     """
     now = path.stat()
     if opened is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
         return  # created just now, or replaced since (a publish swapping the copy in): not this file
     block_size, used = con.execute(DATABASE_SIZE).fetchall()[0]
-    blocks, partial = divmod(now.st_size - FILE_HEADERS_BYTES, block_size)
-    if partial or blocks < used:
-        raise KicError(
-            f"{path} is damaged: {now.st_size:,} bytes, where DuckDB's headers and at least {used} whole blocks "
-            f"of {block_size:,} bytes were expected (cut short?): restore it from a backup"
+    # A trailing part of a block is not damage: a checkpoint that ran out of space extends the
+    # file by less than a block, and the blocks in use (the last checkpoint) are all there.
+    blocks = (now.st_size - FILE_HEADERS_BYTES) // block_size
+    if blocks < used:
+        raise Damaged(
+            path,
+            f"{now.st_size:,} bytes, where DuckDB's headers and at least {used} whole blocks "
+            f"of {block_size:,} bytes were expected: cut short",
         )
 
 
 def is_damage(exc: duckdb.Error, path: Path) -> bool:
     """Whether DuckDB failed because `path` itself is damaged (what check_whole cannot see: a
-    used block cut off while free ones remain, a block overwritten)."""
+    used block cut off while free ones remain, a block overwritten, a header that is not DuckDB's)."""
     text = str(exc)
-    return text.startswith("Corrupt database file") or (
-        "Could not read enough bytes" in text and os.path.abspath(path) in text
+    return (
+        "Corrupt database file" in text
+        or "not a valid DuckDB database file" in text
+        or ("Could not read enough bytes" in text and os.path.abspath(path) in text)
     )
 
 
 def is_lock_conflict(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+    return "Could not set lock" in str(exc) or "Conflicting lock" in str(exc)
 
 
 def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float) -> duckdb.DuckDBPyConnection:
@@ -206,11 +233,14 @@ def open_with_retry(path: Path, read_only: bool, lock_wait_seconds: float) -> du
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
-        except duckdb.IOException as exc:
-            if is_damage(exc, path):
-                raise KicError(f"{path} is damaged ({first_line(exc)}): restore it from a backup") from None
-            if not is_lock_conflict(exc) or time.monotonic() + delay > deadline:
-                raise KicError(f"cannot open warehouse {path}: {first_line(exc)}") from exc
+        except duckdb.Error as exc:
+            if not is_lock_conflict(exc):
+                raise storage_error(exc, path) or KicError(f"cannot open {path}: {first_line(exc)}") from None
+            if time.monotonic() + delay > deadline:
+                raise WarehouseBusy(
+                    f"cannot open warehouse {path}: {first_line(exc)} (waited {lock_wait_seconds:g} s, "
+                    "lock_wait_seconds)"
+                ) from None
             log.warning(
                 "warehouse %s is held by another process (%s); retrying in %.1f s",
                 path,

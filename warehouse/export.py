@@ -10,6 +10,7 @@ up to Excel's row limit per sheet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from warehouse.db import first_line, scalar, views_fingerprint
-from warehouse.errors import KicError
+from warehouse.errors import KicError, duckdb_errno, os_refusal
 from warehouse.publish import literal
 from warehouse.snapshots import resolve_version
 
@@ -186,9 +187,12 @@ def write_atomically(output: Path, write_to) -> None:
         write_to(temporary)
         os.replace(temporary, output)
     except (OSError, duckdb.Error) as exc:
-        raise KicError(f"writing {output} failed: {first_line(exc)}") from exc
+        code = exc.errno if isinstance(exc, OSError) else duckdb_errno(str(exc))
+        refused = os_refusal(code, output, first_line(exc))  # named as the file asked for, not its temporary
+        raise refused or KicError(f"writing {output} failed: {first_line(exc)}") from exc
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this
+            temporary.unlink(missing_ok=True)
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> str:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from warehouse import watchlist
 from warehouse.db import first_line, scalar, transaction
-from warehouse.errors import KicError
+from warehouse.errors import KicError, duckdb_errno
 from warehouse.raw import close_run, utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
@@ -117,14 +117,21 @@ class Landing:
         except OSError as exc:
             raise KicError(f"cannot create the landing folder {folder}: {exc.strerror or exc}") from None
         local = self.local_path(temporary)
-        if local is not None:
-            write(local)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                staged = str(Path(tmp) / name)
-                write(staged)
-                self.fs.put_file(staged, temporary)
-        self.fs.mv(temporary, path)
+        try:
+            if local is not None:
+                write(local)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    staged = str(Path(tmp) / name)
+                    write(staged)
+                    self.fs.put_file(staged, temporary)
+            self.fs.mv(temporary, path)
+        except BaseException as exc:
+            if self.fs.exists(temporary):  # cut short (a full disk): never left behind
+                self.fs.rm(temporary)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror, path) from exc  # named as the file it was to be
+            raise
 
     def put_json(self, path: str, content: Mapping) -> None:
         self.put_atomically(path, lambda local: Path(local).write_text(json.dumps(content, default=str)))
@@ -133,7 +140,13 @@ class Landing:
         def write(local: str) -> None:
             with duckdb.connect() as con:  # an in-memory DuckDB, not the warehouse: it writes Parquet
                 con.register("batch", frame)
-                con.execute(f"COPY batch TO '{local}' (FORMAT parquet)").fetchall()
+                try:
+                    con.execute(f"COPY batch TO '{local}' (FORMAT parquet)").fetchall()
+                except duckdb.IOException as exc:  # the operating system's refusal, as an OSError
+                    code = duckdb_errno(str(exc))
+                    if code is None:
+                        raise
+                    raise OSError(code, os.strerror(code), local) from exc
 
         self.put_atomically(path, write)
 
@@ -146,7 +159,16 @@ class Landing:
             frame = pd.DataFrame({"username": list(usernames)}, dtype=str)
             counts[shard] = len(frame)
             self.put_frame(self.path(crawl_key, f"requested-{shard}.parquet"), frame)
-        request = {"source": source, "origin": origin, "as_of_date": as_of, "started_at": utcnow(), "shards": counts}
+        request = {
+            "source": source,
+            "origin": origin,
+            "as_of_date": as_of,
+            "started_at": utcnow(),
+            "shards": counts,
+            # Who opened it (`kic crawl`, a nightly run): a shard whose crawler never started is
+            # abandoned once its opener is known dead.
+            "opener": this_process(),
+        }
         self.put_json(self.path(crawl_key, REQUEST_FILE), request)
 
     def put_batch(self, crawl_key: str, shard: str, batch: str, frames: Mapping[str, pd.DataFrame]) -> None:
@@ -167,17 +189,16 @@ class Landing:
     # --- reading (the loader) ----------------------------------------------------------
 
     def abandoned(self, crawl_key: str, shard: str) -> bool:
-        """Never closed, and its process is known dead: on this machine, gone or from an earlier boot.
-
-        A process on another machine, or of unknown state, counts as still running.
+        """Never closed, and the process that answers for it is known dead: its crawler, or (the
+        crawler never started) the process that opened the crawl; on this machine, gone or from
+        an earlier boot. A process on another machine, or of unknown state, counts as running.
         """
+        if self.closed(crawl_key, shard) is not None:
+            return False
         path = self.path(crawl_key, shard, PROCESS_FILE)
-        if self.closed(crawl_key, shard) is not None or not self.fs.exists(path):
-            return False
-        crawler, here = json.loads(self.fs.cat_file(path)), this_process()
-        if crawler.get("host") != here["host"] or crawler.get("boot_id") is None:
-            return False
-        return crawler["boot_id"] != here["boot_id"] or not process_alive(crawler["pid"])
+        if self.fs.exists(path):
+            return known_dead(json.loads(self.fs.cat_file(path)))
+        return known_dead(self.request(crawl_key).get("opener"))
 
     def crawl_keys(self) -> list[str]:
         """Every crawl in the landing area that has a request, oldest first by name."""
@@ -353,18 +374,23 @@ def close_crawl(con, landing: Landing, crawl_key: str, request: dict, crawl_id: 
     ]
     troubles += [f"file {name} refused ({why})" for name, why in refused.items()]
     for shard in request["shards"]:
-        path = landing.path(crawl_key, f"requested-{shard}.parquet")
+        # Accounts of a refused batch whose commit file still reads: not loaded, and why.
+        for files_of_batch in landing.committed_batches(crawl_key, shard).values():
+            names = {relative(landing, path): path for path in files_of_batch.values()}
+            bad = [name for name in names if name in refused]
+            commit = files_of_batch[COMMIT_TABLE]
+            if bad and relative(landing, commit) not in refused:
+                why = f"not loaded: its landed file {bad[0]} was refused ({refused[bad[0]]})"
+                record_unanswered(con, parquet(con, landing, commit), crawl_id, why)
         end = ends[shard]
         why = "the crawler stopped before reaching it" if end is None else (end["message"] or "stopped")
-        con.execute(
-            UNANSWERED.format(requested=parquet(con, landing, path)),
-            {
-                "crawl_id": crawl_id,
-                "status": AccountStatus.ERROR,
-                "reason": f"not crawled: {why}",
-                "now": utcnow(),
-            },
-        ).fetchall()
+        if end is not None and end["status"] == RunStatus.SUCCEEDED:
+            why = "no landed batch answered for it"  # the crawler reached every account: a file was lost
+        unreadable = [name for name in refused if name.startswith(f"{crawl_key}/{shard}/")]
+        if unreadable:
+            why += f", or it was in a landed file that was refused ({', '.join(unreadable)})"
+        requested = parquet(con, landing, landing.path(crawl_key, f"requested-{shard}.parquet"))
+        record_unanswered(con, requested, crawl_id, f"not crawled: {why}")
     stats = {shard: (end or {}).get("stats") for shard, end in ends.items()}
     close_run(
         con,
@@ -373,6 +399,14 @@ def close_crawl(con, landing: Landing, crawl_key: str, request: dict, crawl_id: 
         stats=stats,
         message="; ".join(troubles) or None,
     )
+
+
+def record_unanswered(con, accounts_sql: str, crawl_id: int, reason: str) -> None:
+    """An error outcome, with `reason`, for each account read by `accounts_sql` that has none yet."""
+    con.execute(
+        UNANSWERED.format(requested=accounts_sql),
+        {"crawl_id": crawl_id, "status": AccountStatus.ERROR, "reason": reason, "now": utcnow()},
+    ).fetchall()
 
 
 def closed_crawl_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> list[str]:
@@ -394,6 +428,15 @@ def remove_loaded(con: duckdb.DuckDBPyConnection, landing: Landing, retention_da
 def this_process() -> dict:
     boot_id = BOOT_ID.read_text().strip() if BOOT_ID.exists() else None
     return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id, "started_at": utcnow().isoformat()}
+
+
+def known_dead(process: dict | None) -> bool:
+    """Whether a process recorded by `this_process` is known to have ended: on this machine, its
+    pid gone, or recorded before the last boot. Elsewhere, or unrecorded: not known."""
+    here = this_process()
+    if not process or process.get("host") != here["host"] or process.get("boot_id") is None:
+        return False
+    return process["boot_id"] != here["boot_id"] or not process_alive(process["pid"])
 
 
 def process_alive(pid: int) -> bool:

@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, first_line, scalar, views
-from warehouse.errors import KicError
+from warehouse.errors import KicError, NoSpace
 
 # Bumped when partitions are written differently: every file is then written anew.
 EXPORT_FORMAT = "parquet-1"
@@ -125,6 +125,10 @@ def published_dir(copy: Path) -> Path:
 class PublishFailed(KicError):
     """The analysts' copy could not be published; the warehouse and the previous copy are intact."""
 
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient  # the warehouse was held: a later attempt may get it
+
 
 def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Path:
     """Publish the warehouse to `copy` (tables, views, schema version), atomically: write the
@@ -149,7 +153,8 @@ def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFA
         raise PublishFailed(
             f"publishing the analysts' copy {copy} failed ({io_reason(exc)}): it still holds what was last "
             "published, its temporary files are removed; the next writing command (e.g. `kic features`) "
-            "publishes it once that is fixed"
+            "publishes it once that is fixed",
+            transient=getattr(exc, "transient", False),
         ) from None
     return copy
 
@@ -158,6 +163,8 @@ def io_reason(exc: BaseException) -> str:
     """What went wrong, in one line. DuckDB wraps the operating system's reason: after
     "Original error: " (a failed checkpoint), or as the "exception_message" of a JSON object
     (a failed asynchronous write)."""
+    if isinstance(exc, NoSpace):
+        return exc.where
     if isinstance(exc, OSError):
         return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
     text = str(exc)

@@ -77,18 +77,11 @@ def one_statement(sql: str, *, allow_copy: bool = False) -> duckdb.Statement:
     raise KicError(f"kic sql refuses {name}: {why}; it runs one SELECT-like statement ({SELECT_LIKE})")
 
 
-def files_folder(folder: Path, protected: list[Path]) -> Path:
-    """The folder named by --allow-files, absolute, if it exists and holds none of the
-    `protected` files nor lies in their folders (the warehouse's and the copy's)."""
+def files_folder(folder: Path) -> Path:
+    """The folder named by --allow-files, absolute, if it exists (the caller has checked it
+    lies apart from the product's files)."""
     if not folder.is_dir():
         raise KicError(f"--allow-files {folder}: no such folder")
-    real = Path(os.path.realpath(folder))
-    for path in protected:
-        home = Path(os.path.realpath(path)).parent
-        if home.is_relative_to(real) or real.is_relative_to(home):
-            raise KicError(
-                f"--allow-files {folder}: it overlaps {home}, which holds {path.name}; name a folder of your own"
-            )
     return Path(os.path.abspath(folder))
 
 
@@ -124,14 +117,13 @@ def run_query(
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     max_rows: int = DEFAULT_MAX_ROWS,
     files: Path | None = None,
-    protected: tuple[Path, ...] = (),
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> pd.DataFrame:
     """Run one SELECT-like statement on `path` read-only and return its rows (at most
-    `max_rows`, else a KicError). With `files`, a folder apart from the `protected` files,
+    `max_rows`, else a KicError). With `files`, a folder apart from the product's files,
     the statement may also read files there or `COPY … TO` one."""
     statement = one_statement(sql, allow_copy=files is not None)
-    folders = [files_folder(files, list(protected))] if files is not None else []
+    folders = [files_folder(files)] if files is not None else []
     with guarded(path, timeout_seconds=timeout_seconds, folders=folders, lock_wait_seconds=lock_wait_seconds) as con:
         try:
             if statement.type == Kind.COPY:

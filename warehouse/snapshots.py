@@ -172,34 +172,47 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, content: SnapshotContent) -> 
     Refused if the features it was built on changed since they were read (a nightly
     refresh re-deriving that date meanwhile): the rows would not line up.
     """
+    return store_snapshot(con, content, unless_unchanged=False)[0]
+
+
+def store_snapshot(
+    con: duckdb.DuckDBPyConnection, content: SnapshotContent, *, unless_unchanged: bool
+) -> tuple[int, bool]:
+    """`write_snapshot`, and whether it stored one; with `unless_unchanged`, nothing is stored when
+    the latest snapshot has the same data and clustering settings (its version is returned).
+    Decided inside the write transaction: two runs at once store one snapshot."""
     row = {**content.snapshot_row(), "created_at": utcnow(), "code_version": code_version()}
+    settings = {k: v for k, v in row["parameters"].items() if k not in DERIVED_PARAMETERS}
     row["parameters"] = json.dumps(row["parameters"])
     con.register("cluster_per_row", content.cluster_per_row())
     try:
-        return insert_snapshot(con, row, content)
+        with transaction(con):
+            standing = unchanged_snapshot(con, row["data_fingerprint"], settings) if unless_unchanged else None
+            if standing is not None:
+                return standing, False
+            return insert_snapshot(con, row, content), True
     finally:
         con.unregister("cluster_per_row")
 
 
 def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: SnapshotContent) -> int:
-    with transaction(con):
-        if clusterable_fingerprint(con, row["feature_date"]) != row["data_fingerprint"]:
-            raise KicError(
-                f"the features of {row['feature_date']} changed while they were being clustered: "
-                "run the recluster again"
-            )
-        version = scalar(con, NEXT_VERSION)
-        insert_frame(con, "clusters.snapshots", pd.DataFrame([{**row, "version": version}]))
-        for table, rows in content.tables().items():
-            insert_frame(con, f"clusters.{table}", rows.assign(version=version))
-        written = scalar(
-            con,
-            f"WITH written AS ({INSERT_ASSIGNMENTS} RETURNING 1) SELECT count(*) FROM written",
-            {"version": version, "feature_date": row["feature_date"]},
+    """The rows of a new snapshot, inside the caller's transaction."""
+    if clusterable_fingerprint(con, row["feature_date"]) != row["data_fingerprint"]:
+        raise KicError(
+            f"the features of {row['feature_date']} changed while they were being clustered: run the recluster again"
         )
-        if written != row["n_influencers"]:
-            raise KicError(f"snapshot {version}: {written} assignments joined for {row['n_influencers']} influencers")
-        match_personas(con, version)
+    version = scalar(con, NEXT_VERSION)
+    insert_frame(con, "clusters.snapshots", pd.DataFrame([{**row, "version": version}]))
+    for table, rows in content.tables().items():
+        insert_frame(con, f"clusters.{table}", rows.assign(version=version))
+    written = scalar(
+        con,
+        f"WITH written AS ({INSERT_ASSIGNMENTS} RETURNING 1) SELECT count(*) FROM written",
+        {"version": version, "feature_date": row["feature_date"]},
+    )
+    if written != row["n_influencers"]:
+        raise KicError(f"snapshot {version}: {written} assignments joined for {row['n_influencers']} influencers")
+    match_personas(con, version)
     return version
 
 
