@@ -10,6 +10,9 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -392,22 +395,35 @@ def report(
             output = settings.data_dir / "reports" / f"snapshot-{version}.html"
             output.parent.mkdir(parents=True, exist_ok=True)
         folder = member_folder(output)
-        if not output.parent.is_dir():
-            raise KicError(f"cannot write {output}: no folder {output.parent}")
+        names = {int(p): f"persona-{int(p)}.csv" for p in data.profiles["persona_id"]}
+        charts = draw(data, say)
+        page = render(data, charts, {pid: f"{folder.name}/{name}" for pid, name in names.items()})
+        # The member lists are written into a folder of their own first, then the page, under
+        # temporary names: a failure (a full disk) leaves neither, and names the report.
+        staged = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+        def write_all(page_path: Path) -> None:
+            staged.mkdir()
+            for persona in data.profiles.to_dict(orient="records"):
+                say(f"writing the member list of {persona['persona']}")
+                write_member_list(con, data, persona, staged / names[int(persona["persona_id"])])
+            Path(page_path).write_text(page, encoding="utf-8")
+
         try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise KicError(f"cannot write {folder}: {exc.strerror or exc}") from None
-        member_lists = {}
-        for persona in data.profiles.to_dict(orient="records"):
-            say(f"writing the member list of {persona['persona']}")
-            path = folder / f"persona-{int(persona['persona_id'])}.csv"
-            write_atomically(path, lambda tmp, persona=persona: write_member_list(con, data, persona, tmp))
-            member_lists[int(persona["persona_id"])] = path
-    charts = draw(data, say)
-    page = render(data, charts, {pid: f"{folder.name}/{path.name}" for pid, path in member_lists.items()})
-    write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
-    return Report(version, output, charts, member_lists, data)
+            write_atomically(output, write_all)
+            replace_folder(staged, folder)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
+
+
+def replace_folder(new: Path, old: Path) -> None:
+    """Put folder `new` where `old` is (if it is), then remove what `old` held."""
+    previous = old.with_name(f".{old.name}.{uuid.uuid4().hex[:12]}.old")
+    if old.exists():
+        os.replace(old, previous)
+    os.replace(new, old)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def member_folder(report: Path) -> Path:
