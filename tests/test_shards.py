@@ -17,7 +17,8 @@ from sandbox.settings import SandboxSettings
 pytestmark = pytest.mark.e2e
 DAY = date(2026, 6, 1)
 BUCKET = "kic-landing"
-LANDING = f"s3://{BUCKET}/nights"
+# One landing area per warehouse (a loader loads whatever its area holds that it has not), both in one bucket.
+SHARDED, SINGLE = f"s3://{BUCKET}/sharded", f"s3://{BUCKET}/single"
 TOTALS = """
 SELECT accounts_requested, accounts_ok, accounts_failed, profiles_written, posts_written,
        (SELECT count(*) FROM raw.account_outcomes), (SELECT count(DISTINCT username) FROM raw.account_outcomes),
@@ -56,7 +57,6 @@ def s3(tmp_path, monkeypatch):
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "HOME": str(tmp_path / "home"),
-        "KIC_LANDING_URL": LANDING,
     }
     for name, value in env.items():  # this process: the loader (the nightly flow runs here)
         monkeypatch.setenv(name, value)
@@ -68,8 +68,12 @@ def s3(tmp_path, monkeypatch):
         server.stop()
 
 
-def crawls_landed(fs) -> set[str]:
-    return {path.rsplit("/", 1)[1] for path in fs.ls(f"{BUCKET}/nights", detail=False, refresh=True)}
+def crawls_landed(fs, landing: str) -> set[str]:
+    fs.invalidate_cache()  # other processes landed and deleted files meanwhile
+    folder = landing.removeprefix("s3://")
+    if not fs.exists(folder):
+        return set()
+    return {path.rsplit("/", 1)[1] for path in fs.ls(folder, detail=False)}
 
 
 def land_with_a_damaged_object(landing_url: str, fs) -> tuple[str, str]:
@@ -100,14 +104,14 @@ def land_with_a_damaged_object(landing_url: str, fs) -> tuple[str, str]:
         landing.put_batch(key, shard, "0000aaaa-000001", rows_of(items))
         landing.close_shard(key, shard, RunStatus.SUCCEEDED, None, {"kic/accounts_written": len(usernames)})
     damaged = f"{key}/{shard_name(0, 2)}/profiles-0000aaaa-000001.parquet"
-    fs.pipe(f"{BUCKET}/nights/{damaged}", b"PAR1 not a parquet file PAR1")
+    fs.pipe(f"{landing_url.removeprefix('s3://')}/{damaged}", b"PAR1 not a parquet file PAR1")
     return key, damaged
 
 
-def test_three_shards_on_three_workers_land_on_s3_and_add_up_to_a_one_shard_night(tmp_path, s3):
+def test_three_shards_on_three_workers_land_on_s3_and_add_up_to_a_one_shard_night(tmp_path, s3, monkeypatch):
     """Three crawl-shard runs on three workers land in the bucket, and the night adds up to a
     one-shard night of the same date; a damaged object is refused by name, the rest loaded;
-    retention deletes what this warehouse loaded, not another's; no DuckDB extension is
+    retention empties this warehouse's landing area, not another's; no DuckDB extension is
     installed by any process (the landed Parquet is read through fsspec, not httpfs)."""
     from flows.nightly_refresh import nightly_refresh
     from pipeline import jobs
@@ -128,7 +132,9 @@ def test_three_shards_on_three_workers_land_on_s3_and_add_up_to_a_one_shard_nigh
     with Sandbox(sandbox_settings) as sandbox, stack, temporary_settings({PREFECT_API_URL: stack.api_url}):
         accounts = [a.username for a in sandbox.population.accounts]
         common = {"accounts": accounts, "date": DAY, "base_url": sandbox.url}
+        monkeypatch.setenv("KIC_LANDING_URL", SHARDED)  # the loader's (this process); shards get it from the flow
         sharded = nightly_refresh(**common, warehouse=str(sharded_warehouse), shards=3)
+        monkeypatch.setenv("KIC_LANDING_URL", SINGLE)
         single = nightly_refresh(**common, warehouse=str(single_warehouse), shards=1)
 
     # Each worker's log names the flow runs it picked up: the shards went to more than one.
@@ -146,21 +152,21 @@ def test_three_shards_on_three_workers_land_on_s3_and_add_up_to_a_one_shard_nigh
     assert sharded_totals == single_totals
     assert sharded["features"] == single["features"] == 90
 
-    # The landing area is the bucket: both nights' crawls there (kept 7 days), the sharded one
-    # in three shard folders; nothing landed beside either warehouse.
+    # The landing areas are in the bucket: each night's crawl there (kept 7 days), the sharded
+    # one in three shard folders; nothing landed beside either warehouse.
     with duckdb.connect(str(sharded_warehouse), read_only=True) as con:
         (sharded_key,) = con.execute("SELECT landing_key FROM raw.crawl_runs").fetchone()
     with duckdb.connect(str(single_warehouse), read_only=True) as con:
         (single_key,) = con.execute("SELECT landing_key FROM raw.crawl_runs").fetchone()
-    assert crawls_landed(fs) == {sharded_key, single_key}
-    shard_folders = [p for p in fs.ls(f"{BUCKET}/nights/{sharded_key}", detail=False) if "/shard-" in p]
+    assert crawls_landed(fs, SHARDED) == {sharded_key} and crawls_landed(fs, SINGLE) == {single_key}
+    shard_folders = [p for p in fs.ls(f"{BUCKET}/sharded/{sharded_key}", detail=False) if "/shard-" in p]
     assert len(shard_folders) == 3 and all(fs.ls(folder) for folder in shard_folders)
     assert not (sharded_warehouse.parent / "landing").exists() and not (single_warehouse.parent / "landing").exists()
 
     # A damaged object: refused by name, the rest of its crawl loaded. Loaded with retention 0:
-    # every crawl this warehouse loaded is deleted from the bucket, the other warehouse's kept.
-    key, damaged = land_with_a_damaged_object(LANDING, fs)
-    settings = Settings(warehouse=sharded_warehouse, landing_url=LANDING, landing_retention_days=0)
+    # every crawl this warehouse loaded is deleted from its area, the other warehouse's kept.
+    key, damaged = land_with_a_damaged_object(SHARDED, fs)
+    settings = Settings(warehouse=sharded_warehouse, landing_url=SHARDED, landing_retention_days=0)
     (loaded,) = jobs.load(settings, [key])
     assert list(loaded.refused) == [damaged] and loaded.status == "interrupted"
     assert damaged in loaded.message
@@ -174,7 +180,7 @@ def test_three_shards_on_three_workers_land_on_s3_and_add_up_to_a_one_shard_nigh
             [key],
         ).fetchone()
     assert kept == [("dmg.b1",)] and answered == (3,)  # the other shard's account; an outcome for each
-    assert crawls_landed(fs) == {single_key}
+    assert crawls_landed(fs, SHARDED) == set() and crawls_landed(fs, SINGLE) == {single_key}
 
     # No process installed a DuckDB extension (it would be under $HOME/.duckdb/extensions).
     assert not (tmp_path / "home" / ".duckdb").exists()
