@@ -2,10 +2,12 @@
 
     uv run python benchmarks/report_scale.py [--influencers 1000000]
 
-Builds the clusters.* rows straight with SQL (no crawl, no fitting): two snapshots of every
-influencer, ER and active_rate log-normal, personas by quadrant of the two, 10% of the
-influencers moved between snapshots, a 30-merge dendrogram. Then times `steps.report`
-(queries, charts, HTML) in this process with its peak RSS, and prints the file's size.
+Builds the rows straight with SQL (no crawl, no fitting): two snapshots of every influencer,
+ER and active_rate log-normal, personas by quadrant of the two, 10% of the influencers moved
+between snapshots, a 30-merge dendrogram; and each snapshot's feature rows, read from three
+crawls of different days (followers and observation dates for the cards and member lists).
+Then times `steps.report` (queries, member lists, charts, HTML) in this process with its peak
+RSS, and prints the page's size and the member lists'.
 """
 
 from __future__ import annotations
@@ -44,10 +46,22 @@ FROM clustered, range(1, 3) AS t(v)
 """
 PROFILES = """
 INSERT INTO clusters.profiles (version, cluster, size, mean_er, median_er, mean_active_rate, median_active_rate,
-                               er_level, active_rate_level, persona, rank)
-SELECT version, cluster, count(*), avg(er), median(er), avg(active_rate), median(active_rate), 'low', 'low',
-       any_value(persona), cluster
+                               median_follower, er_level, active_rate_level, persona, rank, persona_id)
+SELECT version, cluster, count(*), avg(er), median(er), avg(active_rate), median(active_rate), 30000, 'low', 'low',
+       any_value(persona), cluster, cluster
 FROM clusters.assignments GROUP BY version, cluster
+"""
+# Three crawls a few days apart, and each snapshot's features read from them.
+CRAWLS = """
+INSERT INTO raw.crawl_runs (crawl_id, source, as_of_date, started_at, finished_at, status)
+SELECT c, 'synthetic', DATE '2026-03-08' + c::INTEGER, now(), now(), 'succeeded' FROM range(1, 4) AS t(c)
+"""
+FEATURES = """
+INSERT INTO features.influencer_features (username, feature_date, crawl_id, source, follower, open_account,
+                                          official_account, er, active_rate, is_clusterable, computed_at)
+SELECT a.username, s.feature_date, 1 + hash(a.username) % 3, 'synthetic', 1000 + hash(a.username) % 500000,
+       true, false, a.er, a.active_rate, true, now()
+FROM clusters.assignments AS a JOIN clusters.snapshots AS s USING (version)
 """
 SMALL_TABLES = """
 INSERT INTO clusters.kmeans_elbow SELECT v, k, 1e7 / k FROM range(1, 3) AS a(v), range(1, 10) AS b(k);
@@ -73,14 +87,18 @@ def main() -> None:
             con.execute(ASSIGNMENTS, {"influencers": args.influencers, "personas": PERSONAS})
             con.execute(PROFILES)
             con.execute(SMALL_TABLES)
+            con.execute(CRAWLS)
+            con.execute(FEATURES)
         meter = Meter()
         with meter.part("report"):
             report = steps.report(settings, 2)
         meter.running = False
         seconds, peak = meter.parts["report"]
+        members = sum(path.stat().st_size for path in report.member_lists.values())
         print(
             f"{args.influencers:,} influencers: report of snapshot {report.version} in {seconds:.1f} s, "
-            f"peak RSS {peak / MIB:.0f} MiB, {report.path.stat().st_size / 1024:.0f} KiB HTML"
+            f"peak RSS {peak / MIB:.0f} MiB, {report.path.stat().st_size / 1024:.0f} KiB HTML, "
+            f"{len(report.member_lists)} member lists of {members / MIB:.0f} MiB"
         )
 
 

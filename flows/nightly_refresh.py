@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from flows.run_names import name_run, started
 from flows.runs import record_process
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs
@@ -22,9 +23,11 @@ from warehouse.nights import NightReview
 
 
 def run_name() -> str:
+    """nightly-refresh-<day crawled>-<source>-<start, HHMMSS>-<zone> (flows/run_names.py)."""
     params = flow_run.parameters
-    day = params.get("date") or load_settings(params.get("config")).today()
-    return f"nightly-refresh-{day}-{params.get('source', 'web')}"
+    settings = load_settings(params.get("config"))
+    day = params.get("date") or settings.today()
+    return f"nightly-refresh-{day}-{params.get('source', 'web')}-{started(settings.timezone)}"
 
 
 def plan_markdown(review: NightReview) -> str:
@@ -113,6 +116,13 @@ def nightly_artifacts(review: NightReview) -> None:
     )
 
 
+def reviewed(review: NightReview) -> None:
+    """Once the night is reviewed (failed or not): name the run after the crawl it loaded, attach the artifacts."""
+    if review.crawl_id is not None:
+        name_run(f"{flow_run.name}-crawl-{review.crawl_id}")  # the crawl it loaded, in raw.crawl_runs
+    nightly_artifacts(review)
+
+
 @task(name="run_shard", retries=0, cache_policy=NO_CACHE)
 def run_shard(deployment: str, parameters: dict) -> dict:
     """Start one shard's crawl-shard flow run on the work pool and wait for it to end."""
@@ -168,9 +178,7 @@ def nightly_refresh(
     failed: list[str] = []
     runner = shard_runner(settings, request, config, failed) if shards > 1 else None
     try:
-        refresh = jobs.refresh(
-            settings, request, call=as_task, shards=shards, run_shards=runner, on_review=nightly_artifacts
-        )
+        refresh = jobs.refresh(settings, request, call=as_task, shards=shards, run_shards=runner, on_review=reviewed)
     except KicError as exc:
         if failed:
             raise KicError(f"shard(s) failed after their retries ({'; '.join(failed)}); {exc}") from exc

@@ -7,18 +7,23 @@ import datetime as dt
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
-from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
+from flows.run_names import name_run, started
 from flows.runs import record_process
-from flows.tasks import IO_TASK, PURE_TASK, as_task
+from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs, steps
+from pipeline.persona_guide import FIT_SCORE, count, look, percent, score
 from pipeline.settings import ClusteringConfig, load_settings
+from pipeline.steps import member_folder
 
 
 def run_name() -> str:
+    """weekly-recluster-<feature date, or latest>-<start, HHMMSS>-<zone> (flows/run_names.py); renamed once
+    it has stored its snapshot."""
     params = flow_run.parameters
-    return f"weekly-recluster-{params.get('feature_date') or 'latest'}"
+    timezone = load_settings(params.get("config")).timezone
+    return f"weekly-recluster-{params.get('feature_date') or 'latest'}-{started(timezone)}"
 
 
 @task(name="unchanged_artifact", **PURE_TASK)
@@ -34,13 +39,15 @@ def unchanged_artifact(result: jobs.Recluster) -> None:
 @task(name="weekly_artifacts", **PURE_TASK)
 def weekly_artifacts(result: jobs.Recluster) -> None:
     """Publish the cluster table, the candidates and the persona changes as Prefect artifacts."""
-    clustering, table, changes, version = result.clustering, result.cluster_table, result.changes, result.version
+    clustering, table, version = result.clustering, result.cluster_table, result.version
     create_table_artifact(
         key="weekly-clusters",
         table=[
             {
                 "rank": int(r.rank),
                 "persona": r.persona,
+                "colour": look(r.persona_id).label,  # as in the report's charts and cards
+                "persona id": int(r.persona_id),
                 "size": int(r.size),
                 "mean ER (%)": round(float(r.mean_er), 4),
                 "mean active_rate (%)": round(float(r.mean_active_rate), 4),
@@ -69,11 +76,28 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
         description=f"Snapshot {version}: every candidate tried on the {path} path "
         f"({clustering.n_influencers:,} influencers), with its mean silhouette",
     )
+    persona_changes_artifact(result)
+
+
+def persona_changes_artifact(result: jobs.Recluster) -> None:
+    """Who changed persona since the snapshot before, and why: the largest moves, and where the full list is."""
+    changes, version = result.changes, result.version
+    rows = changes.astype(object).where(changes.notna(), None).to_dict(orient="records")
+    counts = ", ".join(f"{kind} {n:,}" for kind, n in result.change_counts.items())
+    if not result.changed:
+        description = f"Snapshot {version}: no influencer changed persona since the snapshot before."
+    else:
+        shown = f"all {len(rows):,} shown" if len(rows) == result.changed else f"the {len(rows):,} largest moves shown"
+        description = (
+            f"Snapshot {version}: {result.changed:,} influencer(s) changed persona since the snapshot before "
+            f"({counts}); {shown}. Why: each one's ER and active_rate (%) before -> after, and the levels of its "
+            f"persona. The full list: `kic changes {version - 1} {version}` (`-f csv` for a file), or in SQL "
+            f"`FROM clusters.persona_changes({version - 1}, {version})`."
+        )
     create_table_artifact(
         key="weekly-persona-changes",
-        table=changes.astype(object).where(changes.notna(), None).to_dict(orient="records")
-        or [{"username": None, "previous_persona": None, "current_persona": None, "change": "none"}],
-        description=f"Influencers whose persona changed since the previous snapshot ({len(changes)})",
+        table=rows or [{"username": None, "previous_persona": None, "current_persona": None, "change": "none"}],
+        description=description,
     )
 
 
@@ -115,7 +139,9 @@ def report_artifacts(report: steps.Report) -> None:
             [
                 f"## Snapshot {report.version}: report",
                 f"The whole report, one self-contained HTML file (open it in a browser, offline): "
-                f"`{report.path}`. Again at any time: `kic report {report.version}`",
+                f"`{report.path}`, each persona's member list beside it in `{member_folder(report.path)}`. "
+                f"Again at any time: `kic report {report.version}`",
+                who_to_pick(report),
             ]
             + [f"### {chart.title}\n\n![{chart.title}]({chart.data_uri})\n\n{chart.caption}" for chart in key_charts]
         ),
@@ -125,13 +151,23 @@ def report_artifacts(report: steps.Report) -> None:
         create_image_artifact(image_url=chart.data_uri, key=f"weekly-{chart.key}", description=chart.title)
 
 
-@task(name="name_run", **IO_TASK)
-def name_run(result: jobs.Recluster) -> str:
-    """Rename this flow run after what it made: weekly-recluster-<feature date>-v<version>[-unchanged]."""
-    name = f"weekly-recluster-{result.feature_date}-v{result.version}" + ("-unchanged" if result.unchanged else "")
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run.id, name=name)
-    return name
+def who_to_pick(report: steps.Report, best: int = 3) -> str:
+    """The personas, best first, with their colour, size, typical numbers and best fits linked to their profiles."""
+    data = report.data
+    lines = [
+        "### Who to pick",
+        "",
+        "| colour | persona | influencers | typical active_rate | typical ER | best fits (fit score) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for persona in data.profiles.itertuples():
+        top = data.top[(data.top["cluster"] == persona.cluster) & (data.top["fit_rank"] <= best)]
+        fits = ", ".join(f"[{r.username}]({r.profile_url}) ({score(r.fit_score)})" for r in top.itertuples())
+        lines.append(
+            f"| {look(persona.persona_id).label} | {persona.rank}. {persona.persona} | {count(persona.size)} "
+            f"| {percent(persona.median_active_rate)} | {percent(persona.median_er)} | {fits} |"
+        )
+    return "\n".join([*lines, "", FIT_SCORE])
 
 
 @flow(name="weekly-recluster", flow_run_name=run_name)
@@ -147,7 +183,8 @@ def weekly_recluster(
     record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
     result = jobs.recluster(settings, clustering, feature_date, force=force, call=as_task)
-    name_run(result)
+    made = f"v{result.version}" + ("-unchanged" if result.unchanged else "")
+    name_run(f"weekly-recluster-{result.feature_date}-{made}-{started(settings.timezone)}")
     if result.unchanged:
         unchanged_artifact(result)
         get_run_logger().info(result.unchanged_message())
@@ -161,7 +198,7 @@ def weekly_recluster(
         "version": result.version,
         "published": result.clustering.published,
         "clusters": result.clustering.n_clusters,
-        "changed": len(result.changes),
+        "changed": result.changed,
         "unchanged": False,
         "report": str(report.path),
     }

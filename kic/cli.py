@@ -7,6 +7,7 @@ chains of steps the Prefect flows run) or, to read, open the analysts' copy.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from kic.progress import showing
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
 from pipeline.storage import open_readable, reading
 from warehouse.errors import KicError
@@ -96,19 +98,22 @@ WarehouseOption = Annotated[
     typer.Option("--warehouse", "-w", help="DuckDB file (default: $KIC_WAREHOUSE or data/warehouse.duckdb)."),
 ]
 DateOption = Annotated[str | None, typer.Option("--date", help="Day the crawl describes, YYYY-MM-DD (default today).")]
-# The cluster table as printed on a terminal, headed with units; csv and json carry every
-# column under its warehouse name (ER and active_rate columns are percentages there too).
-TABLE_COLUMNS = {
-    "rank": "rank",
-    "persona": "persona",
-    "size": "size",
-    "mean_er": "mean ER (%)",
-    "mean_active_rate": "mean active_rate (%)",
-    "median_follower": "median followers",
-    "follower_tier": "tier",
-    "oldest_observed_on": "oldest observation",
-    "older_than_7_days": "> 7 days old",
-}
+# The cluster table as printed on a terminal: some of its columns, under the names csv and json
+# (and SQL: clusters.profiles) give them, so that one name means one column in every format.
+# ER and active_rate are percentages in all of them; the observation columns say how old
+# each persona's numbers are (its oldest observation, the share older than 7 days).
+TABLE_COLUMNS = [
+    "rank",
+    "persona",
+    "size",
+    "mean_er",
+    "mean_active_rate",
+    "median_follower",
+    "follower_tier",
+    "oldest_observed_on",
+    "older_than_7_days",
+]
+UNITS = "mean_er and mean_active_rate in %"
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 EncodingOption = Annotated[
     str | None, typer.Option("--encoding", help="The file's encoding (default: detect UTF-8, UTF-8 with BOM or cp949).")
@@ -167,22 +172,35 @@ def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) ->
 
         frame, title = with_ages(frame, ages), f"{title}: {cohort_line(ages)}"
     if fmt is Format.table:
-        columns = [c for c in TABLE_COLUMNS if c in frame.columns]
-        frame = frame[columns].rename(columns=TABLE_COLUMNS)
-        oldest, older = TABLE_COLUMNS["oldest_observed_on"], TABLE_COLUMNS["older_than_7_days"]
-        if oldest in frame:
-            frame[oldest] = frame[oldest].map(lambda day: "" if day != day or day is None else str(day)[:10])
-            frame[older] = frame[older].map(lambda share: "" if share != share else f"{share:.0%}")
-    print_frame(frame, fmt, title=title)
+        frame = frame[[c for c in TABLE_COLUMNS if c in frame.columns]]
+        if "oldest_observed_on" in frame:
+            frame = frame.assign(
+                oldest_observed_on=frame["oldest_observed_on"].map(
+                    lambda day: "" if day != day or day is None else str(day)[:10]
+                ),
+                older_than_7_days=frame["older_than_7_days"].map(
+                    lambda share: "" if share != share else f"{share:.0%}"
+                ),
+            )
+    print_frame(frame, fmt, title=f"{title} ({UNITS})")
 
 
-def echo_crawl(summary) -> None:
-    outcomes = ", ".join(f"{status}: {n}" for status, n in summary.outcomes.items())
+def echo_crawl(summary, tag: str | None = None) -> None:
+    """What a crawl got, in counts that add up: every account it answered for has one outcome
+    (a hashtag crawl asks for none: it answers for the accounts it found)."""
     if summary.accounts_deferred:
         typer.echo(f"{summary.accounts_deferred} account(s) deferred to the next night: the quota ran out")
+    outcomes = ", ".join(f"{status}: {n:,}" for status, n in summary.outcomes.items())
+    answered = sum(summary.outcomes.values())
+    if tag:
+        accounts = f"{answered:,} account(s) found under #{tag.lstrip('#')}"
+    elif answered == summary.accounts_requested:
+        accounts = f"{answered:,} account(s)"
+    else:
+        accounts = f"{answered:,} of {summary.accounts_requested:,} account(s) requested"
     typer.echo(
-        f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {summary.accounts_requested} "
-        f"account(s), {summary.profiles_written} profile(s), {summary.posts_written} post(s) [{outcomes}]"
+        f"crawl {summary.crawl_id} ({summary.source}, {summary.status}): {accounts} [{outcomes}]: "
+        f"{summary.profiles_written:,} profile(s), {summary.posts_written:,} post(s)"
         + (f" - {summary.message}" if summary.message else "")
     )
     for name, why in summary.refused.items():
@@ -238,12 +256,16 @@ def run(
     check_crawl_date(settings, day)
     sandbox_settings = SandboxSettings(date=day, **({"influencers": influencers} if influencers else {}))
     config = str(config_file()) if config_file().is_file() else None
-    with prefect_api() as api:
-        # Imported here: Prefect and Great Expectations take seconds to import.
-        from flows.nightly_refresh import nightly_refresh
-        from flows.weekly_recluster import weekly_recluster
+    with ExitStack() as stack:
+        with showing("kic run") as shown:
+            shown.say("starting Prefect (a temporary server, unless kic serve's answers)")
+            api = stack.enter_context(prefect_api())
+            shown.say("importing the flows")
+            # Imported here: Prefect and Great Expectations take seconds to import.
+            from flows.nightly_refresh import nightly_refresh
+            from flows.weekly_recluster import weekly_recluster
 
-        typer.echo(f"Prefect: {api}")
+        typer.echo(f"Prefect: {api}")  # from here on, Prefect's own lines say what runs
         with Sandbox(sandbox_settings) as sandbox:
             typer.echo(f"sandbox: {sandbox_settings.influencers} synthetic influencers at {sandbox.url}, as of {day}")
             nightly = nightly_refresh(
@@ -303,8 +325,6 @@ def crawl(
     on: DateOption = None,
 ) -> None:
     """One nightly refresh by hand: crawl, validate the new rows, derive and validate features, publish."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from pipeline import jobs
     from pipeline.crawl import CrawlRequest
 
@@ -314,26 +334,16 @@ def crawl(
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     request = CrawlRequest(source, names, tag, parse_date(on, "--date") or settings.today())
     failed = None
-    with Progress(
-        TextColumn("crawling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("crawl", total=None)
+    with showing("kic crawl") as shown:
         try:
-            refresh = jobs.refresh(
-                settings, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
-            )
+            refresh = jobs.refresh(settings, request, call=shown.call, progress=shown.count)
         except jobs.NightFailed as exc:  # what the night did is told first; its failure is the last line
             refresh, failed = exc.refresh, exc
     review = failed.review if failed is not None else refresh.review
     if review is not None and review.plan is not None:
         typer.echo(f"plan: {review.plan['arithmetic']}")
     if refresh is not None:
-        echo_crawl(refresh.crawl)
+        echo_crawl(refresh.crawl, tag)
         typer.echo(f"validated: {refresh.validation.quarantined} raw row(s) quarantined")
         echo_features(refresh.features)
     elif review is not None and review.crawl_id is not None:
@@ -367,7 +377,9 @@ def load(
         if not crawl_keys:
             typer.echo(f"nothing to load in {settings.landing_root}")
             return
-    for summary in jobs.load(settings, crawl_keys):
+    with showing("kic load") as shown:
+        loaded = jobs.load(settings, crawl_keys, call=shown.call)
+    for summary in loaded:
         echo_crawl(summary)
     typer.echo("validate and derive features: kic features")
     echo_where(settings)
@@ -420,7 +432,8 @@ def accounts_add(
         if username is None:
             raise KicError(f"not an Instagram username or profile URL: {name!r}")
         usernames.append(username)
-    added = jobs.watch(settings_for(warehouse), usernames, "manual")
+    with showing("kic accounts add") as shown:
+        added = jobs.watch(settings_for(warehouse), usernames, "manual", call=shown.call)
     typer.echo(f"{added} account(s) added to the watchlist")
 
 
@@ -436,7 +449,8 @@ def accounts_import(
     from pipeline.text_files import describe
 
     listed = read_account_list(path, encoding)
-    added = jobs.watch(settings_for(warehouse), listed.usernames, f"file:{path.name}")
+    with showing("kic accounts import") as shown:
+        added = jobs.watch(settings_for(warehouse), listed.usernames, f"file:{path.name}", call=shown.call)
     typer.echo(
         f"{added} account(s) added to the watchlist from {len(listed.usernames)} in {path}"
         f" (read as {describe(listed.encoding)})"
@@ -465,7 +479,8 @@ def accounts_remove(
     from pipeline import jobs
     from scrapers.usernames import normalize_account
 
-    removed = jobs.unwatch(settings_for(warehouse), [normalize_account(n) or n for n in names])
+    with showing("kic accounts remove") as shown:
+        removed = jobs.unwatch(settings_for(warehouse), [normalize_account(n) or n for n in names], call=shown.call)
     typer.echo(f"{removed} account(s) removed from the watchlist")
 
 
@@ -483,7 +498,10 @@ def import_csv(
     from pipeline.text_files import describe
 
     settings = settings_for(warehouse)
-    result = jobs.import_csv(settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding)
+    with showing("kic import-csv") as shown:
+        result = jobs.import_csv(
+            settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding, call=shown.call
+        )
     loaded = result.load
     typer.echo(
         f"import {loaded.crawl_id}: {loaded.accounts} account(s) stored, {loaded.rejected} row(s) rejected"
@@ -509,7 +527,9 @@ def features(
     """Validate crawls not validated yet, then derive and validate one date's features."""
     from pipeline import jobs
 
-    echo_features(jobs.features(settings_for(warehouse), parse_date(on, "--date")))
+    with showing("kic features") as shown:
+        derived = jobs.features(settings_for(warehouse), parse_date(on, "--date"), call=shown.call)
+    echo_features(derived)
 
 
 @app.command("recluster")
@@ -554,7 +574,8 @@ def recluster(
     changes = {k: v for k, v in {"publish": publish, "scaling": scaling, "strategy": strategy}.items() if v is not None}
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
-    result = jobs.recluster(settings, feature_date=parse_date(on, "--date"), force=force)
+    with showing("kic recluster") as shown:
+        result = jobs.recluster(settings, feature_date=parse_date(on, "--date"), force=force, call=shown.call)
     show_clusters(result.cluster_table, result.version)
     if result.unchanged:
         typer.echo(result.unchanged_message())
@@ -616,7 +637,8 @@ def sql(
     settings = settings_for(warehouse)
     if allow_files is not None and allow_files.is_dir():
         check_files_folder(settings, allow_files)
-    with reading(settings):
+    with showing("kic sql") as shown, reading(settings):
+        shown.say("running the query")
         frame = run_query(
             settings.readable_path,
             query,
@@ -647,8 +669,11 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced if it exists).")] = ...,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Export a snapshot's influencers, one row each: profile URL, persona, followers, tier, ER and
-    active_rate (%), follower growth over 7 and 28 days, the follower-jump flag."""
+    """Export a snapshot's influencers, one row each, best persona first, then best fit: profile
+    URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
+    7 and 28 days, the follower-jump flag, when observed, the feature date and the snapshot. xlsx:
+    a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
+    parquet: the values as stored."""
     from pipeline import steps
     from pipeline.outputs import check_output
 
@@ -657,7 +682,9 @@ def export(
     suffix = output.suffix.lower().lstrip(".")
     if fmt is None and suffix not in ExportFormat.__members__:
         raise KicError(f"say --format csv, parquet or xlsx: {output} has no suffix that names one")
-    exported = steps.export(settings, version, persona, str(fmt or suffix), output)
+    with showing("kic export") as shown:
+        shown.say(f"writing {output.name}")
+        exported = steps.export(settings, version, persona, str(fmt or suffix), output, shown.count)
     typer.echo(
         f"{exported.rows:,} influencer(s) of snapshot {exported.version}"
         + (f" ({exported.persona})" if exported.persona else "")
@@ -674,13 +701,16 @@ def report(
     ] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Write a snapshot's report as one self-contained HTML file: personas on ER x active_rate
-    (%), the K-means elbow, silhouettes, the hierarchical tree, persona sizes over time and the
-    moves since the last."""
+    """Write a snapshot's report as one self-contained HTML file: a card per persona (what it means,
+    what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
+    active_rate (%), persona sizes over time and the moves since the last; the K-means elbow,
+    silhouettes and the hierarchical tree in an appendix. Each persona's whole member list, best
+    fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/)."""
     from pipeline import steps
 
-    written = steps.report(settings_for(warehouse), version, output)
-    typer.echo(f"report written to {written.path}")
+    with showing("kic report") as shown:
+        written = steps.report(settings_for(warehouse), version, output, shown.say)
+    typer.echo(f"report written to {written.path}; each persona's member list in {steps.member_folder(written.path)}")
 
 
 # --- persona changes ------------------------------------------------------------------------
@@ -703,7 +733,8 @@ def changes(
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)
-    with open_readable(settings) as con:
+    with showing("kic changes") as shown, open_readable(settings) as con:
+        shown.say("comparing the snapshots")
         before, after, frame = persona_changes(con, from_version, to_version)
     if fmt is Format.table:
         frame = frame[CHANGES_COLUMNS]

@@ -6,6 +6,7 @@ or in the background, and its children die with it even if it is killed outright
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -31,8 +33,42 @@ HOST = "127.0.0.1"
 
 def work_pool_name() -> str:
     """The process work pool that prefect.yaml's deployments use."""
-    deployments = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
-    return deployments[0]["work_pool"]["name"]
+    return deployments()[0]["work_pool"]["name"]
+
+
+def deployments() -> list[dict]:
+    return yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
+
+
+# cron's days of the week, 0 (and 7) = Sunday
+WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def schedule_in_words(cron: str, timezone: str) -> str:
+    """A daily or weekly cron in words, with its zone and the same moment in UTC (what the Prefect
+    UI shows): "every Monday 09:00 Asia/Seoul (Monday 00:00 UTC)". Other crons are given as they are."""
+    minute, hour, day_of_month, month, weekday = cron.split()
+    one_weekday = weekday.isdigit() and int(weekday) <= 7
+    if not (minute.isdigit() and hour.isdigit() and day_of_month == month == "*" and (weekday == "*" or one_weekday)):
+        return f"cron {cron!r} in {timezone}"
+    # A day of January 2026 (winter time, where a zone has summer time) of the right weekday: 2026-01-04 is a Sunday.
+    on = dt.date(2026, 1, 4 + (int(weekday) % 7 if weekday != "*" else 1))
+    local = dt.datetime.combine(on, dt.time(int(hour), int(minute)), ZoneInfo(timezone))
+    utc = local.astimezone(dt.UTC)
+    if utc.utcoffset() == local.utcoffset():
+        return f"every {'day' if weekday == '*' else WEEKDAYS[int(weekday) % 7]} {local:%H:%M} {timezone}"
+    if weekday == "*":
+        shift = {-1: " the day before", 0: "", 1: " the day after"}[(utc.date() - local.date()).days]
+        return f"every day {local:%H:%M} {timezone} ({utc:%H:%M} UTC{shift})"
+    return f"every {WEEKDAYS[int(weekday) % 7]} {local:%H:%M} {timezone} ({utc:%A} {utc:%H:%M} UTC)"
+
+
+def schedules_in_words() -> dict[str, str]:
+    """Each deployment's schedules in words (none: started by another run)."""
+    return {
+        d["name"]: "; ".join(schedule_in_words(s["cron"], s["timezone"]) for s in d.get("schedules") or [])
+        for d in deployments()
+    }
 
 
 def port_holder(port: int) -> str | None:
@@ -96,6 +132,7 @@ class PrefectStack:
     # In a session of its own, a child does not get the terminal's Ctrl-C: the parent handles
     # it and stops the child after (a `kic run` reports its crashed flow run to the server first).
     own_session: bool = False
+    say: Callable[[str], None] = field(default=lambda doing: None, repr=False)  # told what starts (kic.progress)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -148,12 +185,16 @@ class PrefectStack:
 
     def start(self, timeout: float = 120) -> PrefectStack:
         require_free_port(self.port)
+        self.say(f"starting the Prefect server on {self.url}")
         server = self.spawn("server", "server", "start", "--host", HOST, "--port", str(self.port))
         self.wait_healthy(server, timeout)
         if not self.deploy:
             return self
+        self.say(f"creating the work pool {work_pool_name()}")
         self.run("work-pool", "create", work_pool_name(), "--type", "process", "--overwrite")
+        self.say("deploying prefect.yaml")
         self.run("--no-prompt", "deploy", "--all")
+        self.say(f"starting {self.workers} worker(s)")
         for n in range(1, self.workers + 1):
             name = "kic-worker" if self.workers == 1 else f"kic-worker-{n}"
             limit = ["--limit", str(self.worker_limit)] if self.worker_limit else []
@@ -215,6 +256,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
 
     from flows.runs import ensure_crash_automation
     from kic.prefect_api import crash_abandoned_runs
+    from kic.progress import showing
     from pipeline import jobs
     from sandbox.server import Sandbox
     from warehouse import watchlist
@@ -236,17 +278,20 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                     added = jobs.watch(settings, [a.username for a in sandbox.population.accounts], "sandbox")
                     echo(f"watchlist was empty: added the sandbox's {added} accounts")
                 echo(f"crawl target: the local sandbox at {sandbox.url} (set KIC_WEB_BASE_URL for a real source)")
-            stack = running.enter_context(PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers))
-            with temporary_settings({PREFECT_API_URL: stack.api_url}):
-                ensure_crash_automation()
-                crashed = crash_abandoned_runs()
+            with showing("kic serve") as shown:
+                stack = PrefectStack(port=port, env=env, log_dir=settings.logs_path, workers=workers, say=shown.say)
+                running.enter_context(stack)
+                shown.say("marking runs whose process died as crashed")
+                with temporary_settings({PREFECT_API_URL: stack.api_url}):
+                    ensure_crash_automation()
+                    crashed = crash_abandoned_runs()
             if crashed:
                 echo(f"marked crashed: {len(crashed)} run(s) whose process had died ({', '.join(crashed)})")
             echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
-            echo(
-                "deployments: nightly-refresh (03:00 Asia/Seoul daily), weekly-recluster (05:00 Asia/Seoul Mondays), "
-                f"crawl-shard (started by nightly-refresh); {workers} worker(s) on pool {work_pool_name()}"
+            listed = ", ".join(
+                f"{name} ({when or 'started by nightly-refresh'})" for name, when in schedules_in_words().items()
             )
+            echo(f"deployments: {listed}; {workers} worker(s) on pool {work_pool_name()}")
             echo(
                 f"run one now: PREFECT_API_URL={stack.api_url} "
                 "uv run prefect deployment run nightly-refresh/nightly-refresh"

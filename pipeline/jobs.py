@@ -9,7 +9,7 @@ nothing reaches features without validation, and a read never writes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -73,8 +73,14 @@ class Recluster:
     version: int
     clustering: object  # models.recluster.Clustering; None when nothing new was stored
     cluster_table: pd.DataFrame
-    changes: pd.DataFrame
+    changes: pd.DataFrame  # the largest moves since the snapshot before (steps.CHANGES_SHOWN), with why
     feature_date: date | None = None
+    change_counts: dict[str, int] = field(default_factory=dict)  # every change, by kind
+
+    @property
+    def changed(self) -> int:
+        """How many influencers changed persona (or came, or went) since the snapshot before."""
+        return sum(self.change_counts.values())
 
     @property
     def unchanged(self) -> bool:
@@ -234,15 +240,15 @@ def recluster(
         standing = call(steps.find_unchanged_snapshot)(settings, rows.fingerprint, clustering)
         if standing is not None:
             publish(settings, f"snapshot {standing}", call=call)  # what an interrupted run did not
-            table, changes = call(steps.read_snapshot)(settings, standing)
-            return Recluster(standing, None, table, changes.iloc[0:0], day)
+            read = call(steps.read_snapshot)(settings, standing)
+            return Recluster(standing, None, read.cluster_table, read.changes.iloc[0:0], day)
     fitted = call(steps.fit)(rows, clustering, day)
     version, stored = call(steps.write_snapshot)(settings, fitted, force)
     publish(settings, f"snapshot {version}", call=call)
-    table, changes = call(steps.read_snapshot)(settings, version)
+    read = call(steps.read_snapshot)(settings, version)
     if not stored:  # another run stored the same while this one was fitting
-        return Recluster(version, None, table, changes.iloc[0:0], day)
-    return Recluster(version, fitted, table, changes, day)
+        return Recluster(version, None, read.cluster_table, read.changes.iloc[0:0], day)
+    return Recluster(version, fitted, read.cluster_table, read.changes, day, read.change_counts)
 
 
 def watch(settings: Settings, usernames: list[str], added_from: str, *, call: Call = direct) -> int:

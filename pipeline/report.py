@@ -1,26 +1,31 @@
-"""A snapshot's report: its charts drawn with matplotlib, in one self-contained HTML file.
+"""A snapshot's report: who to pick first (a card per persona), then its charts, in one HTML file.
 
 Pure: from ReportData (warehouse/report.py) to HTML text. Every chart is a PNG embedded as
-a data: URL, so the file opens offline and loads nothing from anywhere.
+a data: URL, so the file opens offline and loads nothing from anywhere; the only links are
+to the influencers' profiles and to each persona's member list, a CSV beside the page.
+The page is a Jinja2 template (pipeline/templates/report.html), escaped automatically.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
+from pipeline.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, count, day, look, meaning, percent, score, suits
 from warehouse.ages import cohort_line
 from warehouse.report import LOG_FLOOR, ReportData
 
-COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4")
 NOT_IN = "(not in it)"
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,6 @@ class Chart:
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
-    def html(self) -> str:
-        return (
-            f'<figure id="{self.key}"><img alt="{html.escape(self.title)}" src="{self.data_uri}">'
-            f"<figcaption>{html.escape(self.caption)}</figcaption></figure>"
-        )
-
 
 def png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
@@ -49,26 +48,37 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def colour_of(personas: list[str]) -> dict[str, str]:
-    return {persona: COLOURS[i % len(COLOURS)] for i, persona in enumerate(personas)}
+# --- charts --------------------------------------------------------------------------------
 
 
-def scatter(data: ReportData, colours: dict[str, str]) -> Figure:
-    """ER x active_rate by persona on log axes: one point per influencer, or per grid cell."""
+def scatter(data: ReportData) -> Figure:
+    """ER x active_rate by persona on log axes: one point per influencer, or per grid cell; 0 % on dotted lines."""
     figure = Figure(figsize=(7.5, 5.5))
     ax = figure.subplots()
     points = data.points
-    for persona, colour in colours.items():
-        mine = points[points["persona"] == persona]
+    for persona in data.profiles.itertuples():
+        mine = points[points["cluster"] == persona.cluster]
         if mine.empty:
             continue
+        shown = look(persona.persona_id)
         x, y = np.maximum(mine["er"], LOG_FLOOR), np.maximum(mine["active_rate"], LOG_FLOOR)
         if data.drawn_as_density:  # a cell's area grows with how many influencers it holds
             size = 4 + 60 * np.sqrt(mine["influencers"] / points["influencers"].max())
-            ax.scatter(x, y, s=size, c=colour, alpha=0.55, linewidths=0, label=persona)
+            alpha = 0.55
         else:
-            ax.scatter(x, y, s=9, c=colour, alpha=0.7, linewidths=0, label=persona)
-    ax.set(xscale="log", yscale="log", xlabel="ER (%)", ylabel="active_rate (%)")
+            size, alpha = 12, 0.75
+        label = f"{persona.rank}. {persona.persona}"
+        ax.scatter(x, y, s=size, c=shown.colour, marker=shown.marker, alpha=alpha, linewidths=0, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="ER (%): the trust", ylabel="active_rate (%): the buying intent")
+    zero_ar, zero_er = int(data.profiles["zero_active_rate"].sum()), int(data.profiles["zero_er"].sum())
+    if zero_ar:
+        ax.axhline(LOG_FLOOR, linestyle=":", linewidth=1, color="#555555")
+        note = f"active_rate 0 %: {zero_ar:,} influencer(s) with no comments"
+        ax.annotate(note, (0.01, LOG_FLOOR), xycoords=ax.get_yaxis_transform(), fontsize=7, va="bottom")
+    if zero_er:
+        ax.axvline(LOG_FLOOR, linestyle=":", linewidth=1, color="#555555")
+        note = f"ER 0 %: {zero_er:,}"
+        ax.annotate(note, (LOG_FLOOR, 0.99), xycoords=ax.get_xaxis_transform(), fontsize=7, rotation=90, va="top")
     how = "density: marker area per grid cell" if data.drawn_as_density else "one point per influencer"
     ax.set_title(f"Influencers by persona ({how})")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -103,10 +113,10 @@ def tree_linkage(merges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     leaf_size = np.zeros(leaves, dtype=np.int64)
     leaf_size[children[children < leaves]] = sizes[children < leaves]
     # SciPy's fourth column counts the leaves under a node: here truncated leaves, one each.
-    count = np.ones(2 * leaves - 1)
+    node_leaves = np.ones(2 * leaves - 1)
     for m, (left, right) in enumerate(zip(merges["left"], merges["right"], strict=True)):  # <= 30 merges
-        count[leaves + m] = count[left] + count[right]
-    linkage = np.column_stack([merges["left"], merges["right"], merges["height"], count[leaves:]]).astype(float)
+        node_leaves[leaves + m] = node_leaves[left] + node_leaves[right]
+    linkage = np.column_stack([merges["left"], merges["right"], merges["height"], node_leaves[leaves:]]).astype(float)
     return linkage, leaf_size
 
 
@@ -124,15 +134,25 @@ def tree(data: ReportData) -> Figure:
     return figure
 
 
-def sizes_over_time(data: ReportData, colours: dict[str, str]) -> Figure:
-    table = data.sizes_over_time.pivot_table(index="version", columns="persona", values="size", aggfunc="sum")
+def sizes_over_time(data: ReportData) -> Figure:
+    """Influencers per persona id, snapshot by snapshot: today's personas in their colours, the others grey."""
+    sizes = data.sizes_over_time
+    table = sizes.pivot_table(index="version", columns="persona_id", values="size", aggfunc="sum").fillna(0)
+    current = list(data.profiles["persona_id"])
+    names = dict(zip(data.profiles["persona_id"], data.profiles["persona"], strict=True))
     figure = Figure(figsize=(7.5, 4))
     ax = figure.subplots()
     bottom = np.zeros(len(table))
-    for persona in table.columns:
-        sizes = table[persona].fillna(0).to_numpy()
-        ax.bar(table.index.astype(str), sizes, bottom=bottom, color=colours.get(persona, "#bbbbbb"), label=persona)
-        bottom += sizes
+    labels = table.index.astype(str)
+    for persona_id in current:  # best first, at the bottom
+        if persona_id in table.columns:
+            heights = table[persona_id].to_numpy()
+            ax.bar(labels, heights, bottom=bottom, color=look(persona_id).colour, label=names[persona_id])
+            bottom += heights
+    earlier = [p for p in table.columns if p not in names]
+    if earlier:
+        heights = table[earlier].sum(axis=1).to_numpy()
+        ax.bar(labels, heights, bottom=bottom, color=NO_LONGER_PRESENT, label="personas no longer present")
     ax.set(xlabel="snapshot", ylabel="influencers", title="Persona sizes over the last snapshots")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return figure
@@ -153,8 +173,8 @@ def moves_heatmap(data: ReportData) -> Figure:
     ax.imshow(np.log1p(table.to_numpy()), cmap="Blues", aspect="auto")
     ax.set_xticks(range(len(table.columns)), table.columns, rotation=35, ha="right", fontsize=7)
     ax.set_yticks(range(len(table.index)), table.index, fontsize=7)
-    for (i, j), count in np.ndenumerate(table.to_numpy()):
-        ax.text(j, i, f"{count:,}", ha="center", va="center", fontsize=7)
+    for (i, j), moved in np.ndenumerate(table.to_numpy()):
+        ax.text(j, i, f"{moved:,}", ha="center", va="center", fontsize=7)
     ax.set(
         xlabel=f"persona in snapshot {data.snapshot['version']}",
         ylabel=f"persona in snapshot {data.previous_version}",
@@ -163,58 +183,149 @@ def moves_heatmap(data: ReportData) -> Figure:
     return figure
 
 
-def draw(data: ReportData) -> list[Chart]:
-    """Every chart of the report, in page order (the tree only where a hierarchical candidate ran)."""
-    colours = colour_of(list(data.profiles["persona"]))
-    scatter_caption = "Each persona's influencers, ER against active_rate (log axes)."
-    charts = [
-        Chart("scatter", "Personas on ER x active_rate", scatter_caption, png(scatter(data, colours))),
-        Chart("elbow", "K-means elbow", "K-means within-cluster sum of squares by K.", png(elbow(data))),
-        Chart("silhouettes", "Silhouette per candidate", "Mean silhouette of every candidate.", png(silhouettes(data))),
-    ]
-    if not data.dendrogram.empty:
-        tree_caption = "The top merges of the tree the hierarchical candidates were cut from; dashed: thresholds."
-        charts.append(Chart("dendrogram", "Hierarchical tree", tree_caption, png(tree(data))))
-    sizes_caption = "Influencers per persona, snapshot by snapshot."
-    charts.append(Chart("sizes", "Persona sizes over time", sizes_caption, png(sizes_over_time(data, colours))))
-    if data.previous_version is not None:
-        moves_caption = "How many influencers went from which persona to which."
-        charts.append(Chart("moves", "Moves between the last two snapshots", moves_caption, png(moves_heatmap(data))))
+# The charts that describe the personas, and the diagnostics of the clustering (the appendix).
+OVERVIEW, APPENDIX = ("scatter", "sizes", "moves"), ("elbow", "silhouettes", "dendrogram")
+
+
+# Every chart: its title, its caption and how it is drawn, in page order.
+CHARTS = {
+    "scatter": (
+        "Personas on ER x active_rate",
+        "Each persona's influencers (log axes). Influencers at 0 % (no comments, or no reactions; and the few "
+        "below 0.01 %) sit on the dotted lines at 0.01 %, since a log axis has no 0.",
+        scatter,
+    ),
+    "sizes": ("Persona sizes over time", "Influencers per persona, snapshot by snapshot.", sizes_over_time),
+    "moves": (
+        "Moves between the last two snapshots",
+        "How many influencers went from which persona to which.",
+        moves_heatmap,
+    ),
+    "elbow": ("K-means elbow", "K-means within-cluster sum of squares by K.", elbow),
+    "silhouettes": ("Silhouette per candidate", "Mean silhouette of every candidate.", silhouettes),
+    "dendrogram": (
+        "Hierarchical tree",
+        "The top merges of the tree the hierarchical candidates were cut from; dashed: thresholds.",
+        tree,
+    ),
+}
+
+
+def draw(data: ReportData, progress=None) -> list[Chart]:
+    """Every chart of the report, in page order (moves only after a first snapshot, the tree only
+    where a hierarchical candidate ran). `progress(text)`, if given, is told which chart is drawn."""
+    say = progress or (lambda text: None)
+    skipped = {"moves"} if data.previous_version is None else set()
+    skipped |= {"dendrogram"} if data.dendrogram.empty else set()
+    charts = []
+    for key, (title, caption, drawing) in CHARTS.items():
+        if key not in skipped:
+            say(f"drawing {title.lower()}")
+            charts.append(Chart(key, title, caption, png(drawing(data))))
     return charts
 
 
-def render(data: ReportData, charts: list[Chart]) -> str:
-    """The report as one HTML document."""
-    snapshot = data.snapshot
-    units = {"mean_er": "mean ER (%)", "mean_active_rate": "mean active_rate (%)", "median_follower": "followers"}
-    profiles = data.profiles.rename(columns=units)
-    if data.previous_version is not None:
-        moves = transitions(data).to_html(classes="moves")
-    else:
-        moves = "<p>The first snapshot: nothing to compare with.</p>"
-    facts = (
-        f"{int(snapshot['n_influencers']):,} influencers, features of {snapshot['feature_date']:%Y-%m-%d}, "
-        f"{int(snapshot['n_clusters'])} personas from {snapshot['published_candidate']} "
-        f"({snapshot['published_because'] or 'as set'}), {snapshot['path']} path"
+# --- the page ------------------------------------------------------------------------------
+
+
+def cards(data: ReportData, member_lists: dict[int, str]) -> list[dict]:
+    """One card per persona, best first: what it means, what it suits, its figures, its best fits."""
+    found = []
+    for persona in data.profiles.itertuples():
+        top = data.top[data.top["cluster"] == persona.cluster]
+        found.append(
+            {
+                "persona_id": int(persona.persona_id),
+                "rank": int(persona.rank),
+                "name": persona.persona,
+                "look": look(persona.persona_id),
+                "meaning": meaning(persona.er_level, persona.active_rate_level),
+                "suits": suits(persona.er_level, persona.active_rate_level),
+                "levels": f"active_rate {persona.active_rate_level}, ER {persona.er_level}",
+                "size": int(persona.size),
+                "figures": {
+                    "influencers": count(persona.size),
+                    "median followers": count(persona.median_follower),
+                    "follower tier": persona.follower_tier or "–",
+                    "typical active_rate (median)": percent(persona.median_active_rate),
+                    "typical ER (median)": percent(persona.median_er),
+                    "oldest observation": day(persona.oldest_observation),
+                },
+                "top": [
+                    {
+                        "fit_rank": int(row.fit_rank),
+                        "username": row.username,
+                        "profile_url": row.profile_url,
+                        "fit_score": score(row.fit_score),
+                        "followers": count(row.followers),
+                        "active_rate": percent(row.active_rate_pct),
+                        "er": percent(row.er_pct),
+                        "observed_on": day(row.observed_on),
+                    }
+                    for row in top.itertuples()
+                ],
+                "member_list": member_lists.get(int(persona.persona_id)),
+            }
+        )
+    return found
+
+
+def profile_table(data: ReportData) -> pd.DataFrame:
+    """The appendix's persona table: every figure of clusters.profiles, formatted for people."""
+    profiles = data.profiles
+    return pd.DataFrame(
+        {
+            "rank": profiles["rank"],
+            "persona": profiles["persona"],
+            "persona id": profiles["persona_id"],
+            "influencers": profiles["size"].map(count),
+            "mean ER": profiles["mean_er"].map(percent),
+            "median ER": profiles["median_er"].map(percent),
+            "mean active_rate": profiles["mean_active_rate"].map(percent),
+            "median active_rate": profiles["median_active_rate"].map(percent),
+            "median followers": profiles["median_follower"].map(count),
+            "tier": profiles["follower_tier"],
+            "ER level": profiles["er_level"],
+            "active_rate level": profiles["active_rate_level"],
+        }
     )
-    title = f"Snapshot {int(snapshot['version'])}"
-    ages = cohort_line(data.ages) if len(data.ages) else "observation dates unknown"
-    ages = ages[0].upper() + ages[1:]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}: personas</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1100px; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; }}
-td, th {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }}
-figure {{ margin: 1.5rem 0; }} figcaption {{ color: #555; font-size: 0.85rem; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>{html.escape(title)}: personas</h1>
-<p>{html.escape(facts)}. ER and active_rate are percentages.</p>
-<p>{html.escape(ages)}.</p>
-{profiles.to_html(index=False, float_format=lambda v: f"{v:,.2f}")}
-{"".join(chart.html() for chart in charts)}
-<h2>Moves since snapshot {data.previous_version if data.previous_version is not None else "-"}</h2>
-{moves}
-</body></html>
-"""
+
+
+def facts(data: ReportData) -> str:
+    """The snapshot in one sentence: who, of when (and observed when), how many personas, from what."""
+    snapshot, profiles = data.snapshot, data.profiles
+    observed = f"observed {day(profiles['oldest_observation'].min())} to {day(profiles['newest_observation'].max())}"
+    if len(data.ages):  # with the cohort's median age and its share older than 7 days
+        observed = cohort_line(data.ages)
+    return (
+        f"{count(snapshot['n_influencers'])} influencers clustered on the features of {day(snapshot['feature_date'])} "
+        f"({observed}): {int(snapshot['n_clusters'])} personas from {snapshot['published_candidate']} "
+        f"on the {snapshot['path']} path, {snapshot['published_because'] or 'as set'}"
+    )
+
+
+@cache
+def environment() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(), keep_trailing_newline=True)
+
+
+def render(data: ReportData, charts: list[Chart], member_lists: dict[int, str] | None = None) -> str:
+    """The report as one HTML document; `member_lists` maps a persona id to its member list's link."""
+    snapshot = data.snapshot
+    by_key = {chart.key: chart for chart in charts}
+    moves = transitions(data) if data.previous_version is not None else None
+    return (
+        environment()
+        .get_template("report.html")
+        .render(
+            version=int(snapshot["version"]),
+            facts=facts(data),
+            fit_score=FIT_SCORE,
+            cards=cards(data, member_lists or {}),
+            overview=[by_key[key] for key in OVERVIEW if key in by_key],
+            appendix=[by_key[key] for key in APPENDIX if key in by_key],
+            previous_version=data.previous_version,
+            moves=None if moves is None else moves.map(count).to_html(classes="moves"),
+            profiles=profile_table(data).to_html(index=False, classes="profiles"),
+        )
+    )

@@ -10,6 +10,9 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -45,9 +48,17 @@ CRAWL_SOURCE = "SELECT source FROM raw.crawl_runs WHERE crawl_id = ?"
 # chunk and not the night; past it DuckDB spills to disk beside the warehouse.
 STREAMING_DUCKDB_MEMORY = "256MB"
 UNVALIDATED_CRAWLS = "SELECT crawl_id FROM staging.unvalidated_crawls ORDER BY crawl_id"
+# Who changed persona since the snapshot before, and why: the largest moves first (changed,
+# then new, dropped and renamed; within each, the biggest change in ER or active_rate), a few.
+CHANGES_SHOWN = 50
 CHANGES = """
-SELECT username, previous_persona, current_persona, change FROM clusters.changes ORDER BY change, username
+SELECT username, previous_persona, current_persona, change, why FROM clusters.changes
+ORDER BY list_position(['changed', 'new', 'dropped', 'renamed'], change),
+         greatest(abs(current_er - previous_er), abs(current_active_rate - previous_active_rate)) DESC NULLS LAST,
+         username
+LIMIT ?
 """
+CHANGE_COUNTS = "SELECT change, count(*) FROM clusters.changes GROUP BY change ORDER BY 2 DESC, 1"
 
 
 def io_step(step: Callable) -> Callable:
@@ -350,11 +361,19 @@ def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple
         return store_snapshot(con, clustering, unless_unchanged=not force)
 
 
+@dataclass(frozen=True)
+class SnapshotRead:
+    cluster_table: pd.DataFrame
+    changes: pd.DataFrame  # the CHANGES_SHOWN largest moves since the snapshot before, with why
+    change_counts: dict[str, int]  # influencers per kind of change (changed, new, dropped, renamed): all of them
+
+
 @io_step
-def read_snapshot(settings: Settings, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read a snapshot's cluster table and who changed persona since the one before."""
+def read_snapshot(settings: Settings, version: int) -> SnapshotRead:
+    """Read a snapshot's cluster table, how many changed persona since the one before, and the largest moves."""
     with open_warehouse(settings, read_only=True) as con:
-        return cluster_table(con, version), con.execute(CHANGES).df()
+        counts = dict(con.execute(CHANGE_COUNTS).fetchall())
+        return SnapshotRead(cluster_table(con, version), con.execute(CHANGES, [CHANGES_SHOWN]).df(), counts)
 
 
 @io_step
@@ -379,11 +398,20 @@ def publish(settings: Settings) -> Path:
 
 
 @io_step
-def export(settings: Settings, version: int | None, persona: str | None, fmt: str, output: Path) -> Export:
+def export(
+    settings: Settings,
+    version: int | None,
+    persona: str | None,
+    fmt: str,
+    output: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
+    from pipeline.workbook import write_workbook
+
     check_output(settings, output)
     with open_readable(settings) as con:
-        return export_snapshot(con, version, persona, fmt, output)
+        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress)
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -394,27 +422,67 @@ class Report:
     version: int
     path: Path
     charts: list  # pipeline.report.Chart, in page order
+    member_lists: dict  # persona id -> the CSV of its whole member list, beside the page
+    data: object = None  # warehouse.report.ReportData: what the page shows
 
 
 @io_step
-def report(settings: Settings, version: int | None, output: Path | None = None) -> Report:
-    """Write a snapshot's report (charts and tables) as one self-contained HTML file, atomically."""
+def report(
+    settings: Settings, version: int | None, output: Path | None = None, progress: Callable[[str], None] | None = None
+) -> Report:
+    """Write a snapshot's report (persona cards, charts, member lists) as one HTML file and CSVs beside it."""
     from pipeline.report import draw, render  # matplotlib: imported only to draw
-    from warehouse.report import read_report_data
+    from warehouse.export import require_current_views
+    from warehouse.report import read_report_data, write_member_list
     from warehouse.snapshots import resolve_version
 
+    say = progress or (lambda text: None)
     if output is not None:
         check_output(settings, output)
+        check_output(settings, member_folder(output))  # the member lists go beside it
     with open_readable(settings) as con:
+        require_current_views(con)
         version = resolve_version(con, version)
+        say("reading the personas and their best fits")
         data = read_report_data(con, version)
-    charts = draw(data)
-    page = render(data, charts)
-    if output is None:
-        output = settings.data_dir / "reports" / f"snapshot-{version}.html"
-        output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(output, lambda path: Path(path).write_text(page, encoding="utf-8"))
-    return Report(version, output, charts)
+        if output is None:
+            output = settings.data_dir / "reports" / f"snapshot-{version}.html"
+            output.parent.mkdir(parents=True, exist_ok=True)
+        folder = member_folder(output)
+        names = {int(p): f"persona-{int(p)}.csv" for p in data.profiles["persona_id"]}
+        charts = draw(data, say)
+        page = render(data, charts, {pid: f"{folder.name}/{name}" for pid, name in names.items()})
+        # The member lists are written into a folder of their own first, then the page, under
+        # temporary names: a failure (a full disk) leaves neither, and names the report.
+        staged = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+        def write_all(page_path: Path) -> None:
+            staged.mkdir()
+            for persona in data.profiles.to_dict(orient="records"):
+                say(f"writing the member list of {persona['persona']}")
+                write_member_list(con, data, persona, staged / names[int(persona["persona_id"])])
+            Path(page_path).write_text(page, encoding="utf-8")
+
+        try:
+            write_atomically(output, write_all)
+            replace_folder(staged, folder)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
+
+
+def replace_folder(new: Path, old: Path) -> None:
+    """Put folder `new` where `old` is (if it is), then remove what `old` held."""
+    previous = old.with_name(f".{old.name}.{uuid.uuid4().hex[:12]}.old")
+    if old.exists():
+        os.replace(old, previous)
+    os.replace(new, old)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def member_folder(report: Path) -> Path:
+    """Where a report's member lists go: beside it, named after it (snapshot-3.html: snapshot-3-members/)."""
+    return report.with_name(f"{report.stem}-members")
 
 
 @io_step

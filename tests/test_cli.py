@@ -2,6 +2,7 @@
 plus a subprocess smoke test of the installed command."""
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -46,7 +47,15 @@ def test_show_formats_agree_with_the_warehouse(main_job):
     # How old each persona's numbers are: the second night read every account that night.
     assert {(row["oldest_observed_on"][:10], row["older_than_7_days"]) for row in table} == {(MAIN_JOB_DAYS[1], 0.0)}
     shown = cli("show", "-w", warehouse).stdout
-    assert "oldest observation" in shown and f"numbers observed from {MAIN_JOB_DAYS[1]} on" in shown
+    assert "oldest_observed_on" in shown and f"numbers observed from {MAIN_JOB_DAYS[1]} on" in shown
+    # One name per column in every format: the table's headers are csv's (and json's) names.
+    printed = cli("show", "1", "-w", warehouse).stdout
+    headers = re.findall(
+        r"[a-z_]+", next(line for line in printed.splitlines() if "persona" in line and "rank" in line)
+    )
+    assert headers[:7] == ["rank", "persona", "size", "mean_er", "mean_active_rate", "median_follower", "follower_tier"]
+    assert set(headers) <= set(csv_lines[0].split(",")) and set(headers) <= set(table[0])
+    assert "mean_er and mean_active_rate in %" in printed
 
 
 def test_recluster_adds_a_snapshot_with_the_chosen_candidate(main_job_copy):
@@ -185,6 +194,38 @@ def test_kic_crawl_refreshes_the_watchlist(tmp_path, monkeypatch):
     assert profiles.stdout.split()[1:] == sorted([names[0], names[1], names[3]])
     suites = cli("sql", "-w", warehouse, "-f", "csv", "SELECT DISTINCT suite FROM quality.validation_runs ORDER BY 1")
     assert suites.stdout.split()[1:] == ["features", "raw_posts", "raw_profiles", "volume"]
+
+
+@pytest.mark.e2e
+def test_kic_crawl_by_hashtag_counts_the_accounts_it_found(tmp_path, monkeypatch):
+    """A hashtag crawl asks for no account: it answers for those it finds, and says so in counts
+    that add up (accounts = outcomes; profiles = the accounts whose profile was read)."""
+    warehouse = tmp_path / "w.duckdb"
+    settings = SandboxSettings(influencers=30, seed=3, date=date(2026, 6, 1), tag_page_size=12)
+    with Sandbox(settings) as sandbox:
+        monkeypatch.setenv("KIC_WEB_BASE_URL", sandbox.url)
+        monkeypatch.setenv("KIC_TAG_MAX_PAGES", "1")
+        crawled = cli("crawl", "-w", warehouse, "--tag", "뷰티", "--date", "2026-06-01")
+    assert crawled.returncode == 0, crawled.stderr
+    ((outcomes, profiles),) = [
+        tuple(int(v) for v in line.split(","))
+        for line in cli(
+            "sql",
+            "-w",
+            warehouse,
+            "-f",
+            "csv",
+            "SELECT (SELECT count(*) FROM raw.account_outcomes), (SELECT count(*) FROM raw.profiles)",
+        ).stdout.splitlines()[1:]
+    ]
+    assert outcomes == 12
+    line = next(line for line in crawled.stdout.splitlines() if line.startswith("crawl 1 "))
+    said = re.fullmatch(
+        r"crawl 1 \(web, succeeded\): (\d+) account\(s\) found under #뷰티 \[(.*)\]: (\d+) profile\(s\), .*", line
+    )
+    assert said, line
+    assert int(said[1]) == outcomes == sum(int(n) for n in re.findall(r": (\d+)", said[2]))
+    assert int(said[3]) == profiles
 
 
 def test_study_account_list_imports(tmp_path):

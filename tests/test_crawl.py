@@ -316,7 +316,7 @@ def test_scrapy_crawl_works_from_the_project_root(tmp_path):
     assert not settings.warehouse.exists()  # it landed files; `kic load` moves them in
     loaded = kic("load", "-w", str(settings.warehouse))
     assert loaded.returncode == 0, loaded.stderr
-    assert "(web, succeeded): 5 account(s), 5 profile(s)" in loaded.stdout
+    assert "(web, succeeded): 5 account(s) [ok: 5]: 5 profile(s)" in loaded.stdout
     assert rows(settings, "SELECT status, accounts_requested, profiles_written FROM raw.crawl_runs") == [
         ("succeeded", 5, 5)
     ]

@@ -5,7 +5,7 @@ import csv
 import resource
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pytest
@@ -29,6 +29,9 @@ COLUMNS = [
     "username",
     "profile_url",
     "persona",
+    "persona_id",
+    "fit_rank",
+    "fit_score",
     "followers",
     "follower_tier",
     "er_pct",
@@ -39,16 +42,22 @@ COLUMNS = [
     "follower_growth_28d_pct",
     "follower_jump",
     "observed_on",
+    "feature_date",
+    "snapshot_version",
 ]
+JUMP = COLUMNS.index("follower_jump")
 # What each exported row must say, computed here from the stored tables by the crafted dates.
 EXPECTED = """
-SELECT a.username, 'https://www.instagram.com/' || a.username || '/', a.persona, now.follower,
-       follower_tier(now.follower), a.er, a.active_rate,
+SELECT a.username, 'https://www.instagram.com/' || a.username || '/', a.persona, p.persona_id, fit.fit_rank,
+       fit.fit_score, now.follower, follower_tier(now.follower), a.er, a.active_rate,
        now.follower - week.follower, (now.follower - week.follower) * 100.0 / week.follower,
        now.follower - month.follower, (now.follower - month.follower) * 100.0 / month.follower,
-       now.observed_on::VARCHAR
+       runs.as_of_date, now.feature_date, a.version
 FROM clusters.assignments AS a
+JOIN clusters.profiles AS p USING (version, cluster)
+JOIN clusters.persona_fit(1) AS fit USING (username)
 JOIN features.influencer_features AS now ON now.username = a.username AND now.feature_date = $today
+JOIN raw.crawl_runs AS runs ON runs.crawl_id = now.crawl_id
 JOIN features.influencer_features AS week ON week.username = a.username AND week.feature_date = $today - 7
 JOIN features.influencer_features AS month ON month.username = a.username AND month.feature_date = $today - 28
 WHERE a.version = 1
@@ -88,12 +97,16 @@ def export(warehouse, *args):
 
 
 def read_back(path) -> tuple[list[str], list[tuple]]:
-    """Columns and rows of an exported file, read with the library of its format."""
+    """Columns and rows of an exported file, read with the library of its format (xlsx: every
+    persona's sheet, in order; dates as dates)."""
     if path.suffix == ".xlsx":
         from openpyxl import load_workbook  # here: only this file's worker pays for importing it
 
-        sheet = load_workbook(path, read_only=True).active
-        header, *rows = sheet.iter_rows(values_only=True)
+        workbook = load_workbook(path, read_only=True)
+        header, rows = None, []
+        for name in workbook.sheetnames[1:]:  # the first is the summary
+            header, *mine = workbook[name].iter_rows(values_only=True)
+            rows += [tuple(v.date() if isinstance(v, datetime) else v for v in row) for row in mine]
         return list(header), rows
     with duckdb.connect() as con:
         result = con.execute("FROM read_parquet(?)" if path.suffix == ".parquet" else "FROM read_csv(?)", [str(path)])
@@ -109,25 +122,94 @@ def test_each_format_reads_back_one_row_per_influencer_of_the_snapshot(warehouse
     expected = stored(warehouse, EXPECTED, {"today": SNAPSHOT_DAY})
     assert columns == COLUMNS
     assert f"{len(expected)} influencer(s) of snapshot 1 written to {output}" in result.stdout
-    got = sorted((*row[:-2], str(row[-1])) for row in rows)  # the jump flag: see the next test
+    got = sorted(row[:JUMP] + row[JUMP + 1 :] for row in rows)  # the jump flag: see the next test
     assert len(got) == len(expected) > 0
     for row, want in zip(got, sorted(expected), strict=True):
-        assert row[:5] == want[:5] and row[-1] == want[-1] == str(SNAPSHOT_DAY)  # observed that day
-        assert row[5:-1] == pytest.approx(want[5:-1])
-    assert all(row[7] is not None and row[9] is not None for row in rows)  # growth over 7 and 28 days
+        assert row[:5] + row[7:8] == want[:5] + want[7:8]  # names, ids, rank, tier
+        assert row[5:7] + row[8:14] == pytest.approx(want[5:7] + want[8:14])  # every digit, in every format
+        assert row[14:] == want[14:] == (SNAPSHOT_DAY, SNAPSHOT_DAY, 1)  # observed, feature date, snapshot
+    assert all(row[10] is not None and row[12] is not None for row in rows)  # growth over 7 and 28 days
 
 
-def test_rows_come_best_persona_first_and_the_jump_flag_marks_the_doubled_account(warehouse, tmp_path):
+def test_rows_come_best_persona_first_then_best_fit_and_the_jump_flag_marks_the_doubled_account(warehouse, tmp_path):
     output = tmp_path / "out.csv"
     export(warehouse, "1", "--format", "csv", "-o", output)
     with output.open(newline="") as file:
         rows = list(csv.DictReader(file))
     ranks = dict(stored(warehouse, "SELECT persona, min(rank) FROM clusters.profiles GROUP BY ALL"))
-    assert [ranks[r["persona"]] for r in rows] == sorted(ranks[r["persona"]] for r in rows)
+    order = [(ranks[r["persona"]], int(r["fit_rank"])) for r in rows]
+    assert order == sorted(order) and order[0] == (1, 1)
+    for persona in ranks:
+        scores = [float(r["fit_score"]) for r in rows if r["persona"] == persona]
+        assert scores == sorted(scores, reverse=True)
     jumped = [r["username"] for r in rows if r["follower_jump"] == "true"]
     doubled = "SELECT min(username) FROM raw.profiles WHERE crawl_id = (SELECT max(crawl_id) FROM raw.crawl_runs) "
     assert jumped == list(stored(warehouse, doubled + "AND NOT is_private")[0])
     assert {r["follower_jump"] for r in rows if r["username"] not in jumped} == {"false"}
+
+
+def test_the_workbook_has_a_summary_then_a_sheet_per_persona_ready_to_hand_on(warehouse, tmp_path):
+    """openpyxl reads what Excel shows: a summary sheet (one row per persona, linked to its
+    sheet, in its colour), then each persona's sheet, best fit first: header frozen, a filter
+    on every column, widths, number formats, clickable profile links, real dates."""
+    from openpyxl import load_workbook
+
+    from pipeline.persona_guide import look, meaning
+    from pipeline.workbook import SUMMARY_COLUMNS
+
+    output = tmp_path / "influencers.xlsx"
+    export(warehouse, "-o", output)
+    book = load_workbook(output)
+    personas = stored(
+        warehouse,
+        "SELECT rank, persona, persona_id, size, er_level, active_rate_level FROM clusters.profiles "
+        "WHERE version = 1 ORDER BY rank",
+    )
+    assert book.sheetnames == ["personas", *(f"{rank} {name}" for rank, name, *_ in personas)]
+
+    summary = book["personas"]
+    assert [c.value for c in summary[1]] == SUMMARY_COLUMNS
+    assert summary.freeze_panes == "B2" and summary.auto_filter.ref == f"A1:S{1 + len(personas)}"
+    col = {name: i + 1 for i, name in enumerate(SUMMARY_COLUMNS)}
+    for r, (rank, name, persona_id, size, er_level, active_rate_level) in enumerate(personas, start=2):
+        cell = lambda column, r=r: summary.cell(r, col[column])  # noqa: E731
+        assert (cell("rank").value, cell("persona").value, cell("influencers").value) == (rank, name, size)
+        assert cell("sheet").hyperlink.location == f"'{rank} {name}'!A1"
+        assert cell("colour").fill.fgColor.rgb == "FF" + look(persona_id).colour[1:].upper()
+        assert cell("meaning").value == meaning(er_level, active_rate_level)
+        assert cell("median_followers").number_format == "#,##0"
+        assert cell("median_er_pct").number_format == '0.00" %"'
+        assert cell("oldest_observed_on").value.date() == SNAPSHOT_DAY  # a date, formatted as one
+        assert cell("oldest_observed_on").number_format == cell("feature_date").number_format == "yyyy-mm-dd"
+        assert cell("snapshot_version").value == 1
+
+    export(warehouse, "-o", output.with_suffix(".csv"))
+    with output.with_suffix(".csv").open(newline="") as file:
+        machine = {row["username"]: row for row in csv.DictReader(file)}
+    for rank, name, persona_id, size, *_ in personas:
+        sheet = book[f"{rank} {name}"]
+        assert [c.value for c in sheet[1]] == COLUMNS
+        assert sheet.freeze_panes == "B2" and sheet.auto_filter.ref == f"A1:R{1 + size}"
+        assert (
+            sheet.max_row == 1 + size
+            and sheet.sheet_properties.tabColor.rgb == "FF" + look(persona_id).colour[1:].upper()
+        )
+        assert sheet.column_dimensions["A"].width >= 20 and sheet.column_dimensions["B"].width >= 40
+        col = {column: i + 1 for i, column in enumerate(COLUMNS)}
+        ranks = [sheet.cell(r, col["fit_rank"]).value for r in range(2, size + 2)]
+        assert ranks == list(range(1, size + 1))  # best fit first
+        for r in range(2, size + 2):
+            row = {column: sheet.cell(r, i) for column, i in col.items()}
+            url = row["profile_url"]
+            assert url.hyperlink.target == url.value == f"https://www.instagram.com/{row['username'].value}/"
+            assert row["er_pct"].number_format == row["active_rate_pct"].number_format == '0.00" %"'
+            assert row["followers"].number_format == "#,##0" and row["fit_score"].number_format == "0.0"
+            assert row["observed_on"].value.date() == row["feature_date"].value.date() == SNAPSHOT_DAY
+            assert row["observed_on"].number_format == "yyyy-mm-dd"
+            assert (row["persona_id"].value, row["snapshot_version"].value) == (persona_id, 1)
+            # The values are the csv's machine values, formatted for people, not rounded (to the 15-16
+            # significant digits a spreadsheet keeps).
+            assert row["er_pct"].value == pytest.approx(float(machine[row["username"].value]["er_pct"]), rel=1e-15)
 
 
 def test_persona_filter_keeps_that_personas_influencers(warehouse, tmp_path):
@@ -172,40 +254,59 @@ def test_a_failed_export_leaves_no_file_and_the_previous_one_whole(warehouse, tm
 
 
 @pytest.mark.parametrize("influencers,refused", [(99, False), (100, True)])
-def test_xlsx_is_refused_above_excels_row_limit_before_anything_is_written(tmp_path, monkeypatch, influencers, refused):
-    """At the limit: the header and the rows must fit a sheet (a sheet of 100 rows stands for
-    Excel's 1,048,576, so that the test writes 100 rows, not a million)."""
+def test_xlsx_is_refused_when_a_persona_outgrows_an_excel_sheet(tmp_path, monkeypatch, influencers, refused):
+    """At the limit: a persona's header and rows must fit its sheet (a sheet of 100 rows stands
+    for Excel's 1,048,576, so that the test writes 100 rows, not a million). Two personas, 149
+    influencers in all: the limit is per sheet. Past Excel's hyperlinks per sheet (40 here) a
+    profile link is a HYPERLINK formula."""
+    from pipeline import workbook
+
     assert export_module.EXCEL_MAX_ROWS == 1_048_576  # Excel's rows per sheet
+    assert workbook.MAX_LINKS_PER_SHEET == 65_530  # Excel's hyperlinks per sheet
     monkeypatch.setattr(export_module, "EXCEL_MAX_ROWS", 100)
+    monkeypatch.setattr(workbook, "MAX_LINKS_PER_SHEET", 40)
     warehouse = tmp_path / "warehouse.duckdb"
-    with connect(warehouse) as con:  # a crafted snapshot of `influencers` influencers
+    with connect(warehouse) as con:  # a crafted snapshot: `influencers` in one persona, 50 in another
         con.execute(
             "INSERT INTO clusters.snapshots BY NAME SELECT 1 AS version, now() AS created_at, "
-            "DATE '2026-04-29' AS feature_date, $n AS n_influencers, 'x' AS data_fingerprint, "
-            "'test' AS code_version, '{}' AS parameters, 'kmeans-k1' AS published_candidate, 1 AS n_clusters",
+            "DATE '2026-04-29' AS feature_date, $n + 50 AS n_influencers, 'x' AS data_fingerprint, "
+            "'test' AS code_version, '{}' AS parameters, 'kmeans-k2' AS published_candidate, 2 AS n_clusters",
             {"n": influencers},
         ).fetchall()
         con.execute(
-            "INSERT INTO clusters.profiles BY NAME SELECT 1 AS version, 1 AS cluster, $n AS size, "
-            "1 AS mean_er, 1 AS median_er, 1 AS mean_active_rate, 1 AS median_active_rate, "
-            "'low' AS er_level, 'low' AS active_rate_level, 'Lowest benefit' AS persona, 1 AS rank",
+            "INSERT INTO clusters.profiles BY NAME SELECT 1 AS version, c AS cluster, "
+            "CASE c WHEN 1 THEN $n ELSE 50 END AS size, c AS mean_er, c AS median_er, 1 AS mean_active_rate, "
+            "1 AS median_active_rate, 'low' AS er_level, 'low' AS active_rate_level, "
+            "CASE c WHEN 1 THEN 'Lowest benefit' ELSE 'Middle Interactive' END AS persona, 3 - c AS rank, "
+            "c AS persona_id FROM range(1, 3) AS t(c)",
             {"n": influencers},
         ).fetchall()
         con.execute(
-            "INSERT INTO clusters.assignments BY NAME SELECT 1 AS version, 'user' || i AS username, 1 AS cluster, "
-            "'Lowest benefit' AS persona, 1 AS er, 1 AS active_rate FROM range($n) AS t(i)",
+            "INSERT INTO clusters.assignments BY NAME SELECT 1 AS version, 'user' || i AS username, "
+            "CASE WHEN i < $n THEN 1 ELSE 2 END AS cluster, "
+            "CASE WHEN i < $n THEN 'Lowest benefit' ELSE 'Middle Interactive' END AS persona, "
+            "1 + i / 1000 AS er, 1 AS active_rate FROM range($n + 50) AS t(i)",
             {"n": influencers},
         ).fetchall()
     output = tmp_path / "all.xlsx"
     result = cli("export", "-w", warehouse, "-o", output)
     if refused:
-        assert_one_line_error(result, f"{influencers} influencers", "(100 rows with the header)", "csv or parquet")
+        assert_one_line_error(
+            result, "'Lowest benefit'", f"{influencers} influencers", "(100 rows with the header)", "csv or parquet"
+        )
         assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
     else:
         assert result.returncode == 0, result.stderr
         from openpyxl import load_workbook
 
-        assert load_workbook(output, read_only=True).active.max_row == 1 + influencers
+        book = load_workbook(output)
+        assert book.sheetnames == ["personas", "1 Middle Interactive", "2 Lowest benefit"]
+        sheet = book["2 Lowest benefit"]
+        assert sheet.max_row == 1 + influencers
+        links = [sheet.cell(row, 2) for row in range(2, influencers + 2)]
+        assert all(cell.hyperlink.target == cell.value for cell in links[:40])  # real links
+        for cell in links[40:]:  # rows 42 on: links by formula
+            assert cell.hyperlink is None and cell.value.startswith('=HYPERLINK("https://www.instagram.com/user')
 
 
 @pytest.mark.e2e

@@ -1,8 +1,10 @@
 """The Prefect flows, run under prefect_test_harness against the sandbox; checked by what they wrote."""
 
 import json
+import re
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -18,6 +20,7 @@ from flows.nightly_refresh import nightly_refresh
 from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
+from pipeline.persona_guide import look
 from pipeline.settings import ClusteringConfig, Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
@@ -101,11 +104,23 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog, mon
     # ... and the offline summary beside them lists the night's five validations.
     assert (env.data_docs_path / "offline.html").read_text(encoding="utf-8").count("<tr class=") == 5
     found, run = artifacts(state)
-    assert run.name == "nightly-refresh-2026-06-01-web"
+    started = run.expected_start_time.astimezone(ZoneInfo("Asia/Seoul"))
+    # The day crawled and the run's start, in the zone named; then the crawl it loaded.
+    assert run.name == f"nightly-refresh-2026-06-01-web-{started:%H%M%S}-KST-crawl-1"
     assert {"nightly-plan", "nightly-crawl-outcomes", "nightly-validation"} <= set(found)
     assert {r["status"] for r in table(found["nightly-crawl-outcomes"])} <= {"ok", "private"}
     assert "Rows quarantined:** 0" in found["nightly-validation"].data
     assert "40 watched" in found["nightly-plan"].data and "never_observed | 40" in found["nightly-plan"].data
+
+
+def test_two_runs_of_one_day_have_names_of_their_own(env):
+    """Run names carry the run's start (to the second) and the crawl it loaded: two nights of one
+    date, one after the other, are told apart in the Prefect UI."""
+    first, second = night(env), night(env)
+    names = [artifacts(state)[1].name for state in (first, second)]
+    assert names[0] != names[1]
+    for crawl_id, name in enumerate(names, start=1):
+        assert re.fullmatch(rf"nightly-refresh-{NIGHT}-web-\d{{6}}-KST-crawl-{crawl_id}", name), name
 
 
 def test_bad_rows_are_quarantined_and_the_rest_flows_on(env):
@@ -164,18 +179,20 @@ def crafted_night(settings, day):
         derive(con, day)
 
 
-def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
+def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env, monkeypatch):
     crafted_night(env, NIGHT)
     first = weekly(env, clustering=CLUSTERING)
     assert first.is_completed(), first.message
     crafted_night(env, date(2026, 6, 8))
+    monkeypatch.setattr(steps, "CHANGES_SHOWN", 2)  # the persona-changes artifact shows this many
     second = weekly(env, clustering=CLUSTERING)
     assert second.result()["version"] == 2
     assert rows(
         env, "SELECT version, feature_date, published_candidate FROM clusters.snapshots ORDER BY 1", copy=True
     ) == [(1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
     found, run = artifacts(second)
-    assert run.name == "weekly-recluster-2026-06-08-v2"  # renamed after what it made
+    started = run.expected_start_time.astimezone(ZoneInfo("Asia/Seoul"))
+    assert run.name == f"weekly-recluster-2026-06-08-v2-{started:%H%M%S}-KST"  # renamed after what it made
     assert {"weekly-clusters", "weekly-candidates", "weekly-persona-changes", "weekly-report"} <= set(found)
     ages = table(found["weekly-observation-ages"])
     assert {(r["oldest observation"], r["older than 7 days"]) for r in ages} == {("2026-06-08", "0%")}
@@ -194,8 +211,20 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env):
         == rows(env, "SELECT n_influencers FROM clusters.snapshots WHERE version = 2")[0][0]
     )
     assert [c["candidate"] for c in table(found["weekly-candidates"])] == ["kmeans-k3"]
+    # Who changed persona: the largest moves, each with why, and where the full list is.
     changed = rows(env, "SELECT count(*) FROM clusters.changes")[0][0]
-    assert len([r for r in table(found["weekly-persona-changes"]) if r["change"] != "none"]) == changed
+    assert changed > 2 and second.result()["changed"] == changed
+    changes = found["weekly-persona-changes"]
+    shown = table(changes)
+    assert len(shown) == 2 and all(" -> " in r["why"] or "not clustered" in r["why"] for r in shown)
+    assert f"{changed} influencer(s) changed persona" in changes.description
+    assert "the 2 largest moves shown" in changes.description and "`kic changes 1 2`" in changes.description
+    clusters = table(found["weekly-clusters"])
+    ids = rows(env, "SELECT persona_id FROM clusters.profiles WHERE version = 2 ORDER BY rank")
+    assert [c["colour"] for c in clusters] == [look(i).label for (i,) in ids]  # the report's colours
+    # Who to pick, in the report artifact: each persona with its best fits linked to their profiles.
+    assert "### Who to pick" in found["weekly-report"].data
+    assert len(re.findall(r"\]\(https://www\.instagram\.com/[^/)]+/\)", found["weekly-report"].data)) >= 3
 
 
 def test_a_weekly_run_beyond_the_exact_range_takes_the_scalable_path_and_its_artifacts_say_so(env):
@@ -289,7 +318,8 @@ def test_a_weekly_run_on_unchanged_data_stores_nothing_and_its_run_and_artifacts
     assert "nothing new" in result["message"] and "snapshot 1" in result["message"]
     assert rows(env, "SELECT version FROM clusters.snapshots") == [(1,)]
     found, run = artifacts(again)
-    assert run.name == f"weekly-recluster-{NIGHT}-v1-unchanged"
+    started = run.expected_start_time.astimezone(ZoneInfo("Asia/Seoul"))
+    assert run.name == f"weekly-recluster-{NIGHT}-v1-unchanged-{started:%H%M%S}-KST"
     assert "No new snapshot" in found["weekly-clusters"].data and "weekly-candidates" not in found
     forced = weekly(env, clustering=CLUSTERING, force=True)
     assert (forced.result()["unchanged"], forced.result()["version"]) == (False, 2)

@@ -172,10 +172,17 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
             }
             assert schedules == {
                 "nightly-refresh": [("0 3 * * *", "Asia/Seoul")],
-                "weekly-recluster": [("0 5 * * 1", "Asia/Seoul")],
+                "weekly-recluster": [("0 9 * * 1", "Asia/Seoul")],
                 "crawl-shard": [],  # started by nightly-refresh, one run per shard
             }
             assert [p.name for p in client.read_work_pools()] == ["kic-process"]
+            # Each description opens with its schedule in words, its zone, and the same in UTC.
+            assert deployments["nightly-refresh"].description.startswith(
+                "Every day 03:00 Asia/Seoul (18:00 UTC the day before): "
+            )
+            assert deployments["weekly-recluster"].description.startswith(
+                "Every Monday 09:00 Asia/Seoul (Monday 00:00 UTC): "
+            )
 
             # The README's command, as written (but for the port), starts a run of the deployment.
             (trigger,) = [line for line in README.splitlines() if "prefect deployment run nightly-refresh" in line]
@@ -198,8 +205,9 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
             assert nightly.state.is_completed(), (nightly.state.message, (tmp_path / "logs" / "worker.log"))
             weekly = wait_final(client, run_deployment("weekly-recluster/weekly-recluster", timeout=0).id)
             assert weekly.state.is_completed(), weekly.state.message
-            assert nightly.name == f"nightly-refresh-{today}-web"
-            assert weekly.name == f"weekly-recluster-{today}-v2"  # the feature date and the snapshot it made
+            # The day crawled, the start (HHMMSS in Seoul), the crawl loaded; the feature date and snapshot made.
+            assert re.fullmatch(rf"nightly-refresh-{today}-web-\d{{6}}-KST-crawl-2", nightly.name), nightly.name
+            assert re.fullmatch(rf"weekly-recluster-{today}-v2-\d{{6}}-KST", weekly.name), weekly.name
 
             made = {
                 run.name: {
@@ -223,7 +231,8 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
                 "weekly-observation-ages",
             }
             history = {run.name for run in client.read_flow_runs()}
-            assert {f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name} <= history
+            (main_night,) = [name for name in history if name.startswith(f"nightly-refresh-{MAIN_JOB_DAY}-web-")]
+            assert {nightly.name, weekly.name} <= history
 
         second = kic("serve", "--port", str(port), env={"KIC_WAREHOUSE": str(tmp_path / "other.duckdb")})
         assert second.returncode == 1
@@ -232,7 +241,7 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
         if shutil.which("chromium") is not None:
             url = f"http://127.0.0.1:{port}"
             dom = chromium("--dump-dom", f"{url}/runs").stdout
-            for name in (f"nightly-refresh-{MAIN_JOB_DAY}-web", nightly.name, weekly.name):
+            for name in (main_night, nightly.name, weekly.name):
                 assert name in dom, f"{name} not in the UI's run history"
             screenshot = tmp_path / "prefect-ui-runs.png"
             chromium(f"--screenshot={screenshot}", f"{url}/runs")
@@ -240,11 +249,20 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
             # The weekly run's report artifact, as the UI renders it: its key charts inline.
             page = f"{url}/artifacts/artifact/{made[weekly.name]['weekly-report'].id}"
             dom = chromium("--dump-dom", page).stdout
-            assert "Snapshot 2: report" in dom
+            assert "Snapshot 2: report" in dom and "Who to pick" in dom
+            assert re.search(r'<a href="https://www\.instagram\.com/[^"/]+/"', dom)  # best fits, linked
             assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 3  # scatter, tree, moves
             shown = tmp_path / "prefect-ui-weekly-report.png"
             chromium("--window-size=1400,3000", f"--screenshot={shown}", page)
             assert shown.stat().st_size > 10_000
+            # The weekly run's page (its timeline shows the artifacts each task made), and its
+            # persona-changes artifact: the largest moves with why, and where the full list is.
+            run_page = f"{url}/runs/flow-run/{weekly.id}"
+            chromium("--window-size=1400,1000", f"--screenshot={tmp_path / 'prefect-ui-weekly-run.png'}", run_page)
+            page = f"{url}/artifacts/artifact/{made[weekly.name]['weekly-persona-changes'].id}"
+            dom = chromium("--dump-dom", page).stdout
+            assert "kic changes 1 2" in dom or "no influencer changed persona" in dom
+            chromium("--window-size=1400,1400", f"--screenshot={tmp_path / 'prefect-ui-persona-changes.png'}", page)
     finally:
         serve.stop_and_check(signal.SIGTERM)
 

@@ -11,11 +11,12 @@ import pytest
 from conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = {path.name: path.read_text(encoding="utf-8") for path in sorted((REPO / "docs").glob("*.md"))}
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 
 
-def code_blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+def code_blocks(language, *texts):
+    return [block for text in texts or (README,) for block in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)]
 
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
@@ -33,7 +34,8 @@ def warehouse(main_job):
     return path.with_name("analytics.duckdb")
 
 
-QUERIES = [q.strip() for block in code_blocks("sql") for q in block.split(";") if q.strip()]
+# The README's queries, and those of the reference pages in docs/.
+QUERIES = [q.strip() for block in code_blocks("sql", README, *DOCS.values()) for q in block.split(";") if q.strip()]
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.splitlines()[0][3:50] for q in QUERIES])
@@ -63,3 +65,45 @@ def test_readme_settings_are_valid_and_are_the_defaults(tmp_path, monkeypatch):
     defaults = load_settings()
     monkeypatch.setenv("KIC_CONFIG", str(config))
     assert load_settings() == defaults
+
+
+def test_the_command_table_lists_every_command():
+    """Every command `kic --help` lists (and each of `kic accounts`) has its row in the README's table."""
+    import typer
+
+    from kic.cli import app
+
+    group = typer.main.get_command(app)
+    table = README.split("## Commands", 1)[1].split("\n\n", 2)[1]
+    rows = [re.match(r"\| `([^`]+)` \|", line)[1] for line in table.splitlines()[2:]]
+    listed = {row.split()[1] for row in rows}
+    assert listed == set(group.commands)
+    (accounts,) = [row for row in rows if row.startswith("kic accounts")]
+    for sub in group.commands["accounts"].commands:
+        assert sub in accounts
+
+
+def test_what_the_product_writes_in_the_project_root_is_git_ignored():
+    """The default data folder, a Prefect home beside the project, and every file the README's
+    shell examples write into the project root (`-o FILE`, `> FILE`)."""
+    import shutil
+
+    from pipeline.settings import Settings
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = set()
+    for block in code_blocks("sh"):
+        written |= set(re.findall(r"(?:-o|>)\s+([\w./-]+\.\w+)", block))
+    assert {"serve.log", "influencers.xlsx", "assignments.csv"} <= written
+    data = Settings.model_fields["warehouse"].default.parent  # data/, the default
+    paths = [
+        *sorted(written),
+        str(data / "warehouse.duckdb"),
+        str(data / "reports" / "snapshot-1-members" / "persona-1.csv"),
+        ".prefect-home/prefect.db",
+        "report-members/persona-1.csv",  # beside `kic report -o report.html`
+        "exports/features.parquet",
+    ]
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
+    assert sorted(checked.stdout.split()) == sorted(paths)

@@ -2,20 +2,24 @@
 
 The file is written under a temporary name beside the target and renamed into place once
 complete, so a failed export leaves nothing behind and never replaces a file with a part
-of one. csv and parquet are written by DuckDB's COPY, streamed at any size; xlsx through
-XlsxWriter's constant_memory mode, which holds one row at a time, up to Excel's row limit.
+of one. csv and parquet are written by DuckDB's COPY, streamed at any size, with the values
+as stored (ER and active_rate in percent, every digit); xlsx, a workbook for people (a
+summary sheet and a sheet per persona, pipeline/workbook.py), streamed from the same query
+up to Excel's row limit per sheet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
+import pandas as pd
 
 from warehouse.db import first_line, scalar, views_fingerprint
 from warehouse.errors import KicError, duckdb_errno, os_refusal
@@ -28,14 +32,17 @@ EXCEL_MAX_ROWS = 1_048_576
 XLSX_BATCH_ROWS = 10_000
 
 # Grain: one row per influencer of snapshot $version (of persona $persona, unless NULL),
-# best persona first. Key: username. Followers, tier, growth and the jump flag are those of
-# the snapshot's feature date (features.influencer_history_between, warehouse/views/);
-# observed_on is the day they were observed (the crawl read for that date).
+# best persona first, then best fit first (clusters.persona_fit). Key: username. Followers,
+# tier, growth and the jump flag are those of the snapshot's feature date
+# (features.influencer_history_between); observed_on is the day they were observed.
 EXPORT_ROWS = """
 SELECT
     a.username,
     'https://www.instagram.com/' || a.username || '/' AS profile_url,
     a.persona,
+    p.persona_id,
+    fit.fit_rank,
+    fit.fit_score,
     h.follower                AS followers,
     follower_tier(h.follower) AS follower_tier,
     a.er                      AS er_pct,
@@ -45,16 +52,44 @@ SELECT
     h.follower_growth_28d,
     h.follower_growth_28d_pct,
     h.follower_jump,
-    h.observed_on::VARCHAR    AS observed_on  -- text (YYYY-MM-DD): a date in every format, Excel's included
+    h.observed_on,
+    CAST($feature_date AS DATE) AS feature_date,
+    CAST($version AS INTEGER) AS snapshot_version
 FROM clusters.assignments AS a
 JOIN clusters.profiles AS p USING (version, cluster)
+JOIN clusters.persona_fit($version) AS fit USING (username)
 LEFT JOIN features.influencer_history_between($feature_date, $feature_date) AS h USING (username)
 WHERE a.version = $version AND ($persona IS NULL OR a.persona = $persona)
-ORDER BY p.rank, a.username
+ORDER BY p.rank, fit.fit_rank
 """
 EXPORT_COUNT = """
 SELECT count(*) FROM clusters.assignments
 WHERE version = $version AND ($persona IS NULL OR persona = $persona)
+"""
+# Grain: one row per persona exported (every persona of the snapshot, or the one asked for),
+# best first. Key: persona_id.
+PERSONA_SUMMARY = """
+SELECT p.rank, p.persona, p.persona_id, p.size AS influencers, p.median_follower AS median_followers,
+       p.follower_tier, p.median_active_rate AS median_active_rate_pct, p.median_er AS median_er_pct,
+       p.mean_active_rate AS mean_active_rate_pct, p.mean_er AS mean_er_pct, p.active_rate_level, p.er_level,
+       seen.oldest_observed_on, CAST($feature_date AS DATE) AS feature_date,
+       CAST($version AS INTEGER) AS snapshot_version
+FROM clusters.profiles AS p
+LEFT JOIN (
+    SELECT a.cluster, min(o.observed_on) AS oldest_observed_on
+    FROM clusters.assignments AS a
+    JOIN features.observations($feature_date) AS o USING (username)
+    WHERE a.version = $version
+    GROUP BY a.cluster
+) AS seen USING (cluster)
+WHERE p.version = $version AND ($persona IS NULL OR p.persona = $persona)
+ORDER BY p.rank
+"""
+# The persona with the most influencers to export: each persona has a sheet of the workbook.
+LARGEST_PERSONA = """
+SELECT persona, size FROM clusters.profiles
+WHERE version = $version AND ($persona IS NULL OR persona = $persona)
+ORDER BY size DESC LIMIT 1
 """
 SNAPSHOT_FEATURE_DATE = "SELECT feature_date FROM clusters.snapshots WHERE version = ?"
 # The personas of a snapshot, best first (two clusters can share one).
@@ -70,71 +105,73 @@ class Export:
     rows: int
 
 
+Progress = Callable[[int, int], None]  # (rows written, rows in all)
+
+
+class WriteWorkbook(Protocol):
+    """Writes the xlsx workbook (pipeline.workbook): a summary sheet, then a sheet per persona,
+    from the summary's rows and the export's rows (a result to fetch from); `progress(rows
+    written)`, if given, as it goes."""
+
+    def __call__(
+        self,
+        summary: pd.DataFrame,
+        rows: duckdb.DuckDBPyConnection,
+        path: Path,
+        progress: Callable[[int], None] | None,
+    ) -> None: ...
+
+
 def export_snapshot(
-    con: duckdb.DuckDBPyConnection, version: int | None, persona: str | None, fmt: str, output: Path
+    con: duckdb.DuckDBPyConnection,
+    version: int | None,
+    persona: str | None,
+    fmt: str,
+    output: Path,
+    write_workbook: WriteWorkbook | None = None,
+    progress: Progress | None = None,
 ) -> Export:
     """Write one row per influencer of snapshot `version` (default: the latest), of `persona`
-    if given, to `output` in `fmt`, atomically."""
+    if given, to `output` in `fmt`, atomically; xlsx through `write_workbook`."""
     if fmt not in FORMATS:
         raise KicError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if scalar(con, APPLIED_VIEWS) != views_fingerprint():
-        raise KicError(
-            f"the views of {database_path(con)} are not this kic's: run any writing command "
-            "(e.g. `kic features`) to publish them"
-        )
+    require_current_views(con)
     version = resolve_version(con, version)
     personas = [name for (name,) in con.execute(SNAPSHOT_PERSONAS, [version]).fetchall()]
     if persona is not None and persona not in personas:
         raise KicError(f"no persona {persona!r} in snapshot {version}; its personas: {', '.join(personas)}")
     params = {"version": version, "persona": persona, "feature_date": scalar(con, SNAPSHOT_FEATURE_DATE, [version])}
     rows = scalar(con, EXPORT_COUNT, {"version": version, "persona": persona})
-    if fmt == "xlsx" and rows + 1 > EXCEL_MAX_ROWS:
-        raise KicError(
-            f"snapshot {version} has {rows:,} influencers to export, more than an Excel sheet holds "
-            f"({EXCEL_MAX_ROWS:,} rows with the header): export csv or parquet, or one --persona"
-        )
-    write_atomically(output, lambda path: write(con, params, fmt, path))
+    if fmt == "xlsx":
+        largest, size = con.execute(LARGEST_PERSONA, {"version": version, "persona": persona}).fetchone()
+        if size + 1 > EXCEL_MAX_ROWS:
+            raise KicError(
+                f"persona {largest!r} of snapshot {version} has {size:,} influencers to export, more than an "
+                f"Excel sheet holds ({EXCEL_MAX_ROWS:,} rows with the header): export csv or parquet"
+            )
+
+        def write_to(path: Path) -> None:
+            say = None if progress is None else (lambda done: progress(done, rows))
+            summary = con.execute(PERSONA_SUMMARY, params).df()
+            write_workbook(summary, con.execute(EXPORT_ROWS, params), path, say)
+
+    else:
+
+        def write_to(path: Path) -> None:
+            options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
+            con.execute(f"COPY ({EXPORT_ROWS}) TO {literal(path)} ({options})", params).fetchall()
+
+    write_atomically(output, write_to)
     return Export(output, version, persona, rows)
 
 
-def write(con: duckdb.DuckDBPyConnection, params: dict, fmt: str, path: Path) -> None:
-    if fmt == "xlsx":
-        write_xlsx(con.execute(EXPORT_ROWS, params), path)
-    else:
-        options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
-        con.execute(f"COPY ({EXPORT_ROWS}) TO {literal(path)} ({options})", params).fetchall()
-
-
-def write_xlsx(result: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """One sheet, a header row, then the rows in batches. XlsxWriter's constant_memory mode keeps
-    one row in memory; its temporary files go in a folder beside the output, removed after."""
-    import xlsxwriter  # imported here: only xlsx exports need it
-
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
-        workbook = xlsxwriter.Workbook(
-            str(path),
-            # Values as they are: no text read as a number, a formula or a link.
-            {
-                "constant_memory": True,
-                "tmpdir": scratch,
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
+def require_current_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a copy published by another kic: its views and macros may not be these."""
+    if scalar(con, APPLIED_VIEWS) != views_fingerprint():
+        raise KicError(
+            f"the views of {database_path(con)} are not this kic's: run any writing command "
+            "(e.g. `kic features`) to publish them"
         )
-        try:
-            sheet = workbook.add_worksheet("influencers")
-            sheet.write_row(0, 0, [column for column, *_ in result.description])
-            written = 1
-            # The format is written cell by cell: this loop is the library's interface, and
-            # bounded by Excel's row limit (checked before).
-            while batch := result.fetchmany(XLSX_BATCH_ROWS):
-                for row in batch:
-                    sheet.write_row(written, 0, row)
-                    written += 1
-            workbook.close()
-        except xlsxwriter.exceptions.XlsxWriterException as exc:  # e.g. FileCreateError, wrapping the OS's
-            raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def write_atomically(output: Path, write_to) -> None:

@@ -94,6 +94,10 @@ class Landing:
         self.url = str(self.url)
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.root = self.root.rstrip("/")
+        # fsspec shares one filesystem object per URL in a process, and object stores' (s3fs)
+        # cache their listings: other machines land files meanwhile, so each Landing starts
+        # from what the store holds now.
+        self.fs.invalidate_cache()
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -345,6 +349,9 @@ def parquet(con: duckdb.DuckDBPyConnection, landing: Landing, path: str) -> str:
     protocol = landing.fs.protocol if isinstance(landing.fs.protocol, str) else landing.fs.protocol[0]
     if not con.filesystem_is_registered(protocol):
         con.register_filesystem(landing.fs)
+        # DuckDB reads it through fsspec (landing.fs): never through an extension of its own
+        # (httpfs), which it would download from the network the first time.
+        con.execute("SET autoinstall_known_extensions = false").fetchall()
     return f"read_parquet('{protocol}://{path}')"
 
 
