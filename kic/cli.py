@@ -166,7 +166,7 @@ def format_cell(value) -> str:
 
 def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) -> None:
     """A snapshot's cluster table; with `ages` (warehouse.ages), how old each persona's numbers are."""
-    title = f"Snapshot {version}"
+    title = f"Snapshot {version} ({UNITS})"
     if ages is not None:
         from warehouse.ages import cohort_line, with_ages
 
@@ -182,7 +182,7 @@ def show_clusters(frame, version: int, fmt: Format = Format.table, ages=None) ->
                     lambda share: "" if share != share else f"{share:.0%}"
                 ),
             )
-    print_frame(frame, fmt, title=f"{title} ({UNITS})")
+    print_frame(frame, fmt, title=title)
 
 
 def echo_crawl(summary, tag: str | None = None) -> None:

@@ -51,7 +51,7 @@ def test_show_formats_agree_with_the_warehouse(main_job):
     # One name per column in every format: the table's headers are csv's (and json's) names.
     printed = cli("show", "1", "-w", warehouse).stdout
     headers = re.findall(
-        r"[a-z_]+", next(line for line in printed.splitlines() if "persona" in line and "rank" in line)
+        r"[a-z0-9_]+", next(line for line in printed.splitlines() if "persona" in line and "rank" in line)
     )
     assert headers[:7] == ["rank", "persona", "size", "mean_er", "mean_active_rate", "median_follower", "follower_tier"]
     assert set(headers) <= set(csv_lines[0].split(",")) and set(headers) <= set(table[0])

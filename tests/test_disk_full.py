@@ -151,6 +151,8 @@ def test_a_full_landing_disk_stops_the_crawl_at_once_in_one_line(tmp_path, small
     with Sandbox(sandbox) as server:
         monkeypatch.setenv("KIC_WEB_BASE_URL", server.url)
         monkeypatch.setenv("KIC_LANDING_URL", str(landing))
+        for name, value in server.client_quotas().items():  # paced by the sandbox's quotas, as by a real source's
+            monkeypatch.setenv(f"KIC_QUOTAS__{name.upper()}", str(value))
         warehouse = tmp_path / "data" / WAREHOUSE
         added = cli("accounts", "add", *[a.username for a in server.population.accounts], "-w", warehouse)
         assert added.returncode == 0, added.stderr
