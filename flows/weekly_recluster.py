@@ -55,7 +55,7 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
             }
             for r in table.itertuples()
         ],
-        description=f"Snapshot {version}: {clustering.published} "
+        description=f"Snapshot {version}: personas {clustering.frame.why}; the week's fit: {clustering.published} "
         f"({clustering.parameters['published_because']}), features of {clustering.feature_date}",
     )
     path = clustering.parameters["path"]
@@ -90,8 +90,9 @@ def persona_changes_artifact(result: jobs.Recluster) -> None:
         shown = f"all {len(rows):,} shown" if len(rows) == result.changed else f"the {len(rows):,} largest moves shown"
         description = (
             f"Snapshot {version}: {result.changed:,} influencer(s) changed persona since the snapshot before "
-            f"({counts}); {shown}. Why: each one's ER and active_rate (%) before -> after, and the levels of its "
-            f"persona. The full list: `kic changes {version - 1} {version}` (`-f csv` for a file), or in SQL "
+            f"({counts}); {shown}. Personas {result.clustering.frame.why}. Why: for a move, the region its own "
+            f"numbers crossed into and the level that changed; each one's ER and active_rate (%) before -> after. "
+            f"The full list: `kic changes {version - 1} {version}` (`-f csv` for a file), or in SQL "
             f"`FROM clusters.persona_changes({version - 1}, {version})`."
         )
     create_table_artifact(
@@ -177,12 +178,14 @@ def weekly_recluster(
     config: str | None = None,
     warehouse: str | None = None,
     force: bool = False,
+    rebase: bool = False,
 ) -> dict:
-    """Recluster the latest validated features with every candidate and publish a new snapshot
-    (nothing, and says so, if the latest snapshot has the same data and settings, unless `force`)."""
+    """Recluster the latest validated features with every candidate and publish a new snapshot through
+    the persona frame: kept unless the population shifted or `rebase` (nothing, and says so, if the
+    latest snapshot has the same data and settings, unless `force` or `rebase`)."""
     record_process()  # so that a run whose process dies is marked crashed
     settings = load_settings(config, **({"warehouse": warehouse} if warehouse else {}))
-    result = jobs.recluster(settings, clustering, feature_date, force=force, call=as_task)
+    result = jobs.recluster(settings, clustering, feature_date, force=force, rebase=rebase, call=as_task)
     made = f"v{result.version}" + ("-unchanged" if result.unchanged else "")
     name_run(f"weekly-recluster-{result.feature_date}-{made}-{started(settings.timezone)}")
     if result.unchanged:
@@ -198,6 +201,7 @@ def weekly_recluster(
         "version": result.version,
         "published": result.clustering.published,
         "clusters": result.clustering.n_clusters,
+        "personas": result.clustering.frame.why,
         "changed": result.changed,
         "unchanged": False,
         "report": str(report.path),

@@ -290,6 +290,8 @@ def run(
     )
     if weekly.get("unchanged"):
         typer.echo(weekly["message"])
+    else:
+        typer.echo(f"personas {weekly['personas']}")
     echo_where(settings)
     typer.echo(f'query it: uv run duckdb -readonly {settings.analytics_path} "FROM clusters.latest_profiles"')
 
@@ -556,6 +558,14 @@ def recluster(
     force: Annotated[
         bool, typer.Option("--force", help="Recluster even if the data and settings are those of the latest snapshot.")
     ] = False,
+    rebase: Annotated[
+        bool,
+        typer.Option(
+            "--rebase",
+            help="Redraw the personas from this week's fit (a new persona frame: ids carried over where the "
+            "members match, names and regions new) instead of keeping them. Implies --force.",
+        ),
+    ] = False,
     on: Annotated[
         str | None,
         typer.Option("--date", help="Feature date to cluster, YYYY-MM-DD (default: the latest, refused if stale)."),
@@ -565,8 +575,13 @@ def recluster(
 
     ER and active_rate are percentages.
 
-    The path that ran (exact or scalable) is stored with the snapshot. When the latest snapshot
-    was built on the same data with the same settings, nothing is fitted or stored (see --force).
+    The personas are kept from the snapshot before (its persona frame): an influencer moves only
+    when its own numbers cross into another persona's region by clustering.persona_margin, and the
+    frame is redrawn from the week's fit only when the population shifted, or with --rebase.
+    The first snapshot publishes the fit. When the latest snapshot was built on the same data with
+    the same settings, nothing is fitted or stored (see --force).
+
+    Example: kic recluster --date 2026-11-24 --rebase
     """
     from pipeline import jobs
 
@@ -575,7 +590,9 @@ def recluster(
     if changes:
         settings = settings_for(warehouse, clustering={**settings.clustering.model_dump(), **changes})
     with showing("kic recluster") as shown:
-        result = jobs.recluster(settings, feature_date=parse_date(on, "--date"), force=force, call=shown.call)
+        result = jobs.recluster(
+            settings, feature_date=parse_date(on, "--date"), force=force, rebase=rebase, call=shown.call
+        )
     show_clusters(result.cluster_table, result.version)
     if result.unchanged:
         typer.echo(result.unchanged_message())
@@ -585,7 +602,8 @@ def recluster(
         f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
         f"{clustering.parameters['path']} path, stored in {settings.warehouse}"
     )
-    typer.echo(f"published: {clustering.published}, {clustering.parameters['published_because']}")
+    typer.echo(f"the week's fit: {clustering.published}, {clustering.parameters['published_because']}")
+    typer.echo(f"personas {clustering.frame.why}")
 
 
 @app.command("snapshots")
@@ -662,7 +680,13 @@ class ExportFormat(StrEnum):
 @app.command("export")
 def export(
     version: Annotated[int | None, typer.Argument(help="Snapshot version (default latest).")] = None,
-    persona: Annotated[str | None, typer.Option(help="Only the influencers of this persona.")] = None,
+    persona: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the influencers of this persona: its full name, its base name (every persona of it, "
+            'e.g. "Lowest benefit") or its id.'
+        ),
+    ] = None,
     fmt: Annotated[
         ExportFormat | None, typer.Option("--format", "-f", help="File format (default: the output's suffix).")
     ] = None,

@@ -51,6 +51,11 @@ class ClusteringConfig(BaseModel):
     # inside the range (ties: higher silhouette); the snapshot records why.
     min_personas: int = Field(4, ge=1)
     max_personas: int = Field(8, ge=1)
+    # Persona frames (models/frames.py). An influencer moves to another persona only when it is
+    # at least (1 + persona_margin) times as far from its persona's centre as from the other's;
+    # the frame is remade when the personas' shares shift by a PSI of reframe_at_shift or more.
+    persona_margin: float = Field(0.25, ge=0)
+    reframe_at_shift: float = Field(0.25, gt=0)
 
     @model_validator(mode="after")
     def _persona_range(self) -> ClusteringConfig:

@@ -14,11 +14,11 @@ Names. The (ER level, active_rate level) pair names the persona: the study's six
 cover six pairs; the other three are named in the same spirit. Two clusters on the same
 pair are told apart by follower tier (nano < 10k, micro < 100k, mid < 500k, macro < 1M,
 mega; of the cluster's median follower count), e.g. "Lowest benefit · micro"; clusters that
-share the tier too by their mean ER, then mean active_rate, to one decimal ("· ER 11.3 %"),
-and, as a last resort, clusters alike on all of these (the same persona to a marketer) by
-their cluster number ("· cluster 7"); so every name within a snapshot is its own. Clusters
-are never merged: the snapshot keeps the clustering as fitted. A cluster alone on its pair
-keeps the plain name.
+share the tier too by an ordinal word in order of mean active_rate, then mean ER, highest
+first ("Lowest benefit · micro · first"); so every name within a snapshot is its own, and
+a name holds words only: no number that moves with the data. Clusters are never merged:
+the snapshot keeps the clustering as fitted. A cluster alone on its pair keeps the plain
+name. Names are given when a persona frame is made (models/frames.py) and kept with it.
 
 Rank orders personas by value to a marketer: score = 2 * ER level + 3 * active_rate level
 (levels 0, 1, 2), so active_rate (buying intent) weighs more than ER (trust), but a high
@@ -97,18 +97,22 @@ def level(value: float, cohort_median: float, cohort_spread: float) -> str:
 def unique_names(out: pd.DataFrame) -> pd.Series:
     """Each cluster's persona, qualified where two clusters would share a name (see the module)."""
     names = out["persona"].copy()
-    qualifiers = [
-        lambda rows: " · " + rows["follower_tier"].fillna("unknown tier"),
-        lambda rows: rows["mean_er"].map(lambda v: f" · ER {v:.1f} %"),
-        lambda rows: rows["mean_active_rate"].map(lambda v: f" · active_rate {v:.1f} %"),
-        lambda rows: rows["cluster"].map(lambda c: f" · cluster {c}"),
-    ]
-    for qualify in qualifiers:
-        shared = names.duplicated(keep=False)
-        if not shared.any():
-            break
-        names[shared] = names[shared] + qualify(out[shared])
+    shared = names.duplicated(keep=False)
+    names[shared] = names[shared] + " · " + out.loc[shared, "follower_tier"].fillna("unknown tier")
+    shared = names.duplicated(keep=False)
+    if shared.any():
+        order = out[shared].sort_values(["mean_active_rate", "mean_er"], ascending=False, kind="stable")
+        place = order.groupby(names[order.index], sort=False).cumcount()
+        names[order.index] = names[order.index] + " · " + place.map(ordinal)
     return names
+
+
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def ordinal(place: int) -> str:
+    """first, second, ... for a 0-based place (a persona frame holds a handful)."""
+    return ORDINALS[place] if place < len(ORDINALS) else f"{ORDINALS[-1]} and {ordinal(place - len(ORDINALS))}"
 
 
 def name_personas(profiles: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from models.candidates import (
     within_cluster_sse,
 )
 from models.config import ClusteringConfig
+from models.frames import FIT, Frame, Space, Standing, keep_personas, population_shift, space_of
 from models.hierarchical import Tree, top_merges
 from models.personas import name_personas
 from models.silhouette import silhouettes
@@ -54,6 +55,19 @@ def no_probe(part: str) -> contextlib.AbstractContextManager:
 
 
 @dataclass(frozen=True)
+class FrameDecision:
+    """Whether a snapshot keeps the standing persona frame or makes one from its fit, and why."""
+
+    made: bool
+    why: str  # in a marketer's words, e.g. "kept: the population shift 0.004 is below 0.25"
+    space: Space
+    frame_id: int | None  # the frame kept; None when made (it takes the new snapshot's version)
+    population_shift: float | None  # PSI of the personas' shares against the standing frame's
+    assigned_by: np.ndarray  # per influencer: fit, kept, crossed or placed (models.frames)
+    distance_ratio: np.ndarray  # per influencer who crossed: old centre's distance / new one's; else NaN
+
+
+@dataclass(frozen=True)
 class Clustering:
     """A snapshot's content before it is given a version."""
 
@@ -63,9 +77,10 @@ class Clustering:
     published: str
     candidates: pd.DataFrame  # one row per candidate
     elbow: pd.DataFrame  # k, sse
-    clusters: np.ndarray  # published cluster (numbered 1.. by size) of each influencer, in input order
-    profiles: pd.DataFrame  # one row per cluster
+    clusters: np.ndarray  # published cluster of each influencer, in input order (1.., by size when made)
+    profiles: pd.DataFrame  # one row per published cluster
     dendrogram: pd.DataFrame  # the hierarchical tree's top merges (models.hierarchical.top_merges)
+    frame: FrameDecision
 
     def snapshot_row(self) -> dict:
         """The clusters.snapshots row, without what the warehouse adds (version, time, code)."""
@@ -76,7 +91,16 @@ class Clustering:
             "parameters": self.parameters,
             "published_candidate": self.published,
             "n_clusters": self.n_clusters,
+            "frame_id": self.frame.frame_id,
+            "frame_made": self.frame.made,
+            "frame_why": self.frame.why,
+            "population_shift": self.frame.population_shift,
         }
+
+    def frame_space(self) -> dict:
+        """The clusters.frames row of a frame this snapshot makes, without its id."""
+        space = self.frame.space
+        return {"scaling": space.scaling, "space_offset": list(space.offset), "space_scale": list(space.scale)}
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The rows of the small clusters.* tables under a snapshot, in insertion order."""
@@ -88,8 +112,15 @@ class Clustering:
         }
 
     def cluster_per_row(self) -> pd.DataFrame:
-        """row_index (the influencer's place in the input order) and its cluster: numbers only."""
-        return pd.DataFrame({"row_index": np.arange(len(self.clusters), dtype=np.int64), "cluster": self.clusters})
+        """row_index (the influencer's place in the input order), its cluster and how it got it."""
+        return pd.DataFrame(
+            {
+                "row_index": np.arange(len(self.clusters), dtype=np.int64),
+                "cluster": self.clusters,
+                "assigned_by": pd.Categorical(self.frame.assigned_by),
+                "distance_ratio": self.frame.distance_ratio,
+            }
+        )
 
     @property
     def n_influencers(self) -> int:
@@ -128,6 +159,29 @@ def fit_candidates(
 def cluster_profiles(features: Features, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-cluster profiles, clusters renumbered 1.. by size (largest first), and the new labels."""
     present, codes = np.unique(labels, return_inverse=True)
+    stats = cluster_stats(features, codes)
+    ranked = stats.sort_values(["size", "mean_er", "mean_active_rate"], ascending=False).index.to_numpy()
+    renumber = np.empty(len(present), dtype=np.int64)
+    renumber[ranked] = np.arange(1, len(present) + 1)
+    stats = stats.loc[ranked].reset_index(drop=True)
+    stats.insert(0, "cluster", np.arange(1, len(present) + 1))
+    cohort = pd.DataFrame({"er": features.er, "active_rate": features.active_rate})
+    return name_personas(stats, cohort), renumber[codes]
+
+
+def kept_profiles(features: Features, clusters: np.ndarray, frame: Frame) -> pd.DataFrame:
+    """Per-cluster profiles of a kept frame: this week's numbers under the frame's ids, names and ranks."""
+    present, codes = np.unique(clusters, return_inverse=True)
+    stats = cluster_stats(features, codes)
+    stats.insert(0, "cluster", present)
+    naming = ["persona_id", "persona", "er_level", "active_rate_level", "follower_tier", "rank"]
+    profiles = stats.join(frame.personas.set_index("cluster")[naming], on="cluster")
+    profiles["rank"] = profiles["rank"].rank(method="first").astype(np.int64)  # 1.. among the personas present
+    return profiles
+
+
+def cluster_stats(features: Features, codes: np.ndarray) -> pd.DataFrame:
+    """size, means and medians of each cluster coded 0.. (one row per code)."""
     size = np.bincount(codes)
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(size)[:-1]
@@ -145,17 +199,55 @@ def cluster_profiles(features: Features, labels: np.ndarray) -> tuple[pd.DataFra
             "median_follower": medians(np.asarray(features.follower, dtype=np.float64)),
         }
     )
-    ranked = stats.sort_values(["size", "mean_er", "mean_active_rate"], ascending=False).index.to_numpy()
-    renumber = np.empty(len(present), dtype=np.int64)
-    renumber[ranked] = np.arange(1, len(present) + 1)
-    stats = stats.loc[ranked].reset_index(drop=True)
-    stats.insert(0, "cluster", np.arange(1, len(present) + 1))
-    cohort = pd.DataFrame({"er": features.er, "active_rate": features.active_rate})
-    return name_personas(stats, cohort), renumber[codes]
+    return stats
 
 
-def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, probe: Probe = no_probe) -> Clustering:
-    """Fit all candidates on the clusterable features, score them, build the snapshot's tables."""
+def through_frame(
+    features: Features,
+    cfg: ClusteringConfig,
+    fitted: tuple[pd.DataFrame, np.ndarray],
+    standing: Standing | None,
+    rebase: bool,
+) -> tuple[pd.DataFrame, np.ndarray, FrameDecision]:
+    """What a snapshot publishes: the standing frame kept by the hysteresis rule, or a frame made
+    from the fit (models.frames says when); profiles, cluster per influencer, the decision."""
+    n = len(features.er)
+
+    def made(why: str, shift: float | None = None):
+        space = space_of(features.er, features.active_rate, cfg.scaling)
+        by_fit = np.full(n, FIT, dtype=object)
+        return (*fitted, FrameDecision(True, why, space, None, shift, by_fit, np.full(n, np.nan)))
+
+    if rebase:
+        return made("made: a re-base was asked for")
+    if standing is None:
+        return made("made: the warehouse had no persona frame yet")
+    frame = standing.frame
+    if frame.space.scaling != cfg.scaling:
+        return made(f"made: the clustering space changed (scaling {frame.space.scaling} -> {cfg.scaling})")
+    kept = keep_personas(standing, features.er, features.active_rate, cfg.persona_margin)
+    shift = population_shift(frame, kept.clusters)
+    if shift >= cfg.reframe_at_shift:
+        return made(
+            f"made: the population shifted (a PSI of {shift:.3f} over the personas' shares, "
+            f"at least {cfg.reframe_at_shift:g})",
+            shift,
+        )
+    why = f"kept frame {frame.frame_id}: the population shift (PSI {shift:.3f}) is below {cfg.reframe_at_shift:g}"
+    decision = FrameDecision(False, why, frame.space, frame.frame_id, shift, kept.assigned_by, kept.distance_ratio)
+    return kept_profiles(features, kept.clusters, frame), kept.clusters, decision
+
+
+def recluster(
+    features: Features,
+    cfg: ClusteringConfig,
+    feature_date: date,
+    probe: Probe = no_probe,
+    standing: Standing | None = None,
+    rebase: bool = False,
+) -> Clustering:
+    """Fit all candidates on the clusterable features, score them, and publish through the persona
+    frame: the standing one kept, or one made from the fit (models.frames)."""
     X = scale(np.column_stack([features.er, features.active_rate]).astype(np.float64), cfg.scaling)
     results, sse_by_k, path = fit_candidates(X, cfg, probe)
     with probe("silhouettes"):
@@ -165,7 +257,8 @@ def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, pro
         results, {name: s.mean for name, s in by_name.items()}, cfg.publish, (cfg.min_personas, cfg.max_personas)
     )
     with probe("profiles"):
-        profiles, clusters = cluster_profiles(features, published.labels)
+        fitted = cluster_profiles(features, published.labels)
+        profiles, clusters, frame = through_frame(features, cfg, fitted, standing, rebase)
     candidates = pd.DataFrame(
         [
             {
@@ -195,6 +288,7 @@ def recluster(features: Features, cfg: ClusteringConfig, feature_date: date, pro
         clusters=clusters,
         profiles=profiles,
         dendrogram=dendrogram_of(results),
+        frame=frame,
     )
 
 

@@ -225,16 +225,19 @@ def recluster(
     feature_date: date | None = None,
     *,
     force: bool = False,
+    rebase: bool = False,
     call: Call = direct,
 ) -> Recluster:
-    """The weekly recluster: read validated features → fit every candidate → store a snapshot → publish.
+    """The weekly recluster: read validated features → fit every candidate → keep the persona
+    frame or make one (models/frames.py) → store a snapshot → publish.
 
     When the latest snapshot was built on the same data with the same settings, nothing is
-    fitted or stored (unless `force`): the result says which snapshot stands. The copy is
-    published either way, so that a run killed while publishing is made good by the next.
+    fitted or stored (unless `force` or `rebase`): the result says which snapshot stands. The
+    copy is published either way, so that a run killed while publishing is made good by the next.
     """
     call(steps.upgrade_warehouse)(settings)
     clustering = clustering or settings.clustering
+    force = force or rebase
     rows, day = call(steps.read_features)(settings, feature_date)
     if not force:
         standing = call(steps.find_unchanged_snapshot)(settings, rows.fingerprint, clustering)
@@ -242,7 +245,8 @@ def recluster(
             publish(settings, f"snapshot {standing}", call=call)  # what an interrupted run did not
             read = call(steps.read_snapshot)(settings, standing)
             return Recluster(standing, None, read.cluster_table, read.changes.iloc[0:0], day)
-    fitted = call(steps.fit)(rows, clustering, day)
+    frame = None if rebase else call(steps.read_standing_frame)(settings, day)
+    fitted = call(steps.fit)(rows, clustering, day, frame, rebase)
     version, stored = call(steps.write_snapshot)(settings, fitted, force)
     publish(settings, f"snapshot {version}", call=call)
     read = call(steps.read_snapshot)(settings, version)

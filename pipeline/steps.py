@@ -35,7 +35,7 @@ from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot, write_atomically
 from warehouse.plans import Plan
 from warehouse.publish import publish_copy
-from warehouse.snapshots import cluster_table, store_snapshot, unchanged_snapshot
+from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
 from warehouse.vocabulary import CRAWL_SOURCES
 
 log = logging.getLogger("kic.pipeline")
@@ -53,7 +53,7 @@ UNVALIDATED_CRAWLS = "SELECT crawl_id FROM staging.unvalidated_crawls ORDER BY c
 CHANGES_SHOWN = 50
 CHANGES = """
 SELECT username, previous_persona, current_persona, change, why FROM clusters.changes
-ORDER BY list_position(['changed', 'new', 'dropped', 'renamed'], change),
+ORDER BY list_position(['moved', 'changed', 'reframed', 'new', 'dropped', 'renamed'], change),
          greatest(abs(current_er - previous_er), abs(current_active_rate - previous_active_rate)) DESC NULLS LAST,
          username
 LIMIT ?
@@ -336,19 +336,37 @@ def find_unchanged_snapshot(settings: Settings, fingerprint: str, clustering: Cl
         return unchanged_snapshot(con, fingerprint, clustering.model_dump(mode="json"))
 
 
+@io_step
+def read_standing_frame(settings: Settings, feature_date: date):
+    """Read the latest snapshot's persona frame and where each influencer of the date stood in it."""
+    from models.frames import standing_of
+
+    with open_warehouse(settings, read_only=True) as con:
+        rows = read_standing(con, feature_date)
+    return None if rows is None else standing_of(rows)
+
+
 @pure_step
-def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig, feature_date: date, probe=None):
-    """Fit and score every candidate, name the published clusters as personas."""
+def fit(
+    features: feature_sql.ClusterableFeatures,
+    clustering: ClusteringConfig,
+    feature_date: date,
+    standing=None,
+    rebase: bool = False,
+    probe=None,
+):
+    """Fit and score every candidate, then keep the standing persona frame or make one from the fit."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
     log.info("fitting the candidates on %d influencers (features of %s)", len(features.er), feature_date)
-    result = recluster(features, clustering, feature_date, probe or no_probe)
+    result = recluster(features, clustering, feature_date, probe or no_probe, standing, rebase)
     log.info(
-        "%d influencers, %d candidates on the %s path; published %s (%d clusters)",
+        "%d influencers, %d candidates on the %s path; proposed %s; personas %s (%d)",
         result.n_influencers,
         len(result.candidates),
         result.parameters["path"],
         result.published,
+        result.frame.why,
         result.n_clusters,
     )
     return result

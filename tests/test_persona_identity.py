@@ -49,7 +49,8 @@ class CraftedSnapshot:
 
     def cluster_per_row(self) -> pd.DataFrame:
         clusters = [self.cluster_of(u) for u in self.row_usernames.username]
-        return pd.DataFrame({"row_index": self.row_usernames.row_index, "cluster": clusters})
+        rows = {"row_index": self.row_usernames.row_index, "cluster": clusters}
+        return pd.DataFrame({**rows, "assigned_by": "fit", "distance_ratio": None})
 
     def snapshot_row(self) -> dict:
         return {
@@ -59,7 +60,14 @@ class CraftedSnapshot:
             "parameters": {},
             "published_candidate": "crafted",
             "n_clusters": len(self.layout),
+            "frame_id": None,
+            "frame_made": True,  # each crafted snapshot is a fit that makes its own persona frame
+            "frame_why": "made: crafted",
+            "population_shift": None,
         }
+
+    def frame_space(self) -> dict:
+        return {"scaling": "none", "space_offset": [0.0, 0.0], "space_scale": [1.0, 1.0]}
 
     def tables(self) -> dict[str, pd.DataFrame]:
         sizes = self.cluster_per_row().cluster.value_counts()
@@ -222,7 +230,9 @@ def test_only_the_same_data_with_the_same_settings_as_the_latest_snapshot_is_unc
     parameters = json.dumps({**settings, "path": "exact", "influencers": 1})  # as a snapshot stores them
     for version, day in ((1, DAY_1), (2, DAY_2), (3, DAY_1)):
         con.execute(
-            "INSERT INTO clusters.snapshots VALUES (?, now(), ?, 1, ?, 'test', ?, 'kmeans-k3', 1)",
+            "INSERT INTO clusters.snapshots BY NAME SELECT ? AS version, now() AS created_at, ? AS feature_date, "
+            "1 AS n_influencers, ? AS data_fingerprint, 'test' AS code_version, ? AS parameters, "
+            "'kmeans-k3' AS published_candidate, 1 AS n_clusters",
             [version, day, clusterable_fingerprint(con, day), parameters],
         )
     assert unchanged_snapshot(con, fingerprint, settings) == 3  # the latest, not the first of that data
@@ -242,7 +252,7 @@ def features_of(con, day):
     return {u: (er, ar) for u, er, ar in rows.fetchall()}
 
 
-def test_kic_changes_explains_each_move_with_values_levels_and_personas_before_and_after(two_dates, warehouse_path):
+def test_kic_changes_explains_each_redraw_with_values_levels_and_personas_before_and_after(two_dates, warehouse_path):
     con = two_dates
     a, b = crafted(con, DAY_1, LAYOUT_A), crafted(con, DAY_2, LAYOUT_B)
     write_snapshot(con, a), write_snapshot(con, b)
@@ -254,7 +264,7 @@ def test_kic_changes_explains_each_move_with_values_levels_and_personas_before_a
 
     rows = json.loads(cli("changes", "-w", warehouse_path, "-f", "json").stdout)
     assert {r["username"]: (r["previous_persona"], r["current_persona"]) for r in rows} == expected
-    moved = [r for r in rows if r["change"] == "changed"]
+    moved = [r for r in rows if r["change"] == "reframed"]  # each crafted snapshot redraws its personas
     assert {(r["previous_persona_id"], r["current_persona_id"]) for r in moved} == {(1, 4), (3, 2)}
     for r in moved:
         layout_before = next(c for c in LAYOUT_A.values() if c.persona == r["previous_persona"])
@@ -262,7 +272,8 @@ def test_kic_changes_explains_each_move_with_values_levels_and_personas_before_a
         assert (r["previous_er"], r["previous_active_rate"]) == pytest.approx(before[r["username"]])
         assert (r["current_er"], r["current_active_rate"]) == pytest.approx(after[r["username"]])
         assert (r["previous_er_level"], r["current_er_level"]) == (layout_before.er_level, layout_after.er_level)
-        assert r["why"].startswith(f"ER {before[r['username']][0]:.2f} -> {after[r['username']][0]:.2f}")
+        numbers = f"ER {before[r['username']][0]:.2f} -> {after[r['username']][0]:.2f}"
+        assert r["why"].startswith(f"personas redrawn in snapshot 2 (made: crafted): {numbers}")
     # The same between the two versions named; the other way round, the moves reverse.
     assert json.loads(cli("changes", "1", "2", "-w", warehouse_path, "-f", "json").stdout) == rows
     reverse = json.loads(cli("changes", "2", "1", "-w", warehouse_path, "-f", "json").stdout)

@@ -48,7 +48,7 @@ def test_rank_follows_the_studys_order_and_places_the_other_three():
     assert order.index("Balanced Middle") < order.index("High Interactive")
 
 
-def test_clusters_on_the_same_levels_are_told_apart_by_tier_then_by_their_means():
+def test_clusters_on_the_same_levels_are_told_apart_by_tier_then_by_an_ordinal_word():
     cohort = pd.DataFrame({"er": [1.0, 2.0, 3.0] * 10, "active_rate": [1.0, 2.0, 3.0] * 10})
     profiles = pd.DataFrame(
         {
@@ -61,10 +61,11 @@ def test_clusters_on_the_same_levels_are_told_apart_by_tier_then_by_their_means(
     named = name_personas(profiles, cohort)
     assert named["persona"].tolist() == [
         "Lowest benefit · nano",
-        "Lowest benefit · micro · ER 2.0 %",
-        "Lowest benefit · micro · ER 2.5 %",
+        "Lowest benefit · micro · first",  # the higher mean active_rate of the two
+        "Lowest benefit · micro · second",
         "Lowest benefit · mega",
     ]
+    assert not named["persona"].str.contains(r"\d").any()  # words only: no number that moves with the data
     assert named["follower_tier"].tolist() == ["nano", "micro", "micro", "mega"]
     assert named["rank"].tolist() == [3, 1, 2, 4]  # equal levels: by mean active_rate
     alone = name_personas(profiles.iloc[[0]], cohort)

@@ -31,7 +31,7 @@ FORMATS = ("csv", "parquet", "xlsx")
 EXCEL_MAX_ROWS = 1_048_576
 XLSX_BATCH_ROWS = 10_000
 
-# Grain: one row per influencer of snapshot $version (of persona $persona, unless NULL),
+# Grain: one row per influencer of snapshot $version (of the personas in $personas, unless NULL),
 # best persona first, then best fit first (clusters.persona_fit). Key: username. Followers,
 # tier, growth and the jump flag are those of the snapshot's feature date
 # (features.influencer_history_between); observed_on is the day they were observed.
@@ -59,12 +59,12 @@ FROM clusters.assignments AS a
 JOIN clusters.profiles AS p USING (version, cluster)
 JOIN clusters.persona_fit($version) AS fit USING (username)
 LEFT JOIN features.influencer_history_between($feature_date, $feature_date) AS h USING (username)
-WHERE a.version = $version AND ($persona IS NULL OR a.persona = $persona)
+WHERE a.version = $version AND ($personas IS NULL OR list_contains($personas, a.persona))
 ORDER BY p.rank, fit.fit_rank
 """
 EXPORT_COUNT = """
 SELECT count(*) FROM clusters.assignments
-WHERE version = $version AND ($persona IS NULL OR persona = $persona)
+WHERE version = $version AND ($personas IS NULL OR list_contains($personas, persona))
 """
 # Grain: one row per persona exported (every persona of the snapshot, or the one asked for),
 # best first. Key: persona_id.
@@ -82,18 +82,19 @@ LEFT JOIN (
     WHERE a.version = $version
     GROUP BY a.cluster
 ) AS seen USING (cluster)
-WHERE p.version = $version AND ($persona IS NULL OR p.persona = $persona)
+WHERE p.version = $version AND ($personas IS NULL OR list_contains($personas, p.persona))
 ORDER BY p.rank
 """
 # The persona with the most influencers to export: each persona has a sheet of the workbook.
 LARGEST_PERSONA = """
 SELECT persona, size FROM clusters.profiles
-WHERE version = $version AND ($persona IS NULL OR persona = $persona)
+WHERE version = $version AND ($personas IS NULL OR list_contains($personas, persona))
 ORDER BY size DESC LIMIT 1
 """
 SNAPSHOT_FEATURE_DATE = "SELECT feature_date FROM clusters.snapshots WHERE version = ?"
-# The personas of a snapshot, best first (two clusters can share one).
-SNAPSHOT_PERSONAS = "SELECT persona FROM clusters.profiles WHERE version = ? GROUP BY persona ORDER BY min(rank)"
+# The personas of a snapshot, best first, with their ids.
+SNAPSHOT_PERSONAS = "SELECT persona, persona_id FROM clusters.profiles WHERE version = ? ORDER BY rank"
+QUALIFIER = " · "  # between a persona's base name and what tells it apart (models/personas.py)
 APPLIED_VIEWS = "SELECT max(fingerprint) FROM meta.applied_views"
 
 
@@ -137,13 +138,11 @@ def export_snapshot(
         raise KicError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     require_current_views(con)
     version = resolve_version(con, version)
-    personas = [name for (name,) in con.execute(SNAPSHOT_PERSONAS, [version]).fetchall()]
-    if persona is not None and persona not in personas:
-        raise KicError(f"no persona {persona!r} in snapshot {version}; its personas: {', '.join(personas)}")
-    params = {"version": version, "persona": persona, "feature_date": scalar(con, SNAPSHOT_FEATURE_DATE, [version])}
-    rows = scalar(con, EXPORT_COUNT, {"version": version, "persona": persona})
+    personas = chosen_personas(con, version, persona)
+    params = {"version": version, "personas": personas, "feature_date": scalar(con, SNAPSHOT_FEATURE_DATE, [version])}
+    rows = scalar(con, EXPORT_COUNT, {"version": version, "personas": personas})
     if fmt == "xlsx":
-        largest, size = con.execute(LARGEST_PERSONA, {"version": version, "persona": persona}).fetchone()
+        largest, size = con.execute(LARGEST_PERSONA, {"version": version, "personas": personas}).fetchone()
         if size + 1 > EXCEL_MAX_ROWS:
             raise KicError(
                 f"persona {largest!r} of snapshot {version} has {size:,} influencers to export, more than an "
@@ -163,6 +162,23 @@ def export_snapshot(
 
     write_atomically(output, write_to)
     return Export(output, version, persona, rows)
+
+
+def chosen_personas(con: duckdb.DuckDBPyConnection, version: int, persona: str | None) -> list[str] | None:
+    """The full names `persona` picks in a snapshot: a full name, a base name (every persona
+    of it, e.g. "Lowest benefit" for "Lowest benefit · micro" and "· nano") or a persona id;
+    None for every persona. KicError, listing the snapshot's personas, if it picks none."""
+    if persona is None:
+        return None
+    named = con.execute(SNAPSHOT_PERSONAS, [version]).fetchall()
+    wanted = persona.strip()
+    picked = [name for name, _ in named if name == wanted]
+    picked = picked or [name for name, pid in named if wanted.isdigit() and pid == int(wanted)]
+    picked = picked or [name for name, _ in named if name.split(QUALIFIER)[0].casefold() == wanted.casefold()]
+    if not picked:
+        listed = ", ".join(f"{name} (id {pid})" for name, pid in named)
+        raise KicError(f"no persona {persona!r} in snapshot {version}; its personas: {listed}")
+    return picked
 
 
 def require_current_views(con: duckdb.DuckDBPyConnection) -> None:

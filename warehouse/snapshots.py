@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar, transaction
@@ -41,8 +43,8 @@ FROM features.clusterable WHERE feature_date = ?
 # Influencers are written by their place in the clustered order, never carried one by one:
 # the assignments join each row_index's cluster with the features it was read from.
 INSERT_ASSIGNMENTS = """
-INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate)
-SELECT $version, f.username, c.cluster, p.persona, f.er, f.active_rate
+INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate, assigned_by, distance_ratio)
+SELECT $version, f.username, c.cluster, p.persona, f.er, f.active_rate, c.assigned_by, c.distance_ratio
 FROM features.clusterable AS f
 JOIN cluster_per_row AS c ON c.row_index = f.row_index
 JOIN clusters.profiles AS p ON p.version = $version AND p.cluster = c.cluster
@@ -124,6 +126,44 @@ UPDATE clusters.profiles AS p SET persona_id = e.persona_id
 FROM clusters.persona_events AS e
 WHERE p.version = $version AND e.version = $version AND e.cluster = p.cluster
 """
+# A kept frame: each persona present continues under its frame id; one present in the snapshot
+# before and empty now is recorded as vanished (the frame keeps it, should members come back).
+KEEP_PERSONAS = """
+INSERT INTO clusters.persona_events
+    (version, persona_id, event, cluster, previous_version, previous_cluster, matched_by, jaccard, centre_distance)
+WITH previous AS (SELECT max(version) AS version FROM clusters.snapshots WHERE version < $version),
+prev AS (SELECT p.* FROM clusters.profiles AS p JOIN previous USING (version))
+SELECT $version, c.persona_id, 'continued', c.cluster, (SELECT version FROM previous), p.cluster, 'frame',
+       NULL, sqrt((c.mean_er - p.mean_er) ^ 2 + (c.mean_active_rate - p.mean_active_rate) ^ 2)
+FROM clusters.profiles AS c LEFT JOIN prev AS p USING (persona_id)
+WHERE c.version = $version
+UNION ALL
+SELECT $version, persona_id, 'vanished', NULL, (SELECT version FROM previous), cluster, NULL, NULL, NULL
+FROM prev WHERE persona_id NOT IN (SELECT persona_id FROM clusters.profiles WHERE version = $version)
+"""
+# A frame made by a snapshot: its space and its personas as fitted, centred on their members' means.
+INSERT_FRAME_PERSONAS = """
+INSERT INTO clusters.frame_personas
+SELECT $version, persona_id, cluster, persona, er_level, active_rate_level, follower_tier, rank,
+       mean_er, mean_active_rate, size / $influencers
+FROM clusters.profiles WHERE version = $version
+"""
+# The latest snapshot's frame; none when that snapshot is older than frames.
+STANDING_FRAME = """
+SELECT s.version, f.frame_id, f.scaling, f.space_offset, f.space_scale
+FROM clusters.snapshots AS s LEFT JOIN clusters.frames AS f USING (frame_id)
+ORDER BY s.version DESC LIMIT 1
+"""
+FRAME_PERSONAS = "SELECT * EXCLUDE (frame_id) FROM clusters.frame_personas WHERE frame_id = ? ORDER BY cluster"
+# Where each clusterable influencer of a feature date stood in a snapshot, in row_index order.
+STANDING_ROWS = """
+SELECT coalesce(a.cluster, 0) AS cluster, coalesce(a.er, 'NaN'::DOUBLE) AS er,
+       coalesce(a.active_rate, 'NaN'::DOUBLE) AS active_rate
+FROM features.clusterable AS f
+LEFT JOIN clusters.assignments AS a ON a.version = $version AND a.username = f.username
+WHERE f.feature_date = $feature_date
+ORDER BY f.row_index
+"""
 PERSONA_CHANGES = "SELECT * FROM clusters.persona_changes(?, ?) ORDER BY change, username"
 VERSION_BEFORE = "SELECT max(version) FROM clusters.snapshots WHERE version < ?"
 # The latest snapshot, to tell whether a run would store the same again.
@@ -135,10 +175,14 @@ DERIVED_PARAMETERS = ("path", "influencers", "published_because")
 
 
 class SnapshotContent(Protocol):
-    """What a snapshot stores: its clusters.snapshots row, the rows of the small clusters.*
-    tables, and the cluster of each clusterable influencer of its feature date, by row_index."""
+    """What a snapshot stores: its clusters.snapshots row (with frame_made: whether it makes a
+    persona frame, and frame_id: the one it keeps), the rows of the small clusters.* tables, the
+    cluster of each clusterable influencer of its feature date by row_index (with assigned_by
+    and distance_ratio), and the space of the frame it makes."""
 
     def snapshot_row(self) -> Mapping[str, Any]: ...
+
+    def frame_space(self) -> Mapping[str, Any]: ...
 
     def tables(self) -> Mapping[str, pd.DataFrame]: ...
 
@@ -202,6 +246,10 @@ def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: Snapshot
             f"the features of {row['feature_date']} changed while they were being clustered: run the recluster again"
         )
     version = scalar(con, NEXT_VERSION)
+    if row["frame_made"]:
+        row = {**row, "frame_id": version}
+    elif row["frame_id"] != standing_frame_id(con):
+        raise KicError("another snapshot was stored while this one was fitted: run the recluster again")
     insert_frame(con, "clusters.snapshots", pd.DataFrame([{**row, "version": version}]))
     for table, rows in content.tables().items():
         insert_frame(con, f"clusters.{table}", rows.assign(version=version))
@@ -212,8 +260,55 @@ def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: Snapshot
     )
     if written != row["n_influencers"]:
         raise KicError(f"snapshot {version}: {written} assignments joined for {row['n_influencers']} influencers")
-    match_personas(con, version)
+    if row["frame_made"]:
+        match_personas(con, version)
+        insert_frame(con, "clusters.frames", pd.DataFrame([{**content.frame_space(), "frame_id": version}]))
+        con.execute(INSERT_FRAME_PERSONAS, {"version": version, "influencers": row["n_influencers"]}).fetchall()
+    else:
+        con.execute(KEEP_PERSONAS, {"version": version}).fetchall()
     return version
+
+
+def standing_frame_id(con: duckdb.DuckDBPyConnection) -> int | None:
+    found = con.execute(STANDING_FRAME).fetchone()
+    return None if found is None else found[1]
+
+
+@dataclass(frozen=True)
+class StandingRows:
+    """The latest snapshot's persona frame as stored (models.frames builds a Standing of it), and
+    where each clusterable influencer of a feature date stood in that snapshot, in row_index order."""
+
+    version: int
+    frame_id: int
+    scaling: str
+    space_offset: np.ndarray
+    space_scale: np.ndarray
+    personas: pd.DataFrame  # clusters.frame_personas, by cluster
+    cluster: np.ndarray  # 0 where the influencer was not in that snapshot
+    er: np.ndarray  # NaN where it was not
+    active_rate: np.ndarray
+
+
+def read_standing(con: duckdb.DuckDBPyConnection, feature_date) -> StandingRows | None:
+    """The standing frame and the rows it stands on; None when there is no snapshot yet or the
+    latest is older than frames."""
+    found = con.execute(STANDING_FRAME).fetchone()
+    if found is None or found[1] is None:
+        return None
+    version, frame_id, scaling, offset, scale = found
+    rows = con.execute(STANDING_ROWS, {"version": version, "feature_date": feature_date}).fetchnumpy()
+    return StandingRows(
+        version,
+        frame_id,
+        scaling,
+        np.asarray(offset, dtype=np.float64),
+        np.asarray(scale, dtype=np.float64),
+        con.execute(FRAME_PERSONAS, [frame_id]).df(),
+        np.asarray(rows["cluster"], dtype=np.int64),
+        np.asarray(rows["er"], dtype=np.float64),
+        np.asarray(rows["active_rate"], dtype=np.float64),
+    )
 
 
 def match_personas(con: duckdb.DuckDBPyConnection, version: int) -> None:
