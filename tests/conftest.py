@@ -47,6 +47,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # at the Data Docs turn them on, and `kic` in a subprocess runs with the product's default.
 os.environ["KIC_DATA_DOCS"] = "false"
 
+from models.frames import CROSSED  # noqa: E402
 from pipeline.imports import store_study_csv  # noqa: E402
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
 from sandbox.synthetic import Population  # noqa: E402
@@ -469,3 +470,53 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group("pipeline_warehouse"))  # built once
     else:
         item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+# --- persona frames ---------------------------------------------------------------------------
+
+
+def query(warehouse, sql: str, params=None) -> pd.DataFrame:
+    with connect(warehouse, read_only=True) as con:
+        return con.execute(sql, params).df()
+
+
+def personas_of(warehouse, version: int) -> pd.DataFrame:
+    return query(
+        warehouse,
+        "SELECT a.username, p.persona_id, p.persona, a.er, a.active_rate, a.assigned_by FROM clusters.assignments a "
+        "JOIN clusters.profiles p USING (version, cluster) WHERE a.version = ? ORDER BY a.username",
+        [version],
+    )
+
+
+def assert_every_move_is_explained_by_the_movers_numbers(warehouse, before: int, after: int, margin: float) -> int:
+    """Every influencer whose persona id changed between two snapshots of one frame is a `moved`
+    row whose own numbers crossed: now at least (1 + margin) times as far from the old persona's
+    centre as from the new one's, and not so in the snapshot before. Returns how many moved."""
+    frame_id = query(warehouse, "SELECT frame_id FROM clusters.snapshots WHERE version = ?", [after]).iat[0, 0]
+    centres = query(warehouse, "SELECT * FROM clusters.frame_personas WHERE frame_id = ?", [int(frame_id)]).set_index(
+        "persona_id"
+    )
+    a, b = personas_of(warehouse, before), personas_of(warehouse, after)
+    both = a.merge(b, on="username", suffixes=("_before", "_after"))
+    moved = both[both.persona_id_before != both.persona_id_after]
+    changes = query(warehouse, "FROM clusters.persona_changes(?, ?)", [before, after]).set_index("username")
+    assert set(changes.change) <= {"moved", "new", "dropped"}  # one frame: nothing redrawn, nothing renamed
+    assert set(changes.index[changes.change == "moved"]) == set(moved.username)
+
+    def distance(rows, persona_column, point):
+        centre = centres.loc[rows[persona_column]]
+        return np.hypot(
+            rows[f"er_{point}"].to_numpy() - centre.centre_er.to_numpy(),
+            rows[f"active_rate_{point}"].to_numpy() - centre.centre_active_rate.to_numpy(),
+        )
+
+    now = distance(moved, "persona_id_before", "after") / distance(moved, "persona_id_after", "after")
+    then = distance(moved, "persona_id_before", "before") / distance(moved, "persona_id_after", "before")
+    assert (now >= 1 + margin - 1e-9).all() and (then < 1 + margin).all()
+    assert (moved.assigned_by_after == CROSSED).all()
+    for row in moved.itertuples():
+        why = changes.loc[row.username, "why"]
+        assert why.startswith(f"its numbers crossed from {row.persona_before}'s region into {row.persona_after}'s")
+        assert f"ER {row.er_before:.2f} -> {row.er_after:.2f}" in why
+    return len(moved)

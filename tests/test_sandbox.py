@@ -7,8 +7,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from conftest import derive, mark_validated
+from conftest import assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
 from models.config import ClusteringConfig
+from models.frames import standing_of
 from models.recluster import recluster
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
@@ -18,7 +19,7 @@ from scrapers.pipelines import rows_of
 from transforms.features import load_clusterable
 from warehouse import raw
 from warehouse.db import connect, transaction
-from warehouse.snapshots import write_snapshot
+from warehouse.snapshots import read_standing, write_snapshot
 
 START = date(2026, 3, 2)  # a Monday
 
@@ -124,19 +125,20 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                     ).fetchall()
                 )
             )
-            if day.weekday() == 6:  # Sunday night: the weekly recluster
-                write_snapshot(con, recluster(load_clusterable(con, day), cfg, day))
+            if day.weekday() == 6:  # Sunday night: the weekly recluster, through the standing persona frame
+                stood = read_standing(con, day)
+                standing = None if stood is None else standing_of(stood)
+                write_snapshot(con, recluster(load_clusterable(con, day), cfg, day, standing=standing))
         fingerprints = [
             f for (f,) in con.execute("SELECT data_fingerprint FROM clusters.snapshots ORDER BY version").fetchall()
         ]
-        changed = con.execute(
-            "SELECT count(*) FROM clusters.assignments a JOIN clusters.assignments b "
-            "ON a.username = b.username AND b.version = a.version + 1 WHERE a.cluster != b.cluster "
-            "OR a.persona != b.persona"
-        ).fetchall()[0][0]
+        frames = [f for (f,) in con.execute("SELECT frame_id FROM clusters.snapshots ORDER BY version").fetchall()]
     assert all(nightly_er[i] != nightly_er[i + 1] for i in range(27))  # every night differs
     assert len(fingerprints) == 4 and len(set(fingerprints)) == 4
-    assert changed > 0  # some influencers move between weekly clusters
+    assert frames == [1, 1, 1, 1]  # a month of the sandbox's own movement: the personas are kept
+    # Every weekly move is one the mover's own numbers made.
+    for version in (2, 3, 4):
+        assert_every_move_is_explained_by_the_movers_numbers(tmp_path / "w.duckdb", version - 1, version, 0.25)
 
 
 @pytest.mark.parametrize("hour", [0, 3, 5, 7, 8, 15, 23])  # 0-8 h: still yesterday in UTC
