@@ -2,9 +2,10 @@
 
 A frame is the set of personas a snapshot publishes: their ids, names, levels, ranks and
 regions. It is made from a weekly fit when a warehouse has none yet, when the operator asks
-for a re-base (`kic recluster --rebase`), when the clustering space changed (the `scaling`
-setting), or when the population shifted (below); otherwise it is kept, and the week's fit
-is only a proposal, stored with the snapshot's candidates.
+for it (`kic recluster --rebase`, or a change of the clustering settings the frame was made
+with, other than the two that say how it is kept), or when the population shifted (below);
+otherwise it is kept, and the week's fit is only a proposal, stored with the snapshot's
+candidates.
 
 Regions. A persona's region is the part of the (ER, active_rate) plane, in the clustering's
 space (the study's unscaled percentages by default), nearer the persona's centre than any
@@ -85,6 +86,7 @@ class Standing:
 
     frame: Frame
     previous_version: int
+    settings: dict  # the clustering settings of the fit that made the frame
     cluster: np.ndarray  # its frame cluster in that snapshot, NOWHERE if it was not in it
     er: np.ndarray  # its numbers there (NaN if it was not in it)
     active_rate: np.ndarray
@@ -102,7 +104,16 @@ class Kept:
 def standing_of(rows) -> Standing:
     """A Standing from what the warehouse stores (warehouse.snapshots.StandingRows)."""
     frame = Frame(rows.frame_id, rows.personas, Space(rows.scaling, rows.space_offset, rows.space_scale))
-    return Standing(frame, rows.version, rows.cluster, rows.er, rows.active_rate)
+    return Standing(frame, rows.version, rows.frame_settings, rows.cluster, rows.er, rows.active_rate)
+
+
+# Settings that say how a frame is kept, not how the fit that makes one is made.
+KEEPING_SETTINGS = ("persona_margin", "reframe_at_shift")
+
+
+def settings_changed(standing: Standing, settings: dict) -> list[str]:
+    """The clustering settings that differ from those the standing frame was made with."""
+    return [k for k, v in settings.items() if k not in KEEPING_SETTINGS and standing.settings.get(k) != v]
 
 
 def keep_personas(standing: Standing, er: np.ndarray, active_rate: np.ndarray, margin: float) -> Kept:

@@ -31,7 +31,7 @@ from models.candidates import (
     within_cluster_sse,
 )
 from models.config import ClusteringConfig
-from models.frames import FIT, Frame, Space, Standing, keep_personas, population_shift, space_of
+from models.frames import FIT, Frame, Space, Standing, keep_personas, population_shift, settings_changed, space_of
 from models.hierarchical import Tree, top_merges
 from models.personas import name_personas
 from models.silhouette import silhouettes
@@ -223,8 +223,9 @@ def through_frame(
     if standing is None:
         return made("made: the warehouse had no persona frame yet")
     frame = standing.frame
-    if frame.space.scaling != cfg.scaling:
-        return made(f"made: the clustering space changed (scaling {frame.space.scaling} -> {cfg.scaling})")
+    changed = settings_changed(standing, cfg.model_dump(mode="json"))
+    if changed:
+        return made(f"made: the clustering settings changed ({', '.join(changed)})")
     kept = keep_personas(standing, features.er, features.active_rate, cfg.persona_margin)
     shift = population_shift(frame, kept.clusters)
     if shift >= cfg.reframe_at_shift:

@@ -45,7 +45,7 @@ def crafted_frame(shares=(0.8, 0.1, 0.1)) -> Frame:
 
 def standing(previous_clusters, previous_points) -> Standing:
     points = np.asarray(previous_points, dtype=np.float64)
-    return Standing(crafted_frame(), 1, np.asarray(previous_clusters), points[:, 0], points[:, 1])
+    return Standing(crafted_frame(), 1, {}, np.asarray(previous_clusters), points[:, 0], points[:, 1])
 
 
 def test_an_influencer_moves_only_past_the_margin_and_only_when_its_own_numbers_crossed():
@@ -75,7 +75,7 @@ def test_noise_around_a_boundary_flips_almost_nobody():
     er = rng.uniform(5.0, 17.0, 20_000)
     ar = rng.uniform(1.0, 3.0, 20_000)
     first = keep_personas(standing(np.zeros(20_000, dtype=int), np.full((20_000, 2), np.nan)), er, ar, MARGIN)
-    week = Standing(crafted_frame(), 1, first.clusters, er, ar)
+    week = Standing(crafted_frame(), 1, {}, first.clusters, er, ar)
     noisy = keep_personas(week, er * np.exp(rng.normal(0, 0.01, er.size)), ar, MARGIN)
     assert (first.assigned_by == PLACED).all()
     flipped = (noisy.clusters != first.clusters).mean()
@@ -236,14 +236,17 @@ def test_a_population_that_changed_shape_remakes_the_frame(two_weeks, tmp_path):
     }
 
 
-def test_a_change_of_clustering_space_remakes_the_frame(two_weeks, tmp_path):
+def test_a_change_of_the_settings_the_frame_was_made_with_remakes_it_but_not_of_how_it_is_kept(two_weeks, tmp_path):
     settings, *_ = two_weeks
     warehouse = tmp_path / "w.duckdb"
     warehouse.write_bytes(settings.warehouse.read_bytes())
     scaled = Settings(warehouse=warehouse, clustering=ClusteringConfig(**LIGHT, scaling="standard"))
+    wider = Settings(warehouse=warehouse, clustering=ClusteringConfig(**LIGHT, persona_margin=0.5))
+    kept = jobs.recluster(wider, feature_date=WEEK_2, force=True).clustering.frame
+    assert not kept.made and kept.frame_id == 1
     frame = jobs.recluster(scaled, feature_date=WEEK_2).clustering.frame
-    assert frame.made and "scaling none -> standard" in frame.why
-    stored = query(warehouse, "SELECT * FROM clusters.frames WHERE frame_id = 3").iloc[0]
+    assert frame.made and frame.why == "made: the clustering settings changed (scaling)"
+    stored = query(warehouse, "SELECT * FROM clusters.frames WHERE frame_id = 4").iloc[0]
     assert stored.scaling == "standard" and stored.space_scale[0] != 1.0
 
 

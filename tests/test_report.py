@@ -261,8 +261,10 @@ def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
     n = POINTS_MAX + 30_000
     with connect(tmp_path / "w.duckdb") as con:
         con.execute(
-            "INSERT INTO clusters.snapshots VALUES (1, now(), DATE '2026-11-01', ?, 'x', 'test', "
-            """'{"path": "scalable", "published_because": "as set"}', 'kmeans-k2', 2)""",
+            "INSERT INTO clusters.snapshots BY NAME SELECT 1 AS version, now() AS created_at, "
+            "DATE '2026-11-01' AS feature_date, ? AS n_influencers, 'x' AS data_fingerprint, 'test' AS code_version, "
+            """'{"path": "scalable", "published_because": "as set"}' AS parameters, """
+            "'kmeans-k2' AS published_candidate, 2 AS n_clusters",
             [n],
         )
         profiles = pd.DataFrame(

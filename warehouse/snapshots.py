@@ -150,8 +150,10 @@ FROM clusters.profiles WHERE version = $version
 """
 # The latest snapshot's frame; none when that snapshot is older than frames.
 STANDING_FRAME = """
-SELECT s.version, f.frame_id, f.scaling, f.space_offset, f.space_scale
-FROM clusters.snapshots AS s LEFT JOIN clusters.frames AS f USING (frame_id)
+SELECT s.version, f.frame_id, f.scaling, f.space_offset, f.space_scale, maker.parameters
+FROM clusters.snapshots AS s
+LEFT JOIN clusters.frames AS f USING (frame_id)
+LEFT JOIN clusters.snapshots AS maker ON maker.version = f.frame_id
 ORDER BY s.version DESC LIMIT 1
 """
 FRAME_PERSONAS = "SELECT * EXCLUDE (frame_id) FROM clusters.frame_personas WHERE frame_id = ? ORDER BY cluster"
@@ -285,6 +287,7 @@ class StandingRows:
     space_offset: np.ndarray
     space_scale: np.ndarray
     personas: pd.DataFrame  # clusters.frame_personas, by cluster
+    frame_settings: dict  # the clustering settings of the snapshot that made the frame
     cluster: np.ndarray  # 0 where the influencer was not in that snapshot
     er: np.ndarray  # NaN where it was not
     active_rate: np.ndarray
@@ -296,8 +299,9 @@ def read_standing(con: duckdb.DuckDBPyConnection, feature_date) -> StandingRows 
     found = con.execute(STANDING_FRAME).fetchone()
     if found is None or found[1] is None:
         return None
-    version, frame_id, scaling, offset, scale = found
+    version, frame_id, scaling, offset, scale, parameters = found
     rows = con.execute(STANDING_ROWS, {"version": version, "feature_date": feature_date}).fetchnumpy()
+    settings = {k: v for k, v in json.loads(parameters).items() if k not in DERIVED_PARAMETERS}
     return StandingRows(
         version,
         frame_id,
@@ -305,6 +309,7 @@ def read_standing(con: duckdb.DuckDBPyConnection, feature_date) -> StandingRows 
         np.asarray(offset, dtype=np.float64),
         np.asarray(scale, dtype=np.float64),
         con.execute(FRAME_PERSONAS, [frame_id]).df(),
+        settings,
         np.asarray(rows["cluster"], dtype=np.int64),
         np.asarray(rows["er"], dtype=np.float64),
         np.asarray(rows["active_rate"], dtype=np.float64),
