@@ -65,3 +65,30 @@ def test_other_thresholds_and_kmeans_match_the_study(clustering):
     }
     assert result.elbow["k"].tolist() == list(range(1, 10))
     assert result.elbow["sse"].is_monotonic_decreasing
+
+
+def test_a_rebase_reproduces_the_studys_table_in_a_warehouse_that_already_has_personas(tmp_path):
+    """The README's reproduction on a warehouse in use (after `kic run`): with --rebase the study's
+    rows are fitted afresh, not placed in the personas the warehouse had."""
+    from conftest import cli, synthetic_crawl
+    from sandbox.synthetic import Population
+    from warehouse.db import connect
+
+    warehouse = tmp_path / "w.duckdb"
+    with connect(warehouse) as con:
+        synthetic_crawl(con, Population(300, seed=3), date(2026, 11, 24))
+    for args in (["features"], ["recluster"]):
+        assert cli(*args, "-w", warehouse).returncode == 0
+    imported = cli("import-csv", study_path("beauty_data_extend.csv"), "--as-of", DAY.isoformat(), "-w", warehouse)
+    assert imported.returncode == 0, imported.stderr
+    result = cli("recluster", "--date", DAY.isoformat(), "--rebase", "-w", warehouse)
+    assert result.returncode == 0, result.stderr
+    with connect(warehouse, read_only=True) as con:
+        rows = con.execute(
+            "SELECT size, round(mean_er, 4), round(mean_active_rate, 4), persona FROM clusters.profiles "
+            "WHERE version = 2 ORDER BY size"
+        ).fetchall()
+        frame = con.execute("SELECT frame_id, frame_why FROM clusters.snapshots WHERE version = 2").fetchone()
+    assert [(size, persona) for size, _, _, persona in rows] == [(s[0], s[3]) for s in STUDY_TABLE]
+    assert [r[1:3] for r in rows] == pytest.approx([s[1:3] for s in STUDY_TABLE], abs=1e-4)
+    assert frame == (2, "made: a re-base was asked for")
