@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# How an influencer got its persona in a snapshot (clusters.assignments.assigned_by).
-FIT, KEPT, CROSSED, PLACED = "fit", "kept", "crossed", "placed"
+# How an influencer got its persona in a snapshot (clusters.assignments.assigned_by); arrays
+# hold the place of the word in ASSIGNED_BY (one byte per influencer, not a string).
+FIT, KEPT, CROSSED, PLACED = ASSIGNED_BY = ("fit", "kept", "crossed", "placed")
 SHARE_FLOOR = 1e-4
 CHUNK_ROWS = 500_000  # rows per block of point-to-centre distances
 NOWHERE = 0  # the frame cluster of an influencer absent from the snapshot before (clusters are 1..)
@@ -97,7 +98,7 @@ class Kept:
     """The frame's persona of each influencer this week, and how it got it."""
 
     clusters: np.ndarray  # frame cluster (1..)
-    assigned_by: np.ndarray  # KEPT, CROSSED or PLACED
+    assigned_by: np.ndarray  # int8: the place in ASSIGNED_BY of KEPT, CROSSED or PLACED
     distance_ratio: np.ndarray  # crossed: distance to the old persona's centre / to the new one's; else NaN
 
 
@@ -126,7 +127,7 @@ def keep_personas(standing: Standing, er: np.ndarray, active_rate: np.ndarray, m
     before = standing.frame.space(standing.er, standing.active_rate)
     chosen = np.empty(len(points), dtype=np.int64)
     ratio = np.full(len(points), np.nan)
-    by = np.empty(len(points), dtype=object)
+    by = np.empty(len(points), dtype=np.int8)
     for start in range(0, len(points), CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
         chosen[rows], ratio[rows], by[rows] = keep_block(points[rows], before[rows], previous[rows], centres, margin)
@@ -152,8 +153,8 @@ def keep_block(points, before, previous, centres, margin):
     chosen[rows] = np.where(crossed, rival, own)
     ratio = np.full(len(points), np.nan)
     ratio[rows[crossed]] = ratio_now[crossed]
-    by = np.full(len(points), PLACED, dtype=object)
-    by[rows] = np.where(crossed, CROSSED, KEPT)
+    by = np.full(len(points), ASSIGNED_BY.index(PLACED), dtype=np.int8)
+    by[rows] = np.where(crossed, ASSIGNED_BY.index(CROSSED), ASSIGNED_BY.index(KEPT))
     return chosen, ratio, by
 
 

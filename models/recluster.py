@@ -31,7 +31,17 @@ from models.candidates import (
     within_cluster_sse,
 )
 from models.config import ClusteringConfig
-from models.frames import FIT, Frame, Space, Standing, keep_personas, population_shift, settings_changed, space_of
+from models.frames import (
+    ASSIGNED_BY,
+    FIT,
+    Frame,
+    Space,
+    Standing,
+    keep_personas,
+    population_shift,
+    settings_changed,
+    space_of,
+)
 from models.hierarchical import Tree, top_merges
 from models.personas import name_personas
 from models.silhouette import silhouettes
@@ -63,7 +73,7 @@ class FrameDecision:
     space: Space
     frame_id: int | None  # the frame kept; None when made (it takes the new snapshot's version)
     population_shift: float | None  # PSI of the personas' shares against the standing frame's
-    assigned_by: np.ndarray  # per influencer: fit, kept, crossed or placed (models.frames)
+    assigned_by: np.ndarray  # per influencer, int8: its place in models.frames.ASSIGNED_BY
     distance_ratio: np.ndarray  # per influencer who crossed: old centre's distance / new one's; else NaN
 
 
@@ -117,7 +127,7 @@ class Clustering:
             {
                 "row_index": np.arange(len(self.clusters), dtype=np.int64),
                 "cluster": self.clusters,
-                "assigned_by": pd.Categorical(self.frame.assigned_by),
+                "assigned_by": pd.Categorical.from_codes(self.frame.assigned_by, ASSIGNED_BY),
                 "distance_ratio": self.frame.distance_ratio,
             }
         )
@@ -215,7 +225,7 @@ def through_frame(
 
     def made(why: str, shift: float | None = None):
         space = space_of(features.er, features.active_rate, cfg.scaling)
-        by_fit = np.full(n, FIT, dtype=object)
+        by_fit = np.full(n, ASSIGNED_BY.index(FIT), dtype=np.int8)
         return (*fitted, FrameDecision(True, why, space, None, shift, by_fit, np.full(n, np.nan)))
 
     if rebase:

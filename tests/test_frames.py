@@ -1,5 +1,6 @@
 """Persona frames: personas hold still unless the influencer moves (models/frames.py)."""
 
+import json
 from datetime import date
 
 import numpy as np
@@ -15,7 +16,7 @@ from conftest import (
     synthetic_crawl,
 )
 from models.config import ClusteringConfig
-from models.frames import CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
+from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.synthetic import Population, study_shaped_cohort
@@ -63,7 +64,7 @@ def test_an_influencer_moves_only_past_the_margin_and_only_when_its_own_numbers_
     now = np.array([c[2] for c in cases])
     kept = keep_personas(before, now[:, 0], now[:, 1], MARGIN)
     assert kept.clusters.tolist() == [c[3] for c in cases]
-    assert kept.assigned_by.tolist() == [c[4] for c in cases]
+    assert [ASSIGNED_BY[code] for code in kept.assigned_by] == [c[4] for c in cases]
     assert kept.distance_ratio[2] == pytest.approx(11 / 7)
     assert np.isnan(kept.distance_ratio[[0, 1, 3, 4, 5]]).all()
 
@@ -77,7 +78,7 @@ def test_noise_around_a_boundary_flips_almost_nobody():
     first = keep_personas(standing(np.zeros(20_000, dtype=int), np.full((20_000, 2), np.nan)), er, ar, MARGIN)
     week = Standing(crafted_frame(), 1, {}, first.clusters, er, ar)
     noisy = keep_personas(week, er * np.exp(rng.normal(0, 0.01, er.size)), ar, MARGIN)
-    assert (first.assigned_by == PLACED).all()
+    assert (first.assigned_by == ASSIGNED_BY.index(PLACED)).all()
     flipped = (noisy.clusters != first.clusters).mean()
     unmargined = np.abs(er - 11.0) < 0.01 * 11.0 * 2  # within two sd of the boundary
     assert unmargined.mean() > 0.02  # so the plain rule would flip over 1 %
@@ -180,6 +181,8 @@ def test_noise_keeps_the_frame_and_moves_at_most_half_a_percent(two_weeks):
         settings.warehouse, "SELECT DISTINCT event, matched_by FROM clusters.persona_events WHERE version = 2"
     )
     assert events.values.tolist() == [["continued", "frame"]]
+    listed = json.loads(cli("snapshots", "-w", settings.warehouse, "-f", "json").stdout)
+    assert [(r["personas_of_frame"], r["frame"]) for r in listed[:2]] == [(1, "made"), (1, "kept")]
 
 
 def test_influencers_that_really_move_follow_their_numbers_and_each_move_says_why(two_weeks):
