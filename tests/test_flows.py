@@ -185,8 +185,11 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env, monkeypatch):
     assert first.is_completed(), first.message
     crafted_night(env, date(2026, 6, 8))
     monkeypatch.setattr(steps, "CHANGES_SHOWN", 2)  # the persona-changes artifact shows this many
-    second = weekly(env, clustering=CLUSTERING)
+    # A re-base (the flow's parameter): the personas are redrawn from the week's fit, so that some
+    # change persona (a kept frame moves only those whose numbers crossed: tests/test_frames.py).
+    second = weekly(env, clustering=CLUSTERING, rebase=True)
     assert second.result()["version"] == 2
+    assert second.result()["personas"] == "made: a re-base was asked for"
     assert rows(
         env, "SELECT version, feature_date, published_candidate FROM clusters.snapshots ORDER BY 1", copy=True
     ) == [(1, NIGHT, "kmeans-k3"), (2, date(2026, 6, 8), "kmeans-k3")]
@@ -218,6 +221,8 @@ def test_weekly_recluster_publishes_a_snapshot_with_artifacts(env, monkeypatch):
     shown = table(changes)
     assert len(shown) == 2 and all(" -> " in r["why"] or "not clustered" in r["why"] for r in shown)
     assert f"{changed} influencer(s) changed persona" in changes.description
+    assert "Personas made: a re-base was asked for" in changes.description
+    assert {r["change"] for r in shown} <= {"reframed", "renamed", "new", "dropped"}
     assert "the 2 largest moves shown" in changes.description and "`kic changes 1 2`" in changes.description
     clusters = table(found["weekly-clusters"])
     ids = rows(env, "SELECT persona_id FROM clusters.profiles WHERE version = 2 ORDER BY rank")
