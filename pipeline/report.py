@@ -297,10 +297,17 @@ def facts(data: ReportData) -> str:
     observed = f"observed {day(profiles['oldest_observation'].min())} to {day(profiles['newest_observation'].max())}"
     if len(data.ages):  # with the cohort's median age and its share older than 7 days
         observed = cohort_line(data.ages)
+    fit = (
+        f"{snapshot['published_candidate']} on the {snapshot['path']} path, {snapshot['published_because'] or 'as set'}"
+    )
+    kept = snapshot.get("frame_made") is not None and not snapshot.get("frame_made")
+    if kept:  # the personas of the snapshot before, kept (models/frames.py)
+        personas = f"the {int(snapshot['n_clusters'])} personas {snapshot['frame_why']} (the week's fit: {fit})"
+    else:
+        personas = f"{int(snapshot['n_clusters'])} personas from {fit}"
     return (
         f"{count(snapshot['n_influencers'])} influencers clustered on the features of {day(snapshot['feature_date'])} "
-        f"({observed}): {int(snapshot['n_clusters'])} personas from {snapshot['published_candidate']} "
-        f"on the {snapshot['path']} path, {snapshot['published_because'] or 'as set'}"
+        f"({observed}): {personas}"
     )
 
 

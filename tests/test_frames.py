@@ -287,3 +287,11 @@ def test_the_sandboxs_weekly_moves_are_each_explained_by_the_movers_own_numbers(
     moved = [assert_every_move_is_explained_by_the_movers_numbers(warehouse, v - 1, v, margin) for v in (2, 3, 4)]
     assert sum(moved) > 0  # the sandbox's own movement shows
     assert [r.change_counts.get("moved", 0) for r in results[1:]] == moved
+
+
+def test_the_report_of_a_kept_snapshot_says_its_personas_were_kept_and_what_the_fit_proposed(two_weeks, tmp_path):
+    settings, *_ = two_weeks
+    page = tmp_path / "kept.html"
+    assert cli("report", "2", "-o", page, "-w", settings.warehouse).returncode == 0
+    text = page.read_text(encoding="utf-8")
+    assert "personas kept frame 1: the population shift (PSI" in text and "(the week&#39;s fit: " in text

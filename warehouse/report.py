@@ -32,7 +32,7 @@ FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
 SNAPSHOT = """
 SELECT version, created_at, feature_date, n_influencers, n_clusters, published_candidate,
-       parameters->>'path' AS path, parameters->>'published_because' AS published_because
+       parameters->>'path' AS path, parameters->>'published_because' AS published_because, frame_made, frame_why
 FROM clusters.snapshots WHERE version = ?
 """
 # Grain: one row per influencer of the snapshot, in a temporary table of the report's own
