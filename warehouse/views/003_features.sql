@@ -43,6 +43,8 @@ WHERE is_clusterable;
 -- Nothing looks back more than 56 days (a rate 28 days back, against a reading 28 days
 -- before it; the 28-day growth), so the rows of first_day..last_day need the features from
 -- first_day - 56 days on, and the macro reads no more (NULL: unbounded).
+-- Grain: one row per influencer per feature date from first_day to last_day.
+-- Key: (username, feature_date).
 CREATE OR REPLACE MACRO features.influencer_history_between(first_day, last_day) AS TABLE
 WITH readings AS (
     SELECT
