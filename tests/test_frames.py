@@ -182,7 +182,7 @@ def test_noise_keeps_the_frame_and_moves_at_most_half_a_percent(two_weeks):
     )
     assert events.values.tolist() == [["continued", "frame"]]
     listed = json.loads(cli("snapshots", "-w", settings.warehouse, "-f", "json").stdout)
-    assert [(r["personas_of_frame"], r["frame"]) for r in listed[:2]] == [(1, "made"), (1, "kept")]
+    assert [(r["frame_id"], r["frame"]) for r in listed[:2]] == [(1, "made"), (1, "kept")]
 
 
 def test_influencers_that_really_move_follow_their_numbers_and_each_move_says_why(two_weeks):

@@ -21,9 +21,9 @@ from warehouse.raw import utcnow
 
 NEXT_VERSION = "SELECT coalesce(max(version), 0) + 1 FROM clusters.snapshots"
 LIST_SNAPSHOTS = """
-SELECT version, created_at, feature_date, n_influencers, n_clusters, frame_id AS personas_of_frame,
+SELECT version, created_at, feature_date, n_influencers, n_clusters, published_candidate, frame_id,
        CASE WHEN frame_made THEN 'made' WHEN NOT frame_made THEN 'kept' END AS frame,
-       published_candidate AS fit, left(data_fingerprint, 12) AS fingerprint, code_version
+       left(data_fingerprint, 12) AS fingerprint, code_version
 FROM clusters.snapshots ORDER BY version
 """
 LATEST_VERSION = "SELECT max(version) FROM clusters.snapshots"
