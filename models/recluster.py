@@ -51,7 +51,7 @@ MIN_INFLUENCERS = 3
 Probe = Callable[[str], contextlib.AbstractContextManager]
 
 
-class Features(Protocol):
+class ClusterableArrays(Protocol):
     """The clusterable influencers of one feature date, in a fixed order."""
 
     er: np.ndarray
@@ -166,7 +166,7 @@ def fit_candidates(
     return results, elbow, path
 
 
-def cluster_profiles(features: Features, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+def cluster_profiles(features: ClusterableArrays, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-cluster profiles, clusters renumbered 1.. by size (largest first), and the new labels."""
     present, codes = np.unique(labels, return_inverse=True)
     stats = cluster_stats(features, codes)
@@ -179,7 +179,7 @@ def cluster_profiles(features: Features, labels: np.ndarray) -> tuple[pd.DataFra
     return name_personas(stats, cohort), renumber[codes]
 
 
-def kept_profiles(features: Features, clusters: np.ndarray, frame: Frame) -> pd.DataFrame:
+def kept_profiles(features: ClusterableArrays, clusters: np.ndarray, frame: Frame) -> pd.DataFrame:
     """Per-cluster profiles of a kept frame: this week's numbers under the frame's ids, names and ranks."""
     present, codes = np.unique(clusters, return_inverse=True)
     stats = cluster_stats(features, codes)
@@ -190,7 +190,7 @@ def kept_profiles(features: Features, clusters: np.ndarray, frame: Frame) -> pd.
     return profiles
 
 
-def cluster_stats(features: Features, codes: np.ndarray) -> pd.DataFrame:
+def cluster_stats(features: ClusterableArrays, codes: np.ndarray) -> pd.DataFrame:
     """size, means and medians of each cluster coded 0.. (one row per code)."""
     size = np.bincount(codes)
     order = np.argsort(codes, kind="stable")
@@ -213,7 +213,7 @@ def cluster_stats(features: Features, codes: np.ndarray) -> pd.DataFrame:
 
 
 def through_frame(
-    features: Features,
+    features: ClusterableArrays,
     cfg: ClusteringConfig,
     fitted: tuple[pd.DataFrame, np.ndarray],
     standing: Standing | None,
@@ -250,7 +250,7 @@ def through_frame(
 
 
 def recluster(
-    features: Features,
+    features: ClusterableArrays,
     cfg: ClusteringConfig,
     feature_date: date,
     probe: Probe = no_probe,
