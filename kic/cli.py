@@ -245,7 +245,10 @@ def run(
     ] = None,
     on: DateOption = None,
 ) -> None:
-    """The main job: start the local sandbox, then run nightly-refresh and weekly-recluster as Prefect flows."""
+    """The main job: start the local sandbox, then run nightly-refresh and weekly-recluster as Prefect flows.
+
+    Example: kic run --influencers 5000
+    """
     from kic.prefect_api import prefect_api
     from pipeline.crawl import check_crawl_date
     from sandbox.server import Sandbox
@@ -307,6 +310,8 @@ def serve(
 
     Crawls the local sandbox unless a real source is configured (KIC_WEB_BASE_URL or
     KIC_GRAPH_BASE_URL). Ctrl-C or SIGTERM stops everything it started.
+
+    Example: kic serve --port 4300 --workers 3
     """
     from kic.serve import serve_until_stopped
 
@@ -326,7 +331,10 @@ def crawl(
     tag: Annotated[str | None, typer.Option(help="Discover accounts posting under this hashtag.")] = None,
     on: DateOption = None,
 ) -> None:
-    """One nightly refresh by hand: crawl, validate the new rows, derive and validate features, publish."""
+    """One nightly refresh by hand: crawl, validate the new rows, derive and validate features, publish.
+
+    Example: kic crawl --source graph --accounts some.beauty.account
+    """
     from pipeline import jobs
     from pipeline.crawl import CrawlRequest
 
@@ -367,6 +375,8 @@ def load(
 
     A crawl named here is loaded even if a shard never finished: it is closed as interrupted,
     its unreached accounts recorded as not crawled. `kic features` then validates it.
+
+    Example: kic load
     """
     from pipeline import jobs
     from pipeline.crawl import unloaded_crawls
@@ -393,7 +403,10 @@ def sandbox(
     on: Annotated[str | None, typer.Option("--date", help="Day to serve (default: today).")] = None,
     influencers: Annotated[int | None, typer.Option(help="Size of the synthetic cohort.")] = None,
 ) -> None:
-    """Serve the synthetic cohort as a local fake Instagram until Ctrl-C."""
+    """Serve the synthetic cohort as a local fake Instagram until Ctrl-C.
+
+    Example: kic sandbox --port 8900 --influencers 300
+    """
     import time
 
     from sandbox.server import Sandbox
@@ -424,7 +437,10 @@ def accounts_add(
     names: Annotated[list[str], typer.Argument(help="Usernames or profile URLs.")],
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Watch these accounts."""
+    """Watch these accounts.
+
+    Example: kic accounts add some.beauty.account another.account
+    """
     from pipeline import jobs
     from scrapers.usernames import normalize_account
 
@@ -445,7 +461,10 @@ def accounts_import(
     warehouse: WarehouseOption = None,
     encoding: EncodingOption = None,
 ) -> None:
-    """Watch every account listed in a file."""
+    """Watch every account listed in a file.
+
+    Example: kic accounts import accounts.csv --encoding cp949
+    """
     from pipeline import jobs
     from pipeline.account_lists import read_account_list
     from pipeline.text_files import describe
@@ -464,7 +483,10 @@ def accounts_import(
 
 @accounts_app.command("list")
 def accounts_list(warehouse: WarehouseOption = None, fmt: FormatOption = Format.table) -> None:
-    """The watchlist."""
+    """The watchlist.
+
+    Example: kic accounts list --format csv
+    """
     from warehouse import watchlist
 
     settings = settings_for(warehouse)
@@ -477,7 +499,10 @@ def accounts_remove(
     names: Annotated[list[str], typer.Argument(help="Usernames to stop watching.")],
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Stop watching these accounts (what was crawled stays)."""
+    """Stop watching these accounts (what was crawled stays).
+
+    Example: kic accounts remove some.beauty.account
+    """
     from pipeline import jobs
     from scrapers.usernames import normalize_account
 
@@ -495,7 +520,10 @@ def import_csv(
     ] = None,
     encoding: EncodingOption = None,
 ) -> None:
-    """Import a CSV of per-account means in the study's layout as one run, validate it, derive its features."""
+    """Import a CSV of per-account means in the study's layout as one run, validate it, derive its features.
+
+    Example: kic import-csv beauty_data_extend.csv --as-of 2020-06-01
+    """
     from pipeline import jobs
     from pipeline.text_files import describe
 
@@ -526,7 +554,10 @@ def features(
         str | None, typer.Option("--date", help="Feature date, YYYY-MM-DD (default: latest validated data).")
     ] = None,
 ) -> None:
-    """Validate crawls not validated yet, then derive and validate one date's features."""
+    """Validate crawls not validated yet, then derive and validate one date's features.
+
+    Example: kic features --date 2026-11-24
+    """
     from pipeline import jobs
 
     with showing("kic features") as shown:
@@ -608,7 +639,10 @@ def recluster(
 
 @app.command("snapshots")
 def snapshots(warehouse: WarehouseOption = None, fmt: FormatOption = Format.table) -> None:
-    """List the stored snapshots."""
+    """List the stored snapshots.
+
+    Example: kic snapshots --format json
+    """
     from warehouse.snapshots import list_snapshots
 
     settings = settings_for(warehouse)
@@ -623,7 +657,10 @@ def show(
     fmt: FormatOption = Format.table,
 ) -> None:
     """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent;
-    how old each persona's numbers are (its oldest observation, the share older than 7 days)."""
+    how old each persona's numbers are (its oldest observation, the share older than 7 days).
+
+    Example: kic show 3 --format csv
+    """
     from warehouse.ages import observation_ages
     from warehouse.snapshots import cluster_table, resolve_version
 
@@ -648,7 +685,10 @@ def sql(
         ),
     ] = None,
 ) -> None:
-    """Run one read-only SELECT-like statement on the analysts' copy (no other files; time and rows bounded)."""
+    """Run one read-only SELECT-like statement on the analysts' copy (no other files; time and rows bounded).
+
+    Example: kic sql "FROM clusters.latest_profiles" --format csv
+    """
     from pipeline.outputs import check_files_folder
     from warehouse.query import run_query
 
@@ -697,7 +737,10 @@ def export(
     URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
     7 and 28 days, the follower-jump flag, when observed, the feature date and the snapshot. xlsx:
     a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
-    parquet: the values as stored."""
+    parquet: the values as stored.
+
+    Example: kic export 3 --persona "Low Cost High benefit" -o low-cost.csv
+    """
     from pipeline import steps
     from pipeline.outputs import check_output
 
@@ -729,7 +772,10 @@ def report(
     what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
     active_rate (%), persona sizes over time and the moves since the last; the K-means elbow,
     silhouettes and the hierarchical tree in an appendix. Each persona's whole member list, best
-    fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/)."""
+    fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/).
+
+    Example: kic report 3 -o report.html
+    """
     from pipeline import steps
 
     with showing("kic report") as shown:
@@ -753,7 +799,10 @@ def changes(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Who changed persona between two snapshots (default: the two latest), and why: ER and
-    active_rate (%) and their levels before and after, persona names and ids."""
+    active_rate (%) and their levels before and after, persona names and ids.
+
+    Example: kic changes 3 7 --format csv
+    """
     from warehouse.snapshots import persona_changes
 
     settings = settings_for(warehouse)

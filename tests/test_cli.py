@@ -307,3 +307,22 @@ def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interrupt():
         prefect_like()
     assert interrupted(caught.value)
     assert not interrupted(ValueError("a plain error"))
+
+
+def test_every_commands_help_ends_with_an_example_that_parses():
+    """As sqlite-utils does: each command's --help ends with one `Example: kic …` line, and the
+    example is a valid command line for that command (its options and arguments parse)."""
+    import shlex
+
+    import typer
+
+    from kic.cli import app
+
+    group = typer.main.get_command(app)
+    commands = [([name], command) for name, command in group.commands.items() if name != "accounts"]
+    commands += [(["accounts", name], command) for name, command in group.commands["accounts"].commands.items()]
+    for path, command in commands:
+        last = command.help.strip().splitlines()[-1]
+        words = shlex.split(last.removeprefix("Example: "))
+        assert words[: 1 + len(path)] == ["kic", *path], (path, last)
+        command.make_context(" ".join(path), words[1 + len(path) :])  # raises if they do not parse

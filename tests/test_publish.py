@@ -21,14 +21,16 @@ from sandbox.synthetic import Population
 from warehouse.db import connect
 from warehouse.publish import PARTITIONED, publish_copy, published_dir
 
+# The analysts' example queries: the README's, and those of docs/sql.md and docs/personas.md.
 README_QUERIES = [
     q.strip()
-    for block in re.findall(r"```sql\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    for page in ("README.md", "docs/sql.md", "docs/personas.md")
+    for block in re.findall(r"```sql\n(.*?)```", (REPO / page).read_text(encoding="utf-8"), flags=re.S)
     for q in block.split(";")
     if q.strip()
 ]
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
-# What the copy leaves out (see the README): posts, and the view built on them.
+# What the copy leaves out (see docs/sql.md): posts, and the view built on them.
 NOT_IN_COPY = {"raw.posts", "staging.media_means"}
 
 

@@ -1,4 +1,5 @@
-"""The README's promises: its two commands, and its example queries in the real DuckDB CLI."""
+"""The README's promises and its reference pages' (docs/): the two commands, the example queries in
+the real DuckDB CLI, the settings, the command table, and what the examples write being git-ignored."""
 
 import os
 import re
@@ -53,10 +54,10 @@ def test_readme_queries_run_in_the_duckdb_cli(warehouse, query):
     assert header  # the CLI printed the result's column names
 
 
-def test_readme_settings_are_valid_and_are_the_defaults(tmp_path, monkeypatch):
+def test_documented_settings_are_valid_and_are_the_defaults(tmp_path, monkeypatch):
     from pipeline.settings import load_settings
 
-    (toml,) = code_blocks("toml")
+    (toml,) = code_blocks("toml", DOCS["settings.md"])
     config = tmp_path / "readme.toml"
     config.write_text(toml, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
@@ -84,8 +85,8 @@ def test_the_command_table_lists_every_command():
 
 
 def test_what_the_product_writes_in_the_project_root_is_git_ignored():
-    """The default data folder, a Prefect home beside the project, and every file the README's
-    shell examples write into the project root (`-o FILE`, `> FILE`)."""
+    """The default data folder, a Prefect home beside the project, and every file the shell examples
+    of the README and docs/ write into the project root (`-o FILE`, `> FILE`)."""
     import shutil
 
     from pipeline.settings import Settings
@@ -93,7 +94,7 @@ def test_what_the_product_writes_in_the_project_root_is_git_ignored():
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     written = set()
-    for block in code_blocks("sh"):
+    for block in code_blocks("sh", README, *DOCS.values()):
         written |= set(re.findall(r"(?:-o|>)\s+([\w./-]+\.\w+)", block))
     assert {"serve.log", "influencers.xlsx", "assignments.csv"} <= written
     data = Settings.model_fields["warehouse"].default.parent  # data/, the default
