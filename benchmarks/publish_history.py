@@ -8,7 +8,7 @@ raw.profiles and one raw.account_outcomes row per influencer, one features row p
 influencer (all stamped with one computed_at, as `kic features` writes them), three suite
 runs with a few quarantined profiles; every 7th night a snapshot (one assignment per
 influencer, its candidates, elbow and cluster profiles); a watchlist of every influencer.
-raw.posts stays empty: posts are not published (see README, "Why a copy").
+raw.posts stays empty: posts are not published (see docs/sql.md, "Why a copy").
 
 For each history length H it adds nights up to H, publishes them (the first publish of a
 history is a full export: shown, but not the figure), then adds night H+1 and times:

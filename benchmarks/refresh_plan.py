@@ -188,7 +188,7 @@ def main() -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The rows as a Markdown table, for the README."""
+    """The rows as a Markdown table, for the README and docs/collection.md."""
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
