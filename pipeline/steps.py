@@ -10,7 +10,6 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -29,13 +28,14 @@ from pipeline.storage import open_readable, open_warehouse
 from pipeline.study_csv import StudyCsv
 from pipeline.study_csv import read_study_csv as parse_study_csv
 from transforms import features as feature_sql
-from warehouse import nights, quality, raw, watchlist
+from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
-from warehouse.export import Export, export_snapshot, write_atomically
+from warehouse.export import Export, export_snapshot
 from warehouse.plans import Plan
 from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
+from warehouse.util import replace_folder, utcnow, write_atomically
 from warehouse.vocabulary import CRAWL_SOURCES
 
 log = logging.getLogger("kic.pipeline")
@@ -271,7 +271,7 @@ def planned_volume(con, crawl_id: int, source: str) -> dict:
 def store_validation(settings: Settings, validation) -> None:
     """Record validation results and quarantined rows in the warehouse, in one transaction."""
     with open_warehouse(settings) as con:
-        quality.store_validations(con, *validation.frames(raw.utcnow()))
+        quality.store_validations(con, *validation.frames(utcnow()))
 
 
 @pure_step
@@ -487,15 +487,6 @@ def report(
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
-
-
-def replace_folder(new: Path, old: Path) -> None:
-    """Put folder `new` where `old` is (if it is), then remove what `old` held."""
-    previous = old.with_name(f".{old.name}.{uuid.uuid4().hex[:12]}.old")
-    if old.exists():
-        os.replace(old, previous)
-    os.replace(new, old)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def member_folder(report: Path) -> Path:

@@ -54,6 +54,7 @@ from sandbox.synthetic import Population  # noqa: E402
 from transforms.features import feature_date_or_latest, insert_features, summarize_features  # noqa: E402
 from warehouse import raw  # noqa: E402
 from warehouse.db import connect, insert_frame, transaction  # noqa: E402
+from warehouse.util import utcnow  # noqa: E402
 from warehouse.vocabulary import RunStatus  # noqa: E402
 
 
@@ -228,7 +229,7 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
     into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
     with transaction(con):
         crawl_id = raw.open_run(con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size)
-        fetched_at = raw.utcnow()
+        fetched_at = utcnow()
         profiles, posts, outcomes = [], [], []
         for account in population.accounts:
             profile_row, post_rows = profile_rows(population.profile(account, on), crawl_id, fetched_at)
