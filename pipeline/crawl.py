@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as Timeout
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -147,7 +146,7 @@ def check_reachable(url: str, source: str, timeout: float = REACH_TIMEOUT_SECOND
             pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except Timeout:
+    except TimeoutError:  # concurrent.futures' TimeoutError is this one
         why = f"its name did not resolve within {timeout:.0f} s"
     except OSError as exc:
         why = exc.strerror or str(exc) or type(exc).__name__
