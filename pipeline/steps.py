@@ -245,7 +245,7 @@ def find_unvalidated_crawls(settings: Settings) -> list[int]:
 
 
 @io_step
-def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = quality.CHUNK_ROWS) -> Validation:
+def validate_crawl_rows(settings: Settings, crawl_id: int) -> Validation:
     """Read one crawl's raw rows in chunks (read-only), run the raw and volume suites (renders Data Docs)."""
     from transforms.validation import validate_crawl
 
@@ -261,7 +261,7 @@ def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = qua
         return validate_crawl(
             validator(settings),
             crawl_id,
-            lambda table, key: quality.crawl_rows(con, table, crawl_id, key, chunk_rows),
+            lambda table, key: quality.crawl_rows(con, table, crawl_id, key, quality.CHUNK_ROWS),
             counts,
             columns,
             expected,
@@ -304,9 +304,7 @@ def require_table_checks(validation: Validation) -> None:
 
 
 @io_step
-def validate_feature_rows(
-    settings: Settings, feature_date: date | None, chunk_rows: int = quality.CHUNK_ROWS
-) -> FeatureRows:
+def validate_feature_rows(settings: Settings, feature_date: date | None) -> FeatureRows:
     """Compute one date's features in DuckDB (default: the latest data), validate them in chunks, read-only."""
     from transforms.validation import validate_features
 
@@ -316,7 +314,7 @@ def validate_feature_rows(
         day = feature_date_or_latest(con, feature_date)
         columns = quality.table_columns(con, "features.influencer_features")
         previous = quality.previous_feature_count(con, day)
-        rows = FeatureStream(con, day, chunk_rows, settings.max_observation_age_days)
+        rows = FeatureStream(con, day, quality.CHUNK_ROWS, settings.max_observation_age_days)
         validation = validate_features(validator(settings), rows, columns, previous, day)
     return FeatureRows(day, validation, rows.fingerprint)
 

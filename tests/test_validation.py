@@ -8,6 +8,7 @@ import pytest
 from conftest import add_crawl, mark_validated
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from warehouse import quality
 from warehouse.db import connect
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
@@ -94,10 +95,11 @@ def summary(validation) -> tuple:
     return suites, sorted(map(tuple, quarantine.to_numpy().tolist())), validation.quarantined
 
 
-def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
+def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings, monkeypatch):
     crawl_id = 2
     one_chunk = steps.validate_crawl_rows(settings, crawl_id)
-    tiny = steps.validate_crawl_rows(settings, crawl_id, chunk_rows=7)  # 2 chunks of profiles, 6 of posts
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 7)  # 2 chunks of profiles, 6 of posts
+    tiny = steps.validate_crawl_rows(settings, crawl_id)
     assert summary(tiny) == summary(one_chunk)
     suites, quarantined, distinct = summary(one_chunk)
     assert [s[:3] for s in suites] == [("raw_profiles", 14, True), ("raw_posts", 42, True), ("volume", 2, True)]
@@ -127,10 +129,11 @@ def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
     }
 
 
-def test_features_validated_in_tiny_chunks_find_what_one_chunk_finds_and_the_rest_is_written(settings):
+def test_features_validated_in_tiny_chunks_find_what_one_chunk_finds_and_the_rest_is_written(settings, monkeypatch):
     jobs.validate_crawl(settings, 2)
     one_chunk = steps.validate_feature_rows(settings, DAY)
-    tiny = steps.validate_feature_rows(settings, DAY, chunk_rows=5)  # 3 chunks
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 5)  # 3 chunks
+    tiny = steps.validate_feature_rows(settings, DAY)
     assert summary(tiny.validation) == summary(one_chunk.validation)
     assert tiny.fingerprint == one_chunk.fingerprint
     assert one_chunk.quarantined == ["acct.12"]  # its ER is implausible

@@ -87,15 +87,15 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return scalar(con, "SELECT coalesce(max(version), 0) FROM meta.schema_migrations")
 
 
-def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[int]:
-    """Apply every pending migration up to `target`, each in its own transaction."""
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every pending migration, each in its own transaction."""
     current = schema_version(con)
     newest = latest_version()
     if current > newest:
         raise KicError(f"warehouse schema version {current} is newer than this kic knows ({newest}); upgrade kic")
     applied = []
     for version, name, sql in migrations():
-        if version <= current or (target is not None and version > target):
+        if version <= current:
             continue
         with transaction(con):
             con.execute(SCHEMA_VERSION_DDL)
