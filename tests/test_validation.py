@@ -158,7 +158,7 @@ def test_features_that_changed_since_validation_are_not_written(settings):
     assert newer
 
 
-def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
+def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings, monkeypatch):
     """raw.profiles and raw.posts keep their keys without a PRIMARY KEY: a key can repeat
     anywhere in a crawl (a landed file loaded twice), and a check of each chunk must still
     find it."""
@@ -174,7 +174,8 @@ def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
         except duckdb.ConstraintException:
             pytest.skip("the raw tables have PRIMARY KEYs here: a key cannot repeat")
     one_chunk = steps.validate_crawl_rows(settings, 3)
-    assert summary(steps.validate_crawl_rows(settings, 3, chunk_rows=5)) == summary(one_chunk)  # twice: in both
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 5)
+    assert summary(steps.validate_crawl_rows(settings, 3)) == summary(one_chunk)  # twice: in both
     failed = {(v.suite, e.expectation, e.unexpected_count) for v in one_chunk.suites for e in v.failed}
     assert failed - {("volume", "expect_column_pair_values_a_to_be_greater_than_b(rows>=min_rows)", 1)} == {
         ("raw_profiles", "expect_compound_columns_to_be_unique(crawl_id,username)", 2),
