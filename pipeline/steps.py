@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-import pipeline.crawl
+import pipeline.crawl  # by its full name: `crawl` is a step here
 from pipeline import study_csv
 from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
 from pipeline.imports import LoadResult, store_study_csv
