@@ -42,7 +42,7 @@ from pathlib import Path
 import duckdb
 
 from models import personas
-from warehouse.db import STORAGE_COMPATIBILITY, connect
+from warehouse.db import STORAGE_COMPATIBILITY, connect, transaction
 from warehouse.publish import COLUMNS, PARTITION_FILES, PARTITIONED, publish_copy, published_dir
 
 FIRST_NIGHT = date(2025, 1, 1)
@@ -157,11 +157,9 @@ class History:
         rows = self.influencers if timed else self.old_rows
         values = {"username": USERNAME, **(RANDOM if timed else PLAIN)}
         params = {"night": self.nights, "day": FIRST_NIGHT + timedelta(days=self.nights - 1), "rows": rows}
-        with self.open() as con:
-            con.execute("BEGIN")
+        with self.open() as con, transaction(con):
             for sql in (CRAWL_RUN, PROFILES, OUTCOMES, FEATURES, VALIDATIONS):
                 run(con, sql.format(**values), params)
-            con.execute("COMMIT")
         if not timed and self.nights % WEEK == 0:
             self.add_snapshot(timed=False)
 
@@ -170,14 +168,12 @@ class History:
         rows = self.influencers if timed else self.old_rows
         values = {"username": USERNAME, **(RANDOM if timed else PLAIN)}
         day = FIRST_NIGHT + timedelta(days=self.nights - 1)
-        with self.open() as con:
-            con.execute("BEGIN")
+        with self.open() as con, transaction(con):
             run(
                 con,
                 SNAPSHOT.format(**values),
                 {"version": self.version, "day": day, "rows": rows, "personas": PERSONAS},
             )
-            con.execute("COMMIT")
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:

@@ -59,10 +59,10 @@ def crash_abandoned_runs() -> list[str]:
     """Mark Crashed the runs an earlier process left Running when it died (see flows.runs); their names."""
     from prefect.client.orchestration import get_client
 
-    from flows.runs import crash_abandoned_runs as crash
+    from flows import runs
 
     with get_client(sync_client=True) as client:
-        return [run.name for run in crash(client)]
+        return [run.name for run in runs.crash_abandoned_runs(client)]
 
 
 def drain_to_server(timeout: float = 10) -> None:

@@ -258,9 +258,9 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
     from kic.prefect_api import crash_abandoned_runs
     from kic.progress import showing
     from pipeline import jobs
+    from pipeline.storage import open_warehouse
     from sandbox.server import Sandbox
     from warehouse import watchlist
-    from warehouse.db import connect
 
     require_free_port(port)
     previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -272,7 +272,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                 env["KIC_WEB_BASE_URL"] = env["KIC_GRAPH_BASE_URL"] = sandbox.url
                 # Paced by the sandbox's own quotas, as a real source by its published limits.
                 env |= {f"KIC_QUOTAS__{name.upper()}": str(value) for name, value in sandbox.client_quotas().items()}
-                with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+                with open_warehouse(settings) as con:
                     empty = not watchlist.active_count(con)
                 if empty:
                     added = jobs.watch(settings, [a.username for a in sandbox.population.accounts], "sandbox")

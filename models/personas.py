@@ -89,11 +89,6 @@ def levels(values, cohort_median: float, cohort_spread: float) -> np.ndarray:
     return np.array(LEVELS, dtype=object)[np.searchsorted([MIDDLE_FROM_Z, HIGH_FROM_Z], z, side="right")]
 
 
-def level(value: float, cohort_median: float, cohort_spread: float) -> str:
-    """The level of one value (see levels)."""
-    return str(levels([value], cohort_median, cohort_spread)[0])
-
-
 def unique_names(out: pd.DataFrame) -> pd.Series:
     """Each cluster's persona, qualified where two clusters would share a name (see the module)."""
     names = out["persona"].copy()

@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as Timeout
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -23,13 +22,13 @@ from urllib.parse import urlsplit
 from pipeline.processes import die_with_parent
 from pipeline.secrets import graph_access_token
 from pipeline.settings import Settings
+from pipeline.storage import open_warehouse
 from scrapers.extensions import ProgressLines
 from scrapers.middlewares import LOOPBACK_HOSTS
 from warehouse import plans, watchlist
-from warehouse.db import connect
 from warehouse.errors import KicError, os_refusal
 from warehouse.landing import Landing, closed_crawl_keys, load_crawl, new_crawl_key, remove_loaded, shard_name
-from warehouse.raw import utcnow
+from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 
 # A server on this machine (the sandbox, a fixture server) is crawled without the politeness
@@ -147,7 +146,7 @@ def check_reachable(url: str, source: str, timeout: float = REACH_TIMEOUT_SECOND
             pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except Timeout:
+    except TimeoutError:  # concurrent.futures' TimeoutError is this one
         why = f"its name did not resolve within {timeout:.0f} s"
     except OSError as exc:
         why = exc.strerror or str(exc) or type(exc).__name__
@@ -192,13 +191,13 @@ def plan_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> pl
     crawl_key = new_crawl_key(request.source, as_of)
     candidates = list(dict.fromkeys(request.usernames or []))
     # Creates or upgrades the warehouse, too: a warehouse that cannot be written is said first.
-    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_warehouse(settings) as con:
         if request.usernames is None and not request.tag:
             candidates = watchlist.active(con)
     if request.usernames is None and not request.tag and not candidates:
         raise KicError("the watchlist is empty: `kic accounts add NAME…`, or crawl --accounts / --tag")
     check_reachable(target_url(settings, request), request.source)
-    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_warehouse(settings) as con:
         per_account = plans.calls_per_account(con, request.source) or 1.0
         budget = night_budget(settings, request.source, shards, per_account)
         shard_names = [shard_name(i, shards) for i in range(shards)]
@@ -375,7 +374,7 @@ def run_shard(
 def load(settings: Settings, crawl_key: str, close: bool = True) -> CrawlSummary:
     """Move a crawl's landed files into raw.* in one transaction, then summarize the run."""
     landing = Landing(settings.landing_root)
-    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_warehouse(settings) as con:
         report = load_crawl(con, landing, crawl_key, close=close)
         summary = summarize(con, report.crawl_id)
         remove_loaded(con, landing, settings.landing_retention_days)
@@ -394,7 +393,7 @@ def unloaded_crawls(settings: Settings) -> tuple[list[str], list[str]]:
     keys = landing.crawl_keys()
     if not keys:
         return [], []
-    with connect(settings.warehouse, lock_wait_seconds=settings.lock_wait_seconds) as con:
+    with open_warehouse(settings) as con:
         done = set(closed_crawl_keys(con, keys))
     waiting = [k for k in keys if k not in done]
     # A shard whose crawler died (kill -9, a crash) never closes: it is loaded and closed as interrupted.

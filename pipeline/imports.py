@@ -16,6 +16,7 @@ import pandas as pd
 from pipeline.study_csv import MEAN_COLUMNS, StudyCsv
 from warehouse import raw
 from warehouse.db import transaction
+from warehouse.util import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus, Source
 
 
@@ -36,7 +37,7 @@ def store_study_csv(con: duckdb.DuckDBPyConnection, path: Path, parsed: StudyCsv
         note = f"ignored column(s): {', '.join(parsed.ignored_columns)}"
     with transaction(con):
         crawl_id = raw.open_run(con, Source.CSV, str(path), as_of, accounts_requested=parsed.rows)
-        fetched_at = raw.utcnow()
+        fetched_at = utcnow()
         stamp = {"crawl_id": crawl_id, "fetched_at": fetched_at}
         is_private = rows["open_account"].eq(0)
         raw.append(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -24,6 +25,10 @@ from warehouse.errors import KicError
 from warehouse.nights import NightReview
 from warehouse.publish import PublishFailed
 
+if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations): only the steps that need them
+    from models.recluster import Clustering
+    from transforms.validation import Validation
+
 Call = Callable[[Callable], Callable]
 
 
@@ -35,14 +40,14 @@ def direct(step: Callable) -> Callable:
 @dataclass(frozen=True)
 class Features:
     summary: FeatureSummary
-    validation: object  # transforms.validation.Validation
-    crawl_validations: list  # validations of crawls no run had validated yet
+    validation: Validation
+    crawl_validations: list[Validation]  # validations of crawls no run had validated yet
 
 
 @dataclass(frozen=True)
 class Refresh:
     crawl: CrawlSummary
-    validation: object
+    validation: Validation
     features: Features
     review: NightReview | None = None  # the night as stored: plan, outcomes by reason, validations
 
@@ -64,14 +69,14 @@ class NightFailed(KicError):
 @dataclass(frozen=True)
 class Import:
     load: LoadResult
-    validation: object
+    validation: Validation
     features: Features
 
 
 @dataclass(frozen=True)
 class Recluster:
     version: int
-    clustering: object  # models.recluster.Clustering; None when nothing new was stored
+    clustering: Clustering | None  # None when nothing new was stored
     cluster_table: pd.DataFrame
     changes: pd.DataFrame  # the largest moves since the snapshot before (steps.CHANGES_SHOWN), with why
     feature_date: date | None = None
@@ -104,7 +109,7 @@ def publish(settings: Settings, stored: str, *, call: Call = direct) -> None:
         ) from None
 
 
-def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True):
+def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, require: bool = True) -> Validation:
     """Validate one crawl's raw rows and record the result; with `require`, stop on a table-level failure."""
     validation = call(steps.validate_crawl_rows)(settings, crawl_id)
     call(steps.store_validation)(settings, validation)

@@ -10,33 +10,51 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import crawl as crawling
-from pipeline.crawl import CrawlRequest, CrawlSummary
+import pipeline.crawl  # by its full name: `crawl` is a step here
+from pipeline import study_csv
+from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
 from pipeline.imports import LoadResult, store_study_csv
 from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.storage import open_readable, open_warehouse
 from pipeline.study_csv import StudyCsv
-from pipeline.study_csv import read_study_csv as parse_study_csv
-from transforms import features as feature_sql
-from warehouse import nights, quality, raw, watchlist
+from transforms.features import (
+    ClusterableFeatures,
+    FeatureStream,
+    FeatureSummary,
+    Fingerprint,
+    feature_date_or_latest,
+    feature_date_to_cluster,
+    insert_features,
+    load_clusterable,
+    summarize_features,
+)
+from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
-from warehouse.export import Export, export_snapshot, write_atomically
+from warehouse.export import Export, export_snapshot
 from warehouse.plans import Plan
 from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
+from warehouse.util import replace_folder, utcnow, write_atomically
 from warehouse.vocabulary import CRAWL_SOURCES
+
+if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations, matplotlib): only the steps that need them
+    from models.frames import Standing
+    from models.recluster import Clustering, Probe
+    from pipeline.report import Chart
+    from transforms.validation import Validation
+    from warehouse.report import ReportData
 
 log = logging.getLogger("kic.pipeline")
 
@@ -85,8 +103,8 @@ class FeatureRows:
     says which to leave out and what validation saw."""
 
     feature_date: date
-    validation: object  # transforms.validation.Validation
-    fingerprint: feature_sql.Fingerprint  # of the rows validated: the write checks it writes those
+    validation: Validation
+    fingerprint: Fingerprint  # of the rows validated: the write checks it writes those
 
     @property
     def quarantined(self) -> list[str]:
@@ -107,15 +125,15 @@ def validator(settings: Settings):
 @io_step
 def plan_crawl(settings: Settings, request: CrawlRequest, shards: int = 1) -> Plan:
     """Check the source answers, then plan the night within its quota budget and store the plan."""
-    plan = crawling.plan_crawl(settings, request, shards)
+    plan = pipeline.crawl.plan_crawl(settings, request, shards)
     log.info("plan %s: %s", plan.crawl_key, plan.arithmetic())
     return plan
 
 
 @io_step
-def open_crawl(settings: Settings, request: CrawlRequest, plan: Plan) -> crawling.OpenedCrawl:
+def open_crawl(settings: Settings, request: CrawlRequest, plan: Plan) -> OpenedCrawl:
     """Record the planned crawl, shard by shard with its pacing, in the landing area."""
-    opened = crawling.open_crawl(settings, request, plan)
+    opened = pipeline.crawl.open_crawl(settings, request, plan)
     log.info("crawl %s: %d account(s) in %d shard(s)", opened.crawl_key, opened.accounts, len(opened.shards))
     return opened
 
@@ -127,9 +145,9 @@ def crawl(
     crawl_key: str,
     shard: str,
     progress: Callable[[int, int], None] | None = None,
-) -> crawling.ShardRun:
+) -> ShardRun:
     """Run the Scrapy spider on one shard in a subprocess, landing what it fetches (never the warehouse)."""
-    run = crawling.run_shard(settings, request, crawl_key, shard, progress)
+    run = pipeline.crawl.run_shard(settings, request, crawl_key, shard, progress)
     log.info("crawl %s %s: %d account(s), %s; log %s", crawl_key, shard, run.accounts, run.status, run.log_file)
     if run.message:
         log.warning("crawl %s %s: %s", crawl_key, shard, run.message)
@@ -139,7 +157,7 @@ def crawl(
 @io_step
 def find_unloaded_crawls(settings: Settings) -> list[str]:
     """Read which crawls in the landing area have ended (or were abandoned) without being loaded."""
-    finished, running = crawling.unloaded_crawls(settings)
+    finished, running = pipeline.crawl.unloaded_crawls(settings)
     for key in running:
         log.info("crawl %s is still running: not loaded", key)
     return finished
@@ -148,7 +166,7 @@ def find_unloaded_crawls(settings: Settings) -> list[str]:
 @io_step
 def load(settings: Settings, crawl_key: str) -> CrawlSummary:
     """Move a crawl's landed files into raw.* in one transaction and close its run; log what it stored."""
-    summary = crawling.load(settings, crawl_key)
+    summary = pipeline.crawl.load(settings, crawl_key)
     log.info(
         "crawl %d (%s, %s): %d requested, %d profiles, %d posts; outcomes %s",
         summary.crawl_id,
@@ -185,7 +203,7 @@ def judge_night(review: nights.NightReview, max_failure_share: float) -> str | N
 @io_step
 def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
     """Read and check a CSV in the study's layout (nothing is stored yet)."""
-    return parse_study_csv(path, encoding)
+    return study_csv.read_study_csv(path, encoding)
 
 
 @io_step
@@ -227,7 +245,7 @@ def find_unvalidated_crawls(settings: Settings) -> list[int]:
 
 
 @io_step
-def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = quality.CHUNK_ROWS):
+def validate_crawl_rows(settings: Settings, crawl_id: int) -> Validation:
     """Read one crawl's raw rows in chunks (read-only), run the raw and volume suites (renders Data Docs)."""
     from transforms.validation import validate_crawl
 
@@ -243,7 +261,7 @@ def validate_crawl_rows(settings: Settings, crawl_id: int, chunk_rows: int = qua
         return validate_crawl(
             validator(settings),
             crawl_id,
-            lambda table, key: quality.crawl_rows(con, table, crawl_id, key, chunk_rows),
+            lambda table, key: quality.crawl_rows(con, table, crawl_id, key, quality.CHUNK_ROWS),
             counts,
             columns,
             expected,
@@ -268,14 +286,14 @@ def planned_volume(con, crawl_id: int, source: str) -> dict:
 
 
 @io_step
-def store_validation(settings: Settings, validation) -> None:
+def store_validation(settings: Settings, validation: Validation) -> None:
     """Record validation results and quarantined rows in the warehouse, in one transaction."""
     with open_warehouse(settings) as con:
-        quality.store_validations(con, *validation.frames(raw.utcnow()))
+        quality.store_validations(con, *validation.frames(utcnow()))
 
 
 @pure_step
-def require_table_checks(validation) -> None:
+def require_table_checks(validation: Validation) -> None:
     """Fail the run if a table-level expectation (schema, volume) failed."""
     failed = validation.table_failures()
     if failed:
@@ -286,28 +304,26 @@ def require_table_checks(validation) -> None:
 
 
 @io_step
-def validate_feature_rows(
-    settings: Settings, feature_date: date | None, chunk_rows: int = quality.CHUNK_ROWS
-) -> FeatureRows:
+def validate_feature_rows(settings: Settings, feature_date: date | None) -> FeatureRows:
     """Compute one date's features in DuckDB (default: the latest data), validate them in chunks, read-only."""
     from transforms.validation import validate_features
 
     # Like validate_crawl_rows: reads the warehouse, writes only Data Docs. Nothing is stored.
     with open_warehouse(settings, read_only=True) as con:
         con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")
-        day = feature_sql.feature_date_or_latest(con, feature_date)
+        day = feature_date_or_latest(con, feature_date)
         columns = quality.table_columns(con, "features.influencer_features")
         previous = quality.previous_feature_count(con, day)
-        rows = feature_sql.FeatureStream(con, day, chunk_rows, settings.max_observation_age_days)
+        rows = FeatureStream(con, day, quality.CHUNK_ROWS, settings.max_observation_age_days)
         validation = validate_features(validator(settings), rows, columns, previous, day)
     return FeatureRows(day, validation, rows.fingerprint)
 
 
 @io_step
-def write_features(settings: Settings, features: FeatureRows) -> feature_sql.FeatureSummary:
+def write_features(settings: Settings, features: FeatureRows) -> FeatureSummary:
     """Replace one date's features with the rows that passed validation, from SQL, in one transaction."""
     with open_warehouse(settings) as con:
-        feature_sql.insert_features(
+        insert_features(
             con,
             features.feature_date,
             features.quarantined,
@@ -315,18 +331,18 @@ def write_features(settings: Settings, features: FeatureRows) -> feature_sql.Fea
             STREAMING_DUCKDB_MEMORY,
             settings.max_observation_age_days,
         )
-        return feature_sql.summarize_features(con, features.feature_date)
+        return summarize_features(con, features.feature_date)
 
 
 # --- cluster --------------------------------------------------------------------------------
 
 
 @io_step
-def read_features(settings: Settings, feature_date: date | None) -> tuple[feature_sql.ClusterableFeatures, date]:
+def read_features(settings: Settings, feature_date: date | None) -> tuple[ClusterableFeatures, date]:
     """Read the clusterable influencers of a feature date as arrays (default: the latest, refused if stale)."""
     with open_warehouse(settings, read_only=True) as con:
-        day = feature_sql.feature_date_to_cluster(con, feature_date)
-        return feature_sql.load_clusterable(con, day), day
+        day = feature_date_to_cluster(con, feature_date)
+        return load_clusterable(con, day), day
 
 
 @io_step
@@ -337,7 +353,7 @@ def find_unchanged_snapshot(settings: Settings, fingerprint: str, clustering: Cl
 
 
 @io_step
-def read_standing_frame(settings: Settings, feature_date: date):
+def read_standing_frame(settings: Settings, feature_date: date) -> Standing | None:
     """Read the latest snapshot's persona frame and where each influencer of the date stood in it."""
     from models.frames import standing_of
 
@@ -348,13 +364,13 @@ def read_standing_frame(settings: Settings, feature_date: date):
 
 @pure_step
 def fit(
-    features: feature_sql.ClusterableFeatures,
+    features: ClusterableFeatures,
     clustering: ClusteringConfig,
     feature_date: date,
-    standing=None,
+    standing: Standing | None = None,
     rebase: bool = False,
-    probe=None,
-):
+    probe: Probe | None = None,
+) -> Clustering:
     """Fit and score every candidate, then keep the standing persona frame or make one from the fit."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
@@ -373,7 +389,7 @@ def fit(
 
 
 @io_step
-def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple[int, bool]:
+def write_snapshot(settings: Settings, clustering: Clustering, force: bool = False) -> tuple[int, bool]:
     """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
         return store_snapshot(con, clustering, unless_unchanged=not force)
@@ -439,9 +455,9 @@ def export(
 class Report:
     version: int
     path: Path
-    charts: list  # pipeline.report.Chart, in page order
-    member_lists: dict  # persona id -> the CSV of its whole member list, beside the page
-    data: object = None  # warehouse.report.ReportData: what the page shows
+    charts: list[Chart]  # in page order
+    member_lists: dict[int, Path]  # persona id -> the CSV of its whole member list, beside the page
+    data: ReportData  # what the page shows
 
 
 @io_step
@@ -487,15 +503,6 @@ def report(
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
-
-
-def replace_folder(new: Path, old: Path) -> None:
-    """Put folder `new` where `old` is (if it is), then remove what `old` held."""
-    previous = old.with_name(f".{old.name}.{uuid.uuid4().hex[:12]}.old")
-    if old.exists():
-        os.replace(old, previous)
-    os.replace(new, old)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def member_folder(report: Path) -> Path:

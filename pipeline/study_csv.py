@@ -12,6 +12,7 @@ import pandas as pd
 from pipeline.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import PROFILE_URL, USERNAME
 from warehouse.errors import KicError
+from warehouse.util import first_line
 from warehouse.vocabulary import MAX_PLAUSIBLE_COUNT
 
 COUNT_COLUMNS = ("post", "follower", "follow")
@@ -54,7 +55,7 @@ def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
     """
     path = check_file(path)
     encoding = choose_encoding(path, encoding)
-    accepted, rejected, ignored, seen, first_line = [], [], (), set(), 2  # header is line 1
+    accepted, rejected, ignored, seen, next_line = [], [], (), set(), 2  # header is line 1
     try:
         chunks = pd.read_csv(
             path,
@@ -68,8 +69,8 @@ def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
             chunk.columns = [c.strip() for c in chunk.columns]
             if number == 0:
                 ignored = check_layout(path, list(chunk.columns))
-            chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-            first_line += len(chunk)
+            chunk.index = pd.RangeIndex(next_line, next_line + len(chunk))
+            next_line += len(chunk)
             good, bad = check_rows(chunk, seen)
             accepted.append(good)
             rejected.append(bad)
@@ -78,8 +79,8 @@ def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
     except UnicodeDecodeError:
         raise decode_error(path, encoding) from None
     except (pd.errors.ParserError, csv.Error) as exc:
-        raise KicError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    if first_line == 2:  # no row after the header
+        raise KicError(f"{path}: not a readable CSV ({first_line(exc)})") from None
+    if next_line == 2:  # no row after the header
         raise KicError(f"{path}: the file has a header but no rows")
     return StudyCsv(pd.concat(accepted, ignore_index=True), pd.concat(rejected, ignore_index=True), ignored, encoding)
 

@@ -15,13 +15,14 @@ import numbers
 import re
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.persona_guide import FIT_SCORE, look, meaning, suits
+from warehouse.util import utcnow
 
 SUMMARY_SHEET = "personas"
 BATCH_ROWS = 10_000
@@ -238,7 +239,7 @@ def write_summary(workbook, formats: Formats, summary: pd.DataFrame, names: dict
                 write_cell(sheet, formats, r, c, column, value.date() if isinstance(value, pd.Timestamp) else value)
     notes = [
         f"Snapshot {int(summary['snapshot_version'].iloc[0])}, features of "
-        f"{pd.Timestamp(summary['feature_date'].iloc[0]):%Y-%m-%d}; exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"{pd.Timestamp(summary['feature_date'].iloc[0]):%Y-%m-%d}; exported {utcnow():%Y-%m-%d %H:%M} UTC.",
         "active_rate (comments per like, %) is the followers' buying intent; ER (reactions per follower, %) the trust "
         "in it; levels are against the whole cohort.",
         FIT_SCORE,

@@ -8,7 +8,6 @@ import hashlib
 import math
 import random
 import time
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -19,6 +18,7 @@ from scrapy.utils.response import response_status_message
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 
 from scrapers.quotas import USAGE_HEADERS, Budget, Quota, throttle_of, usage_of
+from warehouse.util import utcnow
 
 # Failures of a call that never reached the server: it does not count against the quota.
 NOT_SENT = (DNSLookupError, ConnectionRefusedError)
@@ -34,7 +34,7 @@ def retry_after_seconds(value: bytes | None) -> float | None:
     except ValueError:
         pass
     try:
-        return max(0.0, (parsedate_to_datetime(text) - datetime.now(UTC)).total_seconds())
+        return max(0.0, (parsedate_to_datetime(text) - utcnow()).total_seconds())
     except (TypeError, ValueError):
         return None
 

@@ -11,7 +11,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapers.items import AccountItem, DiscoveredAccountItem
 from scrapers.signals import crawl_run_opened, landing_failed
 from warehouse.landing import Landing, new_crawl_key
-from warehouse.raw import utcnow
+from warehouse.util import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
 # Nullable integer columns: pandas would otherwise turn a None among ints into a float.

@@ -51,9 +51,10 @@ from models.frames import CROSSED  # noqa: E402
 from pipeline.imports import store_study_csv  # noqa: E402
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
 from sandbox.synthetic import Population  # noqa: E402
-from transforms.features import feature_date_or_latest, insert_features, summarize_features  # noqa: E402
+from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features  # noqa: E402
 from warehouse import raw  # noqa: E402
-from warehouse.db import connect, insert_frame, transaction  # noqa: E402
+from warehouse.db import connect, insert_frame, migrate, migrations, transaction  # noqa: E402
+from warehouse.util import utcnow  # noqa: E402
 from warehouse.vocabulary import RunStatus  # noqa: E402
 
 
@@ -172,10 +173,22 @@ def add_crawl(
 
 def derive(con, day: date | None = None):
     """Compute and store one date's features straight from SQL (the pipeline validates them
-    first); default: the latest validated data. Returns the date's FeatureSummary."""
+    first; here they are only read through, for the fingerprint the write checks); default:
+    the latest validated data. Returns the date's FeatureSummary."""
     day = feature_date_or_latest(con, day)
-    insert_features(con, day, quarantined=[], validated=None)
+    rows = FeatureStream(con, day)
+    for _ in rows:
+        pass
+    insert_features(con, day, quarantined=[], validated=rows.fingerprint)
     return summarize_features(con, day)
+
+
+def migrate_to(con, version: int) -> None:
+    """Make `con` an older warehouse: the migrations up to `version` only, as an earlier kic applied them."""
+    older = tuple(m for m in migrations() if m[0] <= version)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("warehouse.db.migrations", lambda: older)
+        migrate(con)
 
 
 def import_study(con, path: Path, as_of: date, validated=True):
@@ -228,7 +241,7 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
     into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
     with transaction(con):
         crawl_id = raw.open_run(con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size)
-        fetched_at = raw.utcnow()
+        fetched_at = utcnow()
         profiles, posts, outcomes = [], [], []
         for account in population.accounts:
             profile_row, post_rows = profile_rows(population.profile(account, on), crawl_id, fetched_at)

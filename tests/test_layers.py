@@ -74,16 +74,32 @@ def test_scrapy_settings_are_plain_constants_that_match_the_product_defaults(tmp
     assert defaults.landing_root == scrapy_settings.KIC_LANDING_URL  # the crawl lands; it has no warehouse
 
 
+def imports_of(package: str) -> list[tuple[str, str]]:
+    """(module file, name imported) of every import statement under `package`, however nested."""
+    found = []
+    for path in (REPO / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            found += [(str(path.relative_to(REPO)), name) for name in names]
+    return found
+
+
 def test_no_lower_module_imports_an_upper_layer():
     """Statically, every module under warehouse/, models/, transforms/ and scrapers/."""
-    offenders = []
-    for package in LOWER_PACKAGES:
-        for path in (REPO / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                names = (
-                    [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                )
-                offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in UPPER]
+    offenders = [
+        f"{path}: {name}"
+        for package in LOWER_PACKAGES
+        for path, name in imports_of(package)
+        if name.split(".")[0] in UPPER
+    ]
+    assert not offenders
+
+
+def test_warehouse_imports_nothing_from_transforms():
+    """warehouse/ is the storage mechanics below the relations transforms/ defines."""
+    offenders = [f"{path}: {name}" for path, name in imports_of("warehouse") if name.split(".")[0] == "transforms"]
     assert not offenders

@@ -8,12 +8,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, synthetic_crawl
+from conftest import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
 from models.config import ClusteringConfig
 from pipeline import jobs, steps
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
-from warehouse.db import connect, migrate
+from warehouse.db import connect
 from warehouse.publish import publish_copy
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
 
@@ -299,7 +299,7 @@ def test_kic_changes_reads_the_analysts_copy_and_refuses_a_missing_version_in_on
 
 def test_snapshots_stored_before_persona_ids_get_ids_of_their_own_on_upgrade(warehouse_path):
     with duckdb.connect(str(warehouse_path)) as con:
-        migrate(con, target=10)  # before persona ids
+        migrate_to(con, 10)  # before persona ids
         for version in (1, 2):
             con.execute(
                 "INSERT INTO clusters.snapshots VALUES (?, now(), DATE '2026-05-01', 4, 'x', 'old', '{}', 'k', 2)",

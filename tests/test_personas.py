@@ -7,9 +7,13 @@ import pytest
 
 from conftest import STUDY_RANKING, Cohort, study_path
 from models.config import ClusteringConfig
-from models.personas import LEVELS, PERSONAS, level, levels, name_personas, robust_scale
+from models.personas import LEVELS, PERSONAS, levels, name_personas, robust_scale
 from models.recluster import cluster_profiles, fit_candidates, recluster
 from sandbox.synthetic import study_shaped_cohort
+
+
+def level(value: float, cohort_median: float, cohort_spread: float) -> str:
+    return levels([value], cohort_median, cohort_spread)[0]
 
 
 def test_levels_are_robust_z_scores_of_the_cluster_mean():

@@ -20,6 +20,7 @@ from transforms.features import load_clusterable
 from warehouse import raw
 from warehouse.db import connect, transaction
 from warehouse.snapshots import read_standing, write_snapshot
+from warehouse.util import utcnow
 
 START = date(2026, 3, 2)  # a Monday
 
@@ -108,7 +109,7 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                             status=outcome.status,
                             profile=outcome.profile,
                             posts=outcome.posts,
-                            fetched_at=raw.utcnow(),
+                            fetched_at=utcnow(),
                         )
                     )
                 for table, frame in rows_of(items).items():

@@ -8,6 +8,7 @@ import pytest
 from conftest import add_crawl, mark_validated
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from warehouse import quality
 from warehouse.db import connect
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
@@ -94,10 +95,11 @@ def summary(validation) -> tuple:
     return suites, sorted(map(tuple, quarantine.to_numpy().tolist())), validation.quarantined
 
 
-def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
+def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings, monkeypatch):
     crawl_id = 2
     one_chunk = steps.validate_crawl_rows(settings, crawl_id)
-    tiny = steps.validate_crawl_rows(settings, crawl_id, chunk_rows=7)  # 2 chunks of profiles, 6 of posts
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 7)  # 2 chunks of profiles, 6 of posts
+    tiny = steps.validate_crawl_rows(settings, crawl_id)
     assert summary(tiny) == summary(one_chunk)
     suites, quarantined, distinct = summary(one_chunk)
     assert [s[:3] for s in suites] == [("raw_profiles", 14, True), ("raw_posts", 42, True), ("volume", 2, True)]
@@ -127,10 +129,11 @@ def test_a_crawl_validated_in_tiny_chunks_finds_what_one_chunk_finds(settings):
     }
 
 
-def test_features_validated_in_tiny_chunks_find_what_one_chunk_finds_and_the_rest_is_written(settings):
+def test_features_validated_in_tiny_chunks_find_what_one_chunk_finds_and_the_rest_is_written(settings, monkeypatch):
     jobs.validate_crawl(settings, 2)
     one_chunk = steps.validate_feature_rows(settings, DAY)
-    tiny = steps.validate_feature_rows(settings, DAY, chunk_rows=5)  # 3 chunks
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 5)  # 3 chunks
+    tiny = steps.validate_feature_rows(settings, DAY)
     assert summary(tiny.validation) == summary(one_chunk.validation)
     assert tiny.fingerprint == one_chunk.fingerprint
     assert one_chunk.quarantined == ["acct.12"]  # its ER is implausible
@@ -155,7 +158,7 @@ def test_features_that_changed_since_validation_are_not_written(settings):
     assert newer
 
 
-def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
+def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings, monkeypatch):
     """raw.profiles and raw.posts keep their keys without a PRIMARY KEY: a key can repeat
     anywhere in a crawl (a landed file loaded twice), and a check of each chunk must still
     find it."""
@@ -171,7 +174,8 @@ def test_keys_repeated_across_chunks_are_found_as_in_one_chunk(settings):
         except duckdb.ConstraintException:
             pytest.skip("the raw tables have PRIMARY KEYs here: a key cannot repeat")
     one_chunk = steps.validate_crawl_rows(settings, 3)
-    assert summary(steps.validate_crawl_rows(settings, 3, chunk_rows=5)) == summary(one_chunk)  # twice: in both
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 5)
+    assert summary(steps.validate_crawl_rows(settings, 3)) == summary(one_chunk)  # twice: in both
     failed = {(v.suite, e.expectation, e.unexpected_count) for v in one_chunk.suites for e in v.failed}
     assert failed - {("volume", "expect_column_pair_values_a_to_be_greater_than_b(rows>=min_rows)", 1)} == {
         ("raw_profiles", "expect_compound_columns_to_be_unique(crawl_id,username)", 2),

@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import FETCHED_AT, synthetic_crawl
+from conftest import FETCHED_AT, migrate_to, synthetic_crawl
 from sandbox.synthetic import Population
 from warehouse import raw
 from warehouse.db import (
@@ -88,7 +88,7 @@ def test_new_warehouse_has_latest_schema(warehouse_path):
 
 def test_opening_an_older_warehouse_upgrades_it_and_keeps_its_data(warehouse_path):
     con = duckdb.connect(str(warehouse_path))
-    migrate(con, target=1)
+    migrate_to(con, 1)
     assert schema_version(con) == 1
     crawl_id = raw.open_run(con, "web", "old", date(2026, 1, 1))
     raw.append(con, "profiles", [{"crawl_id": crawl_id, "username": "kept", "followers": 5, "fetched_at": FETCHED_AT}])
@@ -103,7 +103,7 @@ def test_opening_an_older_warehouse_upgrades_it_and_keeps_its_data(warehouse_pat
 
 def test_failed_migration_leaves_the_schema_version_unchanged(warehouse_path, monkeypatch):
     con = duckdb.connect(str(warehouse_path))
-    migrate(con, target=1)
+    migrate_to(con, 1)
     broken = [(v, n, s if v != 2 else s + "\nCREATE TABLE raw.posts (x INT);") for v, n, s in migrations()]
     monkeypatch.setattr("warehouse.db.migrations", lambda: broken)
     with pytest.raises(duckdb.Error):
@@ -124,7 +124,7 @@ def test_read_only_open_of_a_missing_warehouse_names_it(tmp_path):
 
 def test_read_only_open_of_an_outdated_warehouse_asks_for_an_upgrade(warehouse_path):
     con = duckdb.connect(str(warehouse_path))
-    migrate(con, target=1)
+    migrate_to(con, 1)
     con.close()
     with pytest.raises(KicError, match="schema version 1"), connect(warehouse_path, read_only=True):
         pass

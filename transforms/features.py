@@ -168,7 +168,7 @@ def insert_features(
     con: duckdb.DuckDBPyConnection,
     feature_date: date,
     quarantined: list[str],
-    validated: Fingerprint | None,
+    validated: Fingerprint,
     memory_limit: str | None = None,
     max_age_days: int = DEFAULT_MAX_OBSERVATION_AGE_DAYS,
 ) -> int:
@@ -177,7 +177,7 @@ def insert_features(
     older than `max_age_days` is kept, not clusterable (`stale`).
 
     `validated` is the fingerprint of the rows validation read: if the query gives other rows
-    now (another run validated a crawl since), nothing is written. None skips the check.
+    now (another run validated a crawl since), nothing is written.
 
     The query runs once, into a temporary table, within DuckDB's `memory_limit` if given (its
     aggregates are the night's size: past the limit they spill); the insert then runs at
@@ -194,7 +194,7 @@ def insert_features(
             if memory_limit is not None:
                 con.execute("RESET memory_limit")
         rows, hashes = con.execute(COMPUTED_FINGERPRINT).fetchall()[0]
-        if validated is not None and (rows, int(hashes)) != tuple(validated):
+        if (rows, int(hashes)) != tuple(validated):
             raise KicError(
                 f"the features of {feature_date} changed since they were validated "
                 f"({validated[0]} rows validated, {rows} now): derive them again"

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from warehouse.errors import KicError, WarehouseBusy, duckdb_os_refusal, os_error_line
+from warehouse.util import first_line
 
 log = logging.getLogger("kic.warehouse")
 
@@ -86,25 +87,20 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return scalar(con, "SELECT coalesce(max(version), 0) FROM meta.schema_migrations")
 
 
-def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[int]:
-    """Apply every pending migration up to `target`, each in its own transaction."""
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every pending migration, each in its own transaction."""
     current = schema_version(con)
     newest = latest_version()
     if current > newest:
         raise KicError(f"warehouse schema version {current} is newer than this kic knows ({newest}); upgrade kic")
     applied = []
     for version, name, sql in migrations():
-        if version <= current or (target is not None and version > target):
+        if version <= current:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(SCHEMA_VERSION_DDL)
             con.execute(sql)
             con.execute("INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(version)
     return applied
 
@@ -283,8 +279,3 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params=None):
     """The single value a query returns (fetched completely: DuckDB 2 streams results)."""
     rows = con.execute(sql, params).fetchall()
     return rows[0][0] if rows else None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

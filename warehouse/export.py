@@ -10,9 +10,6 @@ up to Excel's row limit per sheet.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +18,14 @@ from typing import Protocol
 import duckdb
 import pandas as pd
 
-from warehouse.db import first_line, scalar, views_fingerprint
-from warehouse.errors import KicError, duckdb_errno, os_refusal
-from warehouse.publish import literal
+from warehouse.db import scalar, views_fingerprint
+from warehouse.errors import KicError
 from warehouse.snapshots import resolve_version
+from warehouse.util import literal, write_atomically
 
 FORMATS = ("csv", "parquet", "xlsx")
 # A worksheet's rows in Excel, the header row included.
 EXCEL_MAX_ROWS = 1_048_576
-XLSX_BATCH_ROWS = 10_000
 
 # Grain: one row per influencer of snapshot $version (of the personas in $personas, unless NULL),
 # best persona first, then best fit first (clusters.persona_fit). Key: username. Followers,
@@ -188,27 +184,6 @@ def require_current_views(con: duckdb.DuckDBPyConnection) -> None:
             f"the views of {database_path(con)} are not this kic's: run any writing command "
             "(e.g. `kic features`) to publish them"
         )
-
-
-def write_atomically(output: Path, write_to) -> None:
-    """Call `write_to(temporary path)` beside `output`, then rename it to `output`; on any
-    failure remove the temporary file and leave `output` as it was."""
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise KicError(f"cannot write {output}: no folder {output.parent}")
-    if output.is_dir():
-        raise KicError(f"cannot write {output}: it is a folder")
-    temporary = output.with_name(f".{output.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write_to(temporary)
-        os.replace(temporary, output)
-    except (OSError, duckdb.Error) as exc:
-        code = exc.errno if isinstance(exc, OSError) else duckdb_errno(str(exc))
-        refused = os_refusal(code, output, first_line(exc))  # named as the file asked for, not its temporary
-        raise refused or KicError(f"writing {output} failed: {first_line(exc)}") from exc
-    finally:
-        with contextlib.suppress(OSError):  # a read-only file system refuses even this
-            temporary.unlink(missing_ok=True)
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> str:

@@ -28,7 +28,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -36,9 +36,10 @@ import fsspec
 import pandas as pd
 
 from warehouse import watchlist
-from warehouse.db import first_line, scalar, transaction
+from warehouse.db import scalar, transaction
 from warehouse.errors import KicError, duckdb_errno
-from warehouse.raw import close_run, utcnow
+from warehouse.raw import close_run
+from warehouse.util import first_line, utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
 log = logging.getLogger("kic.warehouse")
@@ -75,7 +76,7 @@ WHERE landing_key IS NOT NULL AND status <> 'running' AND finished_at < ?
 
 def new_crawl_key(source: str, as_of: date) -> str:
     """A crawl's name in the landing area: readable, and unique without asking the warehouse."""
-    return f"{source}-{as_of.isoformat()}-{datetime.now(UTC):%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{source}-{as_of.isoformat()}-{utcnow():%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def shard_name(index: int, count: int) -> str:
@@ -426,7 +427,7 @@ def closed_crawl_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> list[s
 
 def remove_loaded(con: duckdb.DuckDBPyConnection, landing: Landing, retention_days: float) -> list[str]:
     """Delete the landed files of crawls loaded and closed more than `retention_days` ago."""
-    before = datetime.now(UTC) - timedelta(days=retention_days)
+    before = utcnow() - timedelta(days=retention_days)
     closed = {key for (key,) in con.execute(CLOSED_CRAWLS_BEFORE, [before]).fetchall()}
     removed = [key for key in landing.crawl_keys() if key in closed]
     for key in removed:

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, first_line, scalar, views
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, scalar, views
 from warehouse.errors import KicError, NoSpace
+from warehouse.util import first_line, literal
 
 # Bumped when partitions are written differently: every file is then written anew.
 EXPORT_FORMAT = "parquet-1"
@@ -258,8 +259,3 @@ def is_whole_parquet(path: Path) -> bool:
             return head == file.read(4) == b"PAR1"
     except OSError:
         return False
-
-
-def literal(value: Path | str) -> str:
-    """A SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"

@@ -18,9 +18,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, connect, first_line
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, connect
 from warehouse.errors import KicError
 from warehouse.publish import published_dir
+from warehouse.util import first_line
 
 Kind = duckdb.StatementType
 

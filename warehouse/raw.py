@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 
 import duckdb
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar
+from warehouse.util import utcnow
 from warehouse.vocabulary import READ_OUTCOMES, AccountStatus, RunStatus
 
 RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
@@ -38,10 +39,6 @@ UPDATE raw.crawl_runs SET
     message = $message
 WHERE crawl_id = $crawl_id
 """
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def open_run(

@@ -17,7 +17,7 @@ import pandas as pd
 
 from warehouse.ages import observation_ages
 from warehouse.db import scalar
-from warehouse.publish import literal
+from warehouse.util import literal
 
 POINTS_MAX = 20_000  # up to this many influencers the scatter draws each one
 GRID_STEPS_PER_DECADE = 25  # beyond, a cell is a 25th of a decade on each log axis

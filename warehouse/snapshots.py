@@ -17,7 +17,7 @@ import pandas as pd
 
 from warehouse.db import insert_frame, scalar, transaction
 from warehouse.errors import KicError
-from warehouse.raw import utcnow
+from warehouse.util import utcnow
 
 NEXT_VERSION = "SELECT coalesce(max(version), 0) + 1 FROM clusters.snapshots"
 LIST_SNAPSHOTS = """

@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 
 from warehouse.db import insert_frame, scalar
-from warehouse.raw import utcnow
+from warehouse.util import utcnow
 
 ACTIVE_USERNAMES = "SELECT username FROM watchlist.accounts WHERE active ORDER BY added_at, username"
 LIST_ACCOUNTS = "SELECT username, added_at, added_from, active FROM watchlist.accounts ORDER BY added_at, username"

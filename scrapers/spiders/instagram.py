@@ -9,7 +9,7 @@ Lands what it fetched under KIC_LANDING_URL; `kic load` moves it into the wareho
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from scrapers.parsing import (
     parse_web_profile,
 )
 from scrapers.usernames import normalize_account
+from warehouse.util import utcnow
 from warehouse.vocabulary import AccountStatus
 
 SOURCES = ("web", "graph")
@@ -145,7 +146,7 @@ class InstagramSpider(scrapy.Spider):
             detail=outcome.detail,
             profile=outcome.profile,
             posts=outcome.posts,
-            fetched_at=datetime.now(UTC),
+            fetched_at=utcnow(),
         )
 
     def read(self, response) -> tuple[object | None, Outcome | None]:

@@ -1,0 +1,59 @@
+"""Small helpers every layer uses, with no domain of their own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from warehouse.errors import KicError, duckdb_errno, os_refusal
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def literal(value: Path | str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def write_atomically(output: Path, write_to: Callable[[Path], object]) -> None:
+    """Call `write_to(temporary path)` beside `output`, then rename it to `output`; on any
+    failure remove the temporary file and leave `output` as it was."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise KicError(f"cannot write {output}: no folder {output.parent}")
+    if output.is_dir():
+        raise KicError(f"cannot write {output}: it is a folder")
+    temporary = output.with_name(f".{output.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write_to(temporary)
+        os.replace(temporary, output)
+    except (OSError, duckdb.Error) as exc:
+        code = exc.errno if isinstance(exc, OSError) else duckdb_errno(str(exc))
+        refused = os_refusal(code, output, first_line(exc))  # named as the file asked for, not its temporary
+        raise refused or KicError(f"writing {output} failed: {first_line(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this
+            temporary.unlink(missing_ok=True)
+
+
+def replace_folder(new: Path, old: Path) -> None:
+    """Put folder `new` where `old` is (if it is), then remove what `old` held."""
+    previous = old.with_name(f".{old.name}.{uuid.uuid4().hex[:12]}.old")
+    if old.exists():
+        os.replace(old, previous)
+    os.replace(new, old)
+    shutil.rmtree(previous, ignore_errors=True)
