@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -498,7 +499,7 @@ class Validation:
 
     suites: list[SuiteValidation]
     crawl_id: int | None = None
-    feature_date: object = None
+    feature_date: date | None = None
 
     @property
     def quarantine(self) -> pd.DataFrame:
