@@ -325,6 +325,7 @@ def write_features(settings: Settings, features: FeatureRows) -> feature_sql.Fea
 def read_features(settings: Settings, feature_date: date | None) -> tuple[feature_sql.ClusterableFeatures, date]:
     """Read the clusterable influencers of a feature date as arrays (default: the latest, refused if stale)."""
     with open_warehouse(settings, read_only=True) as con:
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # its sort spills, not the arrays
         day = feature_sql.feature_date_to_cluster(con, feature_date)
         return feature_sql.load_clusterable(con, day), day
 
@@ -358,6 +359,7 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
 def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple[int, bool]:
     """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # the join of every row spills
         return store_snapshot(con, clustering, unless_unchanged=not force)
 
 
