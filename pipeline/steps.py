@@ -359,8 +359,14 @@ def fit(features: feature_sql.ClusterableFeatures, clustering: ClusteringConfig,
 def write_snapshot(settings: Settings, clustering, force: bool = False) -> tuple[int, bool]:
     """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
-        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # the join of every row spills
+        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(clustering.n_influencers)}'")
         return store_snapshot(con, clustering, unless_unchanged=not force)
+
+
+def snapshot_duckdb_memory(influencers: int) -> str:
+    """DuckDB's memory while it writes a snapshot: the assignments' primary-key index is held in
+    memory (about 150 bytes an influencer at 10^7); the join and sorts spill past it."""
+    return f"{max(256, 160 * influencers // 2**20)}MB"
 
 
 @dataclass(frozen=True)
