@@ -41,7 +41,7 @@ class ClusteringConfig(BaseModel):
     kmedoids_samples: int = Field(3, ge=1)  # scalable K-medoids: CLARA samples drawn
     # Scalable linkage: exact on up to this many influencers; beyond, on this many grid cells
     # at most (the distance matrix takes 4 bytes x this number squared).
-    max_micro_clusters: int = Field(20_000, ge=100)
+    max_micro_clusters: int = Field(14_000, ge=100)
     # A cohort whose chosen path would need more memory is refused before any fitting.
     memory_limit_gib: float = Field(4.0, gt=0)
     # A candidate name (e.g. "kmeans-k4") or "best-silhouette".

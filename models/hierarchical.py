@@ -1,12 +1,13 @@
 """Agglomerative clustering cut by a distance threshold or a cluster count (scikit-learn API).
 
-The tree is built by fastcluster (the same merges as SciPy's `linkage`, without copying the
-distance matrix). Up to `max_points` points it is built on the points themselves, exactly.
-Beyond, complete linkage is built on grid cells instead (micro-clusters): the smallest
-square cells that leave at most `max_points` occupied cells; the distance between two cells
-is the largest distance between their points' bounding boxes. So points sharing a cell
-(at most `max_cell_diameter_` apart) are merged first, and every merge height is the exact
-one over-estimated by at most twice that diameter.
+The tree is built by fastcluster (the same merges as SciPy's `linkage`) on a condensed
+distance matrix it overwrites: the matrix is held once, 8 bytes per pair. Up to
+`max_points` points it is built on the points themselves, exactly. Beyond, complete
+linkage is built on grid cells instead (micro-clusters): the smallest square cells that
+leave at most `max_points` occupied cells; the distance between two cells is the largest
+distance between their points' bounding boxes. So points sharing a cell (at most
+`max_cell_diameter_` apart) are merged first, and every merge height is the exact one
+over-estimated by at most twice that diameter.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Tree:
             by_leaf = fcluster(self.linkage, t=n_clusters, criterion="maxclust")
         else:
             by_leaf = fcluster(self.linkage, t=distance_threshold, criterion="distance")
-        return by_leaf.astype(np.int64)[self.leaf_of_point] - 1  # fcluster numbers from 1
+        return (by_leaf - 1).astype(np.int32)[self.leaf_of_point]  # fcluster numbers from 1
 
 
 def top_merges(tree: Tree, merges: int = DENDROGRAM_MERGES) -> pd.DataFrame:
@@ -87,13 +88,20 @@ def grid_cells(X: np.ndarray, max_cells: int) -> tuple[np.ndarray, float]:
     low = X.min(axis=0)
     span = float((X.max(axis=0) - low).max()) or 1.0
 
-    def cells(side: float) -> tuple[int, np.ndarray]:
-        ij = np.floor((X - low) / side).astype(np.int64)
-        if X.shape[1] == 2:  # one integer key per cell: faster than unique rows
-            keys, leaf = np.unique(ij[:, 0] * (int(span / side) + 2) + ij[:, 1], return_inverse=True)
-        else:
-            keys, leaf = np.unique(ij, axis=0, return_inverse=True)
-        return len(keys), leaf.ravel()
+    def cells(side: float, numbered: bool = False) -> tuple[int, np.ndarray | None]:
+        """How many cells of this side are occupied, and (numbered) the cell of every point."""
+        if X.shape[1] != 2:
+            keys, leaf = np.unique(np.floor((X - low) / side).astype(np.int64), axis=0, return_inverse=True)
+            return len(keys), leaf.ravel().astype(np.int32)
+        # One integer key per cell, built an axis at a time (no n x 2 temporaries); counted by
+        # hashing, sorted only for the side kept.
+        keys = np.floor((X[:, 0] - low[0]) / side).astype(np.int64)
+        keys *= int(span / side) + 2
+        keys += np.floor((X[:, 1] - low[1]) / side).astype(np.int64)
+        if not numbered:
+            return len(pd.unique(keys)), None
+        present, leaf = np.unique(keys, return_inverse=True)
+        return len(present), leaf.astype(np.int32)
 
     fine, coarse = span / 2**24, span  # coarse: one cell (or four) always fits
     for _ in range(16):  # bisect the side on a log scale (to within 0.1 %)
@@ -102,7 +110,7 @@ def grid_cells(X: np.ndarray, max_cells: int) -> tuple[np.ndarray, float]:
             coarse = side
         else:
             fine = side
-    return cells(coarse)[1], coarse
+    return cells(coarse, numbered=True)[1], coarse
 
 
 def box_distances(X: np.ndarray, leaf: np.ndarray, leaves: int) -> np.ndarray:
@@ -131,21 +139,37 @@ def box_distances(X: np.ndarray, leaf: np.ndarray, leaves: int) -> np.ndarray:
     return condensed
 
 
+def linkage_in_place(condensed: np.ndarray, method: str) -> np.ndarray:
+    """fastcluster's linkage of a condensed float64 matrix, which it overwrites as it merges.
+
+    Called below `fastcluster.linkage`, which copies its input whatever `preserve_input`
+    says (its first `numpy.array` call copies under NumPy 2): at 20,000 leaves that copy
+    was 1.6 GB.
+    """
+    if condensed.dtype != np.float64 or not condensed.flags.c_contiguous or not condensed.flags.writeable:
+        raise ValueError("the condensed matrix must be a writeable, contiguous float64 array")
+    n = int(np.ceil(np.sqrt(2 * len(condensed))))
+    if n * (n - 1) // 2 != len(condensed):
+        raise ValueError(f"{len(condensed)} distances are no condensed matrix")
+    linkage = np.empty((n - 1, 4))
+    if n > 1:
+        fastcluster.linkage_wrap(n, condensed, linkage, fastcluster.mthidx[method])
+    return linkage
+
+
 def build_tree(X: np.ndarray, method: str = "complete", max_points: int | None = None) -> Tree:
     """The dendrogram of X: on the points up to `max_points`, on grid cells beyond (complete linkage only)."""
     if method not in LINKAGES:
         raise ValueError(f"method must be one of {LINKAGES}, got {method!r}")
     if max_points is None or len(X) <= max_points:
-        linkage = fastcluster.linkage(pdist(X), method=method, preserve_input=False)
-        return Tree(linkage, np.arange(len(X)), 0.0)
+        return Tree(linkage_in_place(pdist(X), method), np.arange(len(X), dtype=np.int32), 0.0)
     if method != "complete":
         raise ValueError(
             f"only complete linkage has a micro-cluster summary: {len(X)} points > max_points={max_points}"
         )
     leaf, side = grid_cells(X, max_points)
     leaves = int(leaf.max()) + 1
-    linkage = fastcluster.linkage(box_distances(X, leaf, leaves), method="complete", preserve_input=False)
-    return Tree(linkage, leaf, side * np.sqrt(X.shape[1]))
+    return Tree(linkage_in_place(box_distances(X, leaf, leaves), "complete"), leaf, side * np.sqrt(X.shape[1]))
 
 
 class HierarchicalClustering(ClusterMixin, BaseEstimator):

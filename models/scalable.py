@@ -58,7 +58,7 @@ class SampledKMeans(ClusterMixin, BaseEstimator):
             )
         full = KMeans(self.n_clusters, init=started.cluster_centers_, n_init=1, random_state=seed).fit(X)
         self.cluster_centers_ = full.cluster_centers_
-        self.labels_ = full.labels_.astype(np.int64)
+        self.labels_ = full.labels_
         self.inertia_ = float(full.inertia_)
         self.n_iter_ = full.n_iter_
         return self
@@ -66,7 +66,7 @@ class SampledKMeans(ClusterMixin, BaseEstimator):
 
 def nearest(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, float]:
     """The nearest centre of every point, and the total distance to it (in blocks of rows)."""
-    labels = np.empty(len(X), dtype=np.int64)
+    labels = np.empty(len(X), dtype=np.int32)
     total = 0.0
     for start in range(0, len(X), CHUNK_ROWS):
         distances = cdist(X[start : start + CHUNK_ROWS], centres)

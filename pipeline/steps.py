@@ -341,6 +341,7 @@ def write_features(settings: Settings, features: FeatureRows) -> FeatureSummary:
 def read_features(settings: Settings, feature_date: date | None) -> tuple[ClusterableFeatures, date]:
     """Read the clusterable influencers of a feature date as arrays (default: the latest, refused if stale)."""
     with open_warehouse(settings, read_only=True) as con:
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # its sort spills, not the arrays
         day = feature_date_to_cluster(con, feature_date)
         return load_clusterable(con, day), day
 
@@ -392,7 +393,14 @@ def fit(
 def write_snapshot(settings: Settings, clustering: Clustering, force: bool = False) -> tuple[int, bool]:
     """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
+        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(clustering.n_influencers)}'")
         return store_snapshot(con, clustering, unless_unchanged=not force)
+
+
+def snapshot_duckdb_memory(influencers: int) -> str:
+    """DuckDB's memory while it writes a snapshot: the assignments' primary-key index is held in
+    memory (about 150 bytes an influencer at 10^7); the join and sorts spill past it."""
+    return f"{max(256, 160 * influencers // 2**20)}MB"
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,19 @@ FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
 
 
-# sha256 of a feature date's clusterable (username, er, active_rate), in username order:
-# the data a snapshot was built on. Computed where the data is, in the warehouse.
+# The data a snapshot was built on: a feature date's clusterable (username, er, active_rate),
+# each row's md5 folded by count, xor and sum (order-free: a username is one row per date),
+# the three hashed by sha256. Computed where the data is, in one streaming pass, from the
+# rows of features.clusterable without its numbering (a sort): the string of every row in
+# username order took 3.7 GB at 10^7 influencers.
 CLUSTERABLE_FINGERPRINT = """
-SELECT sha256(coalesce(string_agg(username || ':' || er::VARCHAR || ':' || active_rate::VARCHAR, ','
-                                  ORDER BY username), ''))
-FROM features.clusterable WHERE feature_date = ?
+WITH hashed AS (
+    SELECT md5_number(username || ':' || er::VARCHAR || ':' || active_rate::VARCHAR) AS h
+    FROM features.influencer_features WHERE feature_date = ? AND is_clusterable
+)
+SELECT sha256(count(*)::VARCHAR || ':' || coalesce(bit_xor(h), 0)::VARCHAR || ':'
+              || coalesce(sum((h >> 66)::BIGINT), 0)::VARCHAR)  -- exact: a double sum is not
+FROM hashed
 """
 # Influencers are written by their place in the clustered order, never carried one by one:
 # the assignments join each row_index's cluster with the features it was read from.
