@@ -359,6 +359,7 @@ def read_standing_frame(settings: Settings, feature_date: date) -> Standing | No
     from models.frames import standing_of
 
     with open_warehouse(settings, read_only=True) as con:
+        con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # its join spills, not the arrays
         rows = read_standing(con, feature_date)
     return None if rows is None else standing_of(rows)
 
