@@ -1,4 +1,4 @@
-"""Agglomerative clustering cut by a distance threshold or a cluster count (scikit-learn API).
+"""Agglomerative clustering: one tree, cut by a distance threshold or a cluster count.
 
 The tree is built by fastcluster (the same merges as SciPy's `linkage`) on a condensed
 distance matrix it overwrites: the matrix is held once, 8 bytes per pair. Up to
@@ -6,7 +6,7 @@ distance matrix it overwrites: the matrix is held once, 8 bytes per pair. Up to
 linkage is built on grid cells instead (micro-clusters): the smallest square cells that
 leave at most `max_points` occupied cells; the distance between two cells is the largest
 distance between their points' bounding boxes. So points sharing a cell (at most
-`max_cell_diameter_` apart) are merged first, and every merge height is the exact one
+`Tree.max_cell_diameter` apart) are merged first, and every merge height is the exact one
 over-estimated by at most twice that diameter.
 """
 
@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import pdist
-from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils.validation import check_array
 
 LINKAGES = ("complete", "single", "average", "ward")
 # A snapshot keeps this many of its tree's top merges (clusters.dendrogram): enough to see
@@ -170,31 +168,3 @@ def build_tree(X: np.ndarray, method: str = "complete", max_points: int | None =
     leaf, side = grid_cells(X, max_points)
     leaves = int(leaf.max()) + 1
     return Tree(linkage_in_place(box_distances(X, leaf, leaves), "complete"), leaf, side * np.sqrt(X.shape[1]))
-
-
-class HierarchicalClustering(ClusterMixin, BaseEstimator):
-    """Agglomerative clustering as the study ran it (SciPy's `linkage` + `fcluster`).
-
-    The tree is cut into `n_clusters` clusters (fcluster criterion 'maxclust') when that is
-    given, else at height `distance_threshold` (criterion 'distance'; the study's final
-    model: complete linkage at 20). With `max_points`, larger inputs are summarised into at
-    most that many grid cells first (see the module). Deterministic: no randomness involved.
-    """
-
-    def __init__(self, method="complete", distance_threshold=20.0, n_clusters=None, max_points=None):
-        self.method = method
-        self.distance_threshold = distance_threshold
-        self.n_clusters = n_clusters
-        self.max_points = max_points
-
-    def fit(self, X, y=None):
-        X = check_array(X, dtype=np.float64, ensure_min_samples=2)
-        if self.n_clusters is None and self.distance_threshold is None:
-            raise ValueError("give n_clusters or distance_threshold")
-        self.n_features_in_ = X.shape[1]
-        tree = build_tree(X, self.method, self.max_points)
-        self.linkage_matrix_ = tree.linkage
-        self.max_cell_diameter_ = tree.max_cell_diameter
-        self.labels_ = tree.cut(self.distance_threshold, self.n_clusters)
-        self.n_clusters_ = int(self.labels_.max()) + 1
-        return self

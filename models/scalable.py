@@ -36,7 +36,42 @@ def lightweight_coreset(X: np.ndarray, size: int, rng) -> tuple[np.ndarray, np.n
 
 
 class SampledKMeans(ClusterMixin, BaseEstimator):
-    """K-means whose restarts run on a seeded lightweight coreset; one run of Lloyd's on all points."""
+    """K-means whose restarts run on a seeded lightweight coreset; one run of Lloyd's on all points.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters.
+    sample_size : int, default=20_000
+        Points in the coreset the restarts run on; inputs no larger are clustered whole.
+    n_init : int, default=10
+        K-means restarts on the coreset; the best one's centres start the run on every point.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the coreset and the restarts.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+        The cluster of each point (scikit-learn's integer type).
+    inertia_ : float
+        Sum of squared distances of the points to their centre.
+    n_iter_ : int
+        Lloyd iterations of the run on every point.
+    n_features_in_ : int
+
+    Notes
+    -----
+    The coreset is Bachem, Lucic & Krause's lightweight coreset (KDD 2018), weighted back, so
+    the restarts' cost estimates the cost on every point; memory is linear in the input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.zeros((50, 2)), np.full((50, 2), 10.0)]
+    >>> SampledKMeans(n_clusters=2, sample_size=20, random_state=0).fit(X).cluster_centers_.round().tolist()
+    [[0.0, 0.0], [10.0, 10.0]]
+    """
 
     def __init__(self, n_clusters=8, sample_size=20_000, n_init=10, random_state=None):
         self.n_clusters = n_clusters
@@ -76,7 +111,50 @@ def nearest(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 class ClaraKMedoids(ClusterMixin, BaseEstimator):
-    """K-medoids (Euclidean, sum of distances) by CLARA with FasterPAM, refined on all points."""
+    """K-medoids (Euclidean, sum of distances) by CLARA with FasterPAM, refined on all points.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of medoids.
+    sample_size : int, default=4_000
+        Points in each CLARA sample (its distance matrix is sample_size squared).
+    n_samples : int, default=5
+        CLARA samples drawn; the best medoids so far join every later sample.
+    refine_candidates : int, default=100
+        Points nearest each medoid tried as its replacement in a refining round.
+    max_refine_iter : int, default=10
+        Refining rounds at most.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the samples and FasterPAM.
+
+    Attributes
+    ----------
+    medoid_indices_ : ndarray of shape (n_clusters,)
+        Row numbers of the medoids in the input.
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The medoids.
+    labels_ : ndarray of shape (n_samples,), int32
+        The nearest medoid of each point.
+    inertia_ : float
+        Sum of the distances of the points to their medoid.
+    n_iter_ : int
+        Refining rounds run.
+    n_features_in_ : int
+
+    Notes
+    -----
+    CLARA (Kaufman & Rousseeuw) keeps memory linear in the input; FasterPAM (Schubert &
+    Rousseeuw, the `kmedoids` package) clusters each sample. The refinement brings the cost
+    on every point to within 0.03 % of PAM's on 20,000 points (docs/scale.md).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.zeros((50, 2)), np.full((50, 2), 10.0)]
+    >>> sorted(ClaraKMedoids(n_clusters=2, sample_size=40, random_state=0).fit(X).cluster_centers_[:, 0].tolist())
+    [0.0, 10.0]
+    """
 
     def __init__(
         self,

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_array
 
 from conftest import Cohort
 from models.candidates import EXACT, SCALABLE, candidate_grid, choose, resolve_path, within_cluster_sse
 from models.config import ClusteringConfig
-from models.hierarchical import HierarchicalClustering, build_tree
+from models.hierarchical import build_tree
 from models.recluster import fit_candidates, recluster
 from models.scalable import ClaraKMedoids, SampledKMeans
 from models.silhouette import silhouettes
@@ -35,6 +36,28 @@ def study_shaped(n, seed) -> Cohort:
 
 def points(cohort: Cohort) -> np.ndarray:
     return np.column_stack([cohort.er, cohort.active_rate])
+
+
+class HierarchicalClustering(ClusterMixin, BaseEstimator):
+    """models.hierarchical's tree as a scikit-learn estimator, to check it against SciPy and the
+    estimator contract (the product builds the tree once and cuts it at every threshold)."""
+
+    def __init__(self, method="complete", distance_threshold=20.0, n_clusters=None, max_points=None):
+        self.method = method
+        self.distance_threshold = distance_threshold
+        self.n_clusters = n_clusters
+        self.max_points = max_points
+
+    def fit(self, X, y=None):
+        X = check_array(X, dtype=np.float64, ensure_min_samples=2)
+        if self.n_clusters is None and self.distance_threshold is None:
+            raise ValueError("give n_clusters or distance_threshold")
+        self.n_features_in_ = X.shape[1]
+        tree = build_tree(X, self.method, self.max_points)
+        self.linkage_matrix_ = tree.linkage
+        self.labels_ = tree.cut(self.distance_threshold, self.n_clusters)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        return self
 
 
 @parametrize_with_checks(
@@ -248,3 +271,12 @@ def test_the_scalable_path_records_how_each_candidate_was_fitted_and_sampled_sil
     again = recluster(cohort, cfg, DAY)
     assert again.published == first.published  # best-silhouette does not flip between runs
     assert first.candidates["silhouette"].equals(again.candidates["silhouette"])
+
+
+def test_the_estimators_docstring_examples_run_as_written():
+    import doctest
+
+    import models.scalable
+
+    result = doctest.testmod(models.scalable)
+    assert result.attempted >= 4 and result.failed == 0
