@@ -37,6 +37,8 @@ class KicGroup(TyperGroup):
         except KicError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except typer.Exit:  # a command's own exit status (after saying why), as it is
+            raise
         except Exception as exc:
             refused = refusal(exc)
             if refused is not None:
@@ -349,6 +351,9 @@ def crawl(
             refresh = jobs.refresh(settings, request, call=shown.call, progress=shown.count)
         except jobs.NightFailed as exc:  # what the night did is told first; its failure is the last line
             refresh, failed = exc.refresh, exc
+        except KeyboardInterrupt:
+            typer.echo(f"Error: {interrupted_crawl(shown.step, settings)}", err=True)
+            raise typer.Exit(130) from None
     review = failed.review if failed is not None else refresh.review
     if review is not None and review.plan is not None:
         typer.echo(f"plan: {review.plan['arithmetic']}")
@@ -362,6 +367,31 @@ def crawl(
     echo_where(settings)
     if failed is not None:
         raise failed
+
+
+# The steps of a nightly refresh up to its crawl's load (one transaction: a load cut short
+# leaves the landed files to load again), and those after its features are written.
+UNTIL_LOADED = {None, "upgrade_warehouse", "find_unloaded_crawls", "plan_crawl", "open_crawl", "crawl", "load"}
+AFTER_FEATURES = {"publish", "review_night", "judge_night"}
+
+
+def interrupted_crawl(step: str | None, settings) -> str:
+    """What a Ctrl-C during `kic crawl` kept, by the step it stopped (each step writes in one
+    transaction, and the crawler lands its rows in files before any load)."""
+    if step in UNTIL_LOADED:
+        return (
+            f"interrupted while crawling: what the crawl landed is kept in {settings.landing_root}; "
+            "`kic load` loads it (and closes the crawl as interrupted), as does the next `kic crawl`"
+        )
+    if step in AFTER_FEATURES:
+        return (
+            f"interrupted at {step.replace('_', ' ')}: the crawl and its features are stored; "
+            "the next writing command (e.g. `kic features`) publishes them to the analysts' copy"
+        )
+    return (
+        f"interrupted at {step.replace('_', ' ')}: the crawl's rows are loaded and nothing stored was lost; "
+        "`kic features` validates them and derives the features"
+    )
 
 
 @app.command("load")

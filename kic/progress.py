@@ -24,6 +24,7 @@ class Shown:
     def __init__(self, progress: Progress, what: str):
         self.progress, self.what = progress, what
         self.task = progress.add_task(what, total=None, counts="")
+        self.step: str | None = None  # the step running (or the last one run)
 
     def say(self, doing: str) -> None:
         self.progress.update(self.task, description=f"{self.what}: {doing}", total=None, completed=0, counts="")
@@ -37,6 +38,7 @@ class Shown:
 
         @functools.wraps(step)
         def run(*args, **kwargs):
+            self.step = step.__name__
             self.say(step.__name__.replace("_", " "))
             return step(*args, **kwargs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -433,16 +434,42 @@ def stream(
         text=True,
         preexec_fn=die_with_parent,
     ) as child:
-        for line in child.stdout:
-            if line.startswith(ProgressLines.PREFIX):
-                counts = json.loads(line.removeprefix(ProgressLines.PREFIX))
-                crawl_key = counts["crawl_key"] or crawl_key
-                failed = counts.get("failed") or failed
-                if progress is not None:
-                    progress(counts["done"], counts["total"])
-            elif line.strip():
-                other.append(line.strip())
+        try:
+            for line in child.stdout:
+                if line.startswith(ProgressLines.PREFIX):
+                    counts = json.loads(line.removeprefix(ProgressLines.PREFIX))
+                    crawl_key = counts["crawl_key"] or crawl_key
+                    failed = counts.get("failed") or failed
+                    if progress is not None:
+                        progress(counts["done"], counts["total"])
+                elif line.strip():
+                    other.append(line.strip())
+        except KeyboardInterrupt:
+            close_after_interrupt(child)
+            raise
         return child.wait(), crawl_key, list(other), failed
+
+
+# How long a crawler has to close after a Ctrl-C (Scrapy's graceful shutdown: the requests in
+# flight end, its pipeline lands what it crawled) before it is asked again, then killed.
+CLOSE_SECONDS = 30.0
+
+
+def close_after_interrupt(child: subprocess.Popen) -> None:
+    """Let a crawler close gracefully after a Ctrl-C, so that what it crawled lands: one that got
+    the same Ctrl-C (a terminal signals the whole process group) closes by itself; one that did
+    not is sent SIGINT; one still running after that is killed. A second Ctrl-C stops at once."""
+    for ask in (False, True):
+        try:
+            if ask:
+                child.send_signal(signal.SIGINT)
+            child.communicate(timeout=CLOSE_SECONDS)  # reads its output, so that it never blocks on it
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            break
+    child.kill()
 
 
 def last_lines(log_file: Path, n: int = 3) -> str:

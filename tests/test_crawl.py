@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -425,3 +426,42 @@ def test_a_crawl_whose_processes_all_died_is_closed_by_the_next_kic_load(tmp_pat
         outcomes_count = con.execute("SELECT count(DISTINCT username) FROM raw.account_outcomes").fetchone()[0]
     assert ("interrupted",) in statuses
     assert outcomes_count == len(n)  # every account asked for has an outcome, "not crawled" for the unreached
+
+
+def test_ctrl_c_in_kic_crawl_says_what_it_kept_and_kic_load_loads_it(tmp_path):
+    """As at a terminal: SIGINT to `kic crawl`'s process group while it crawls. It exits 130 with
+    one line saying what was kept and how to load it; `kic load` then loads the crawl, closed as
+    interrupted, with what it reached."""
+    settings = settings_for(tmp_path)
+    n = names()
+    with Sandbox(sandbox_for()) as sandbox:
+        # Paced by a small quota (8 calls in 4 s): 40 accounts take about 20 s, a batch lands at the end.
+        quotas = {"KIC_QUOTAS__WEB_CALLS": "8", "KIC_QUOTAS__WEB_WINDOW_SECONDS": "4"}
+        env = subprocess_env({"KIC_WEB_BASE_URL": sandbox.url, **quotas})
+        command = [sys.executable, "-m", "kic", "crawl", "--accounts", ",".join(n), "--date", str(DAY)]
+        with subprocess.Popen(
+            [*command, "-w", str(settings.warehouse)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as run:
+            deadline = time.monotonic() + 120
+
+            def answered() -> int:  # web calls the sandbox admitted, from every client
+                with urllib.request.urlopen(f"{sandbox.url}/_sandbox/usage") as usage:
+                    return sum(key["admitted"] for key in json.load(usage)["web"].values())
+
+            while answered() < 3 and time.monotonic() < deadline and run.poll() is None:
+                time.sleep(0.2)  # until its crawler has a few answers
+            assert run.poll() is None, run.stderr.read()[-2000:]
+            os.killpg(run.pid, signal.SIGINT)
+            stderr = run.stderr.read()
+            assert run.wait(timeout=60) == 130, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: interrupted while crawling: what the crawl landed is kept in"), stderr[-2000:]
+    assert "`kic load` loads it" in last
+    loaded = kic("load", "-w", str(settings.warehouse))
+    assert loaded.returncode == 0, loaded.stderr
+    ((status, reached),) = rows(settings, "SELECT status, profiles_written FROM raw.crawl_runs")
+    assert status == "interrupted" and 0 < reached < len(n)
