@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from datetime import date
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from meter import MIB, Meter  # this folder is on the path when the script runs
+from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
 
 from pipeline import jobs
 from pipeline.settings import Settings
@@ -124,7 +125,15 @@ def week_two(base: pd.DataFrame, noise: float, first: pd.DataFrame, centres: pd.
     return moved, movers, region
 
 
-def measure(n: int, noises: list[float], tmp: Path, seed: int) -> list[dict]:
+def frame_of(warehouse: Path, version: int) -> tuple[bool, float | None]:
+    """Whether a snapshot made its persona frame, and its population shift."""
+    with connect(warehouse, read_only=True) as con:
+        return con.execute(
+            "SELECT frame_made, population_shift FROM clusters.snapshots WHERE version = ?", [version]
+        ).fetchone()
+
+
+def measure(n: int, noises: list[float], tmp: Path, seed: int, process: bool = False) -> list[dict]:
     base = base_numbers(n, seed)
     if base is None:
         print(f"{n}: skipped (no study data at {STUDY_FILE})")
@@ -139,12 +148,20 @@ def measure(n: int, noises: list[float], tmp: Path, seed: int) -> list[dict]:
         shutil.copyfile(week_1, warehouse)
         moved, movers, region = week_two(base, noise, first, centres, np.random.default_rng([seed, int(noise * 1e4)]))
         fill(warehouse, WEEK_2, moved)
-        meter = Meter()
-        started = time.perf_counter()
-        result = jobs.recluster(Settings(warehouse=warehouse), feature_date=WEEK_2)
-        seconds = time.perf_counter() - started
-        meter.running = False
-        second = personas(warehouse, result.version)
+        if process:  # `kic recluster` in its own process: its own time and peak RSS
+            del moved
+            seconds, peak = run_process(
+                [sys.executable, "-m", "kic", "recluster", "--date", str(WEEK_2), "-w", str(warehouse)]
+            )
+        else:
+            meter = Meter()
+            started = time.perf_counter()
+            jobs.recluster(Settings(warehouse=warehouse), feature_date=WEEK_2)
+            seconds = time.perf_counter() - started
+            meter.running = False
+            peak = meter.peak
+        made, shift = frame_of(warehouse, 2)
+        second = personas(warehouse, 2)
         stayed = np.ones(n, dtype=bool)
         stayed[movers] = False
         changed = first["persona_id"].to_numpy() != second["persona_id"].to_numpy()
@@ -155,11 +172,11 @@ def measure(n: int, noises: list[float], tmp: Path, seed: int) -> list[dict]:
                 "moved by noise": changed[stayed].mean(),
                 "personas": f"{first['persona_id'].nunique()} -> {second['persona_id'].nunique()}",
                 "names kept": set(first["persona"]) == set(second["persona"]),
-                "frame": "kept" if not result.clustering.frame.made else "remade",
-                "shift": result.clustering.frame.population_shift,
+                "frame": "remade" if made else "kept",
+                "shift": shift,
                 "movers followed": (second["persona_id"].to_numpy()[movers] == region).mean(),
                 "seconds": seconds,
-                "peak MiB": meter.peak / MIB,
+                "peak MiB": peak / MIB,
             }
         )
         print(rows[-1], flush=True)
@@ -171,9 +188,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[929, 5_000, 100_000, 1_000_000])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.001, 0.01, 0.05])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--process", action="store_true", help="week 2 as `kic recluster` in its own process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kic-stability-") as tmp:
-        runs = [row for n in args.sizes for row in measure(n, args.noise, Path(tmp), args.seed)]
+        runs = [row for n in args.sizes for row in measure(n, args.noise, Path(tmp), args.seed, args.process)]
     print("\n| influencers | noise | moved by noise | personas | names kept | frame | movers followed | week 2 |")
     print("|---:|---:|---:|---|---|---|---:|---:|")
     for r in runs:
