@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
+from recluster_scale import fill as fill_features
 
 from pipeline import jobs
 from pipeline.settings import Settings
-from sandbox.synthetic import study_shaped_cohort
+from sandbox.synthetic import study_engagement, study_shaped_counts
 from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
@@ -54,36 +55,17 @@ def base_numbers(n: int, seed: int = 7) -> pd.DataFrame | None:
         return pd.DataFrame(
             {"follower": rows["follower"], "likes": rows["image_love"], "comments": rows["image_comment"]}
         ).astype(np.float64)
-    shaped = study_shaped_cohort(n, seed)
-    reactions = shaped["er"] / 100 * shaped["follower"]  # likes + comments
-    comment_share = shaped["active_rate"] / 100  # comments / (likes + 1)
-    likes = np.maximum((reactions - comment_share) / (1 + comment_share), 0.0)
-    return pd.DataFrame({"follower": shaped["follower"], "likes": likes, "comments": comment_share * (likes + 1)})
+    return pd.DataFrame(study_shaped_counts(n, seed))
 
 
 def features(base: pd.DataFrame) -> pd.DataFrame:
     """ER and active_rate (percent) by the study's formulas."""
-    return base.assign(
-        er=(base["likes"] + base["comments"]) / base["follower"] * 100,
-        active_rate=base["comments"] / (base["likes"] + 1) * 100,
-    )
+    return base.assign(**study_engagement(base["follower"], base["likes"], base["comments"]))
 
 
 def fill(warehouse: Path, day: date, rows: pd.DataFrame) -> None:
     """One feature date of clusterable influencers, written straight into features (in bulk)."""
-    frame = rows.assign(i=np.arange(len(rows)))  # noqa: F841 (read by DuckDB by name)
-    with connect(warehouse) as con:
-        con.execute(
-            """
-            INSERT INTO features.influencer_features BY NAME
-            SELECT 'bench_' || lpad(i::VARCHAR, 8, '0') AS username, ?::DATE AS feature_date, 0 AS crawl_id,
-                   'benchmark' AS source, round(follower)::BIGINT AS follower, true AS open_account,
-                   false AS official_account, er, active_rate, true AS is_clusterable, now() AS computed_at,
-                   ?::DATE AS observed_on
-            FROM frame
-            """,
-            [day, day],
-        ).fetchall()
+    fill_features(warehouse, {name: rows[name].to_numpy() for name in ("er", "active_rate", "follower")}, day)
 
 
 def personas(warehouse: Path, version: int) -> pd.DataFrame:

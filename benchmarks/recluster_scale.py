@@ -60,7 +60,7 @@ def cohort(n: int, kind: str, seed: int = 7) -> dict[str, np.ndarray]:
     }
 
 
-def fill(warehouse: Path, values: dict[str, np.ndarray]) -> None:
+def fill(warehouse: Path, values: dict[str, np.ndarray], day: date = DAY) -> None:
     """One feature date of clusterable influencers, written straight into features (in bulk)."""
     import pandas as pd
 
@@ -75,7 +75,7 @@ def fill(warehouse: Path, values: dict[str, np.ndarray]) -> None:
                    er, active_rate, true AS is_clusterable, now() AS computed_at
             FROM frame
             """,
-            [DAY],
+            [day],
         ).fetchall()
 
 

@@ -252,7 +252,6 @@ def recluster(
             return Recluster(standing, None, read.cluster_table, read.changes.iloc[0:0], day)
     frame = None if rebase else call(steps.read_standing_frame)(settings, day)
     fitted = call(steps.fit)(rows, clustering, day, frame, rebase)
-    del rows, frame  # not held through the write: at 10^7 influencers, half a gigabyte of arrays
     version, stored = call(steps.write_snapshot)(settings, fitted, force)
     publish(settings, f"snapshot {version}", call=call)
     read = call(steps.read_snapshot)(settings, version)

@@ -69,6 +69,21 @@ def study_shaped_cohort(n: int, seed: int) -> dict[str, np.ndarray]:
     return {"er": er, "active_rate": ar, "follower": follower}
 
 
+def study_shaped_counts(n: int, seed: int) -> dict[str, np.ndarray]:
+    """follower, likes and comments (image means) of n influencers whose ER and active_rate
+    have the study's shape (study_shaped_cohort's, solved back through the study's formulas)."""
+    shaped = study_shaped_cohort(n, seed)
+    reactions = shaped["er"] / 100 * shaped["follower"]  # likes + comments
+    comment_share = shaped["active_rate"] / 100  # comments / (likes + 1)
+    likes = np.maximum((reactions - comment_share) / (1 + comment_share), 0.0)
+    return {"follower": shaped["follower"].astype(np.float64), "likes": likes, "comments": comment_share * (likes + 1)}
+
+
+def study_engagement(follower, likes, comments) -> dict[str, np.ndarray]:
+    """ER and active_rate (percent) by the study's formulas."""
+    return {"er": (likes + comments) / follower * 100, "active_rate": comments / (likes + 1) * 100}
+
+
 @dataclass(frozen=True)
 class Account:
     index: int

@@ -19,7 +19,7 @@ from models.config import ClusteringConfig
 from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
 from pipeline import jobs
 from pipeline.settings import Settings
-from sandbox.synthetic import Population, study_shaped_cohort
+from sandbox.synthetic import Population, study_engagement, study_shaped_counts
 from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
@@ -101,19 +101,11 @@ def test_the_population_shift_is_zero_for_the_same_shares_and_large_for_a_new_sh
 
 
 def base_numbers(n: int, seed: int) -> pd.DataFrame:
-    """follower, likes and comments of n influencers of the study's shape."""
-    shaped = study_shaped_cohort(n, seed)
-    reactions = shaped["er"] / 100 * shaped["follower"]
-    comment_share = shaped["active_rate"] / 100
-    likes = np.maximum((reactions - comment_share) / (1 + comment_share), 0.0)
-    return pd.DataFrame({"follower": shaped["follower"], "likes": likes, "comments": comment_share * (likes + 1)})
+    return pd.DataFrame(study_shaped_counts(n, seed))
 
 
 def with_features(base: pd.DataFrame) -> pd.DataFrame:
-    return base.assign(
-        er=(base["likes"] + base["comments"]) / base["follower"] * 100,
-        active_rate=base["comments"] / (base["likes"] + 1) * 100,
-    )
+    return base.assign(**study_engagement(base["follower"], base["likes"], base["comments"]))
 
 
 def store_features(warehouse, day: date, rows: pd.DataFrame) -> None:
