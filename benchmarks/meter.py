@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -56,21 +56,33 @@ class Meter:
         return run
 
 
-def process_status(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM, …), in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
+def process_status(field: str, pid: int | str = "self") -> int:
+    """A memory figure of a process from /proc/<pid>/status (VmRSS, VmHWM, …), in bytes; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
     return 0
 
 
 def run_process(command: list[str]) -> tuple[float, int]:
-    """Run a command to its end: its wall seconds and its own peak RSS (bytes)."""
+    """Run a command to its end: its wall seconds and its own peak RSS (bytes).
+
+    The peak is the child's VmHWM, read every 10 ms until it exits. Not its ru_maxrss: Linux
+    counts in it the address space the child was forked from, i.e. this (benchmark) process's RSS.
+    """
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"{' '.join(command)} failed: {child.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, process_status("VmHWM", child.pid))
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        if child.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed: {errors.read().decode()[-2000:]}")
+    return seconds, peak
