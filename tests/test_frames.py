@@ -7,7 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import (
+from models.config import ClusteringConfig
+from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
+from pipeline import jobs
+from pipeline.settings import Settings
+from sandbox.synthetic import Population, study_engagement, study_shaped_counts
+from support import (
     assert_every_move_is_explained_by_the_movers_numbers,
     cli,
     derive,
@@ -15,11 +20,6 @@ from conftest import (
     query,
     synthetic_crawl,
 )
-from models.config import ClusteringConfig
-from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
-from pipeline import jobs
-from pipeline.settings import Settings
-from sandbox.synthetic import Population, study_engagement, study_shaped_counts
 from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from conftest import add_crawl, derive
+from support import add_crawl, derive
 from warehouse.db import connect, insert_frame
 from warehouse.publish import publish_copy
 

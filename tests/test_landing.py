@@ -177,7 +177,7 @@ def test_a_crawl_whose_opener_died_before_any_crawler_started_is_abandoned(landi
 
 
 def test_a_crawl_killed_before_its_crawler_started_is_closed_by_the_next_plain_load(tmp_path):
-    from conftest import cli
+    from support import cli
 
     warehouse = tmp_path / "data" / "warehouse.duckdb"
     landing = Landing(str(tmp_path / "data" / "landing"))
@@ -198,7 +198,7 @@ def test_two_loads_of_one_crawl_at_once_load_it_once(tmp_path):
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from support import subprocess_env
 
     warehouse = tmp_path / "data" / "warehouse.duckdb"
     landing = Landing(str(tmp_path / "data" / "landing"))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from support import REPO
 
 # Imported for real in a fresh interpreter: the three the design names, and the crawl's
 # pipeline. Every module of the lower layers is also checked statically (below).

@@ -14,12 +14,12 @@ from datetime import date
 import duckdb
 import pytest
 
-from conftest import PIPELINE_CLUSTERING as CLUSTERING
-from conftest import subprocess_env
 from pipeline import jobs
 from pipeline.settings import Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
+from support import PIPELINE_CLUSTERING as CLUSTERING
+from support import subprocess_env
 from warehouse.publish import publish_copy
 
 KIC_ENV = {

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from conftest import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
 from sandbox.synthetic import Population
+from support import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
 from warehouse.db import connect
 
 

@@ -8,11 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
 from models.config import ClusteringConfig
 from pipeline import jobs, steps
 from pipeline.settings import Settings
 from sandbox.synthetic import Population
+from support import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
 from warehouse.db import connect
 from warehouse.publish import publish_copy
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
@@ -332,7 +332,7 @@ def test_two_kic_recluster_started_together_store_one_snapshot(settings):
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from support import subprocess_env
 
     env = subprocess_env({"KIC_WAREHOUSE": str(settings.warehouse), "KIC_CLUSTERING": CLUSTERING.model_dump_json()})
     runs = [

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import STUDY_RANKING, Cohort, study_path
 from models.config import ClusteringConfig
 from models.personas import LEVELS, PERSONAS, levels, name_personas, robust_scale
 from models.recluster import cluster_profiles, fit_candidates, recluster
 from sandbox.synthetic import study_shaped_cohort
+from support import STUDY_RANKING, Cohort, study_path
 
 
 def level(value: float, cohort_median: float, cohort_spread: float) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import PIPELINE_CLUSTERING as CLUSTERING
-from conftest import PIPELINE_NIGHTS as NIGHTS
-from conftest import REPO, assert_one_line_error, cli, derive, fill, synthetic_crawl
 from sandbox.synthetic import Population
+from support import PIPELINE_CLUSTERING as CLUSTERING
+from support import PIPELINE_NIGHTS as NIGHTS
+from support import REPO, assert_one_line_error, cli, derive, fill, synthetic_crawl
 from warehouse.db import connect
 from warehouse.publish import PARTITIONED, publish_copy, published_dir
 

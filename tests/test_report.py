@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 
-from conftest import STUDY_HEADER, assert_one_line_error, cli
 from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
+from support import STUDY_HEADER, assert_one_line_error, cli
 from warehouse.db import connect, insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 

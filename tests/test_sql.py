@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import Files, assert_one_line_error, cli, derive, synthetic_crawl
 from sandbox.synthetic import Population
+from support import Files, assert_one_line_error, cli, derive, synthetic_crawl
 from warehouse.db import connect
 from warehouse.publish import publish_copy, published_dir
 

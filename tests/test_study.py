@@ -4,10 +4,10 @@ from datetime import date
 
 import pytest
 
-from conftest import STUDY_RANKING, study_path
 from models.config import ClusteringConfig
 from pipeline import jobs
 from pipeline.settings import Settings
+from support import STUDY_RANKING, study_path
 
 # STUDY.md, "Reference result: complete linkage, t = 20": size, mean ER, mean active_rate, persona.
 STUDY_TABLE = [
@@ -70,8 +70,8 @@ def test_other_thresholds_and_kmeans_match_the_study(clustering):
 def test_a_rebase_reproduces_the_studys_table_in_a_warehouse_that_already_has_personas(tmp_path):
     """The README's reproduction on a warehouse in use (after `kic run`): with --rebase the study's
     rows are fitted afresh, not placed in the personas the warehouse had."""
-    from conftest import cli, synthetic_crawl
     from sandbox.synthetic import Population
+    from support import cli, synthetic_crawl
     from warehouse.db import connect
 
     warehouse = tmp_path / "w.duckdb"

@@ -5,9 +5,9 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from conftest import add_crawl, mark_validated
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from support import add_crawl, mark_validated
 from warehouse import quality
 from warehouse.db import connect
 from warehouse.errors import KicError

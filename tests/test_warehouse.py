@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import FETCHED_AT, migrate_to, synthetic_crawl
 from sandbox.synthetic import Population
+from support import FETCHED_AT, migrate_to, synthetic_crawl
 from warehouse import raw
 from warehouse.db import (
     MIGRATIONS_DIR,

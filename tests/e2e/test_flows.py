@@ -15,7 +15,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
-from conftest import derive, synthetic_crawl
 from flows.nightly_refresh import nightly_refresh
 from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
@@ -25,9 +24,8 @@ from pipeline.settings import ClusteringConfig, Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
+from support import derive, synthetic_crawl
 from warehouse.db import connect
-
-pytestmark = pytest.mark.e2e  # on the session's Prefect server
 
 SEED = 21
 NIGHT = date(2026, 6, 1)
