@@ -109,17 +109,22 @@ def add_crawl(
     outcomes: dict[str, str] | None = None,
     source="web",
     validated=True,
+    request="test",
+    fetched_at=FETCHED_AT,
 ) -> int:
-    """Write a crafted crawl: profile dicts need username (+ any raw.profiles column)."""
+    """Write a crawl into raw as the crawler's pipelines do (run row, profiles, posts, outcomes):
+    profile dicts need username (+ any raw.profiles column), post dicts username and post_id
+    (+ any raw.posts column); an account's outcome is ok, private, or as `outcomes` says."""
     outcomes = outcomes or {}
-    crawl_id = raw.open_run(con, source, "test", on, accounts_requested=len(profiles))
-    stamp = {"crawl_id": crawl_id, "fetched_at": FETCHED_AT}
+    crawl_id = raw.open_run(con, source, request, on, accounts_requested=len(profiles))
+    stamp = {"crawl_id": crawl_id, "fetched_at": fetched_at}
     raw.append(
         con,
         "profiles",
         [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp} for p in profiles],
     )
-    raw.append(con, "posts", [{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
+    post_rows = pd.DataFrame([{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
+    raw.append(con, "posts", post_rows.astype({"likes": "Int64", "views": "Int64"}) if posts else post_rows)
     raw.append(
         con,
         "account_outcomes",
@@ -166,69 +171,52 @@ def import_study(con, path: Path, as_of: date, validated=True):
     return result
 
 
-def profile_rows(profile, crawl_id: int, fetched_at) -> tuple[dict, list[dict]]:
-    """The raw.profiles row and raw.posts rows of one synthetic profile."""
-    account = profile.account
-    profile_row = {
-        "crawl_id": crawl_id,
-        "username": account.username,
-        "user_id": account.user_id,
-        "followers": profile.followers,
-        "follows": profile.follows,
-        "media_count": profile.media_count,
-        "is_private": account.is_private,
-        "is_verified": account.is_verified,
-        "is_business": account.is_business,
-        "hide_like_counts": account.hides_likes,
-        "fetched_at": fetched_at,
-    }
-    post_rows = [
-        {
-            "crawl_id": crawl_id,
-            "post_id": post.post_id,
-            "username": account.username,
-            "shortcode": post.shortcode,
-            "kind": post.kind,
-            "media_type": post.typename,
-            "product_type": post.product_type,
-            "likes": None if account.hides_likes else post.likes,
-            "comments": post.comments,
-            "views": post.views,
-            "taken_at": post.taken_at,
-            "is_pinned": post.is_pinned,
-            "fetched_at": fetched_at,
-        }
-        for post in profile.posts
-    ]
-    return profile_row, post_rows
-
-
 def synthetic_crawl(con, population: Population, on: date, validated=True) -> int:
-    """Write what every account of a synthetic population shows on `on` as one crawl, straight
-    into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
+    """Write what every account of a synthetic population shows on `on` as one crawl, in one
+    transaction (what a crawl of the sandbox stores, without the HTTP round trips)."""
+    profiles, posts = [], []
+    for account in population.accounts:
+        profile = population.profile(account, on)
+        profiles.append(
+            {
+                "username": account.username,
+                "user_id": account.user_id,
+                "followers": profile.followers,
+                "follows": profile.follows,
+                "media_count": profile.media_count,
+                "is_private": account.is_private,
+                "is_verified": account.is_verified,
+                "is_business": account.is_business,
+                "hide_like_counts": account.hides_likes,
+            }
+        )
+        posts.extend(
+            {
+                "post_id": post.post_id,
+                "username": account.username,
+                "shortcode": post.shortcode,
+                "kind": post.kind,
+                "media_type": post.typename,
+                "product_type": post.product_type,
+                "likes": None if account.hides_likes else post.likes,
+                "comments": post.comments,
+                "views": post.views,
+                "taken_at": post.taken_at,
+                "is_pinned": post.is_pinned,
+            }
+            for post in profile.posts
+        )
     with transaction(con):
-        crawl_id = raw.open_run(con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size)
-        fetched_at = utcnow()
-        profiles, posts, outcomes = [], [], []
-        for account in population.accounts:
-            profile_row, post_rows = profile_rows(population.profile(account, on), crawl_id, fetched_at)
-            profiles.append(profile_row)
-            posts.extend(post_rows)
-            outcomes.append(
-                {
-                    "crawl_id": crawl_id,
-                    "username": account.username,
-                    "status": "private" if account.is_private else "ok",
-                    "fetched_at": fetched_at,
-                }
-            )
-        raw.append(con, "profiles", profiles)
-        raw.append(con, "posts", pd.DataFrame(posts).astype({"likes": "Int64", "views": "Int64"}))
-        raw.append(con, "account_outcomes", outcomes)
-        raw.close_run(con, crawl_id, RunStatus.SUCCEEDED)
-        if validated:
-            mark_validated(con, crawl_id)
-    return crawl_id
+        return add_crawl(
+            con,
+            on,
+            profiles,
+            posts,
+            source="synthetic",
+            validated=validated,
+            request=f"seed={population.seed}",
+            fetched_at=utcnow(),
+        )
 
 
 def fill(folder: Path, room: int) -> Path:
