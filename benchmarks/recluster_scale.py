@@ -115,9 +115,9 @@ def measure(n: int, kind: str, tmp: Path, process_only: bool = False) -> dict:
         "parts": meter.parts,
         "job": whole,
         "process": (process_seconds, process_rss),
-        "path": result.clustering.parameters["path"],
-        "published": result.clustering.published,
-        "clusters": result.clustering.n_clusters,
+        "path": result.stored.parameters["path"],
+        "published": result.stored.published,
+        "clusters": result.stored.n_clusters,
     }
 
 

@@ -658,13 +658,13 @@ def recluster(
     if result.unchanged:
         typer.echo(result.unchanged_message())
         return
-    clustering = result.clustering
+    stored = result.stored
     typer.echo(
-        f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
-        f"{clustering.parameters['path']} path, stored in {settings.warehouse}"
+        f"snapshot {result.version} ({stored.published}) of {stored.n_influencers:,} influencers, "
+        f"{stored.parameters['path']} path, stored in {settings.warehouse}"
     )
-    typer.echo(f"the week's fit: {clustering.published}, {clustering.parameters['published_because']}")
-    typer.echo(f"personas {clustering.frame.why}")
+    typer.echo(f"the week's fit: {stored.published}, {stored.parameters['published_because']}")
+    typer.echo(f"personas {stored.frame.why}")
 
 
 @app.command("snapshots")

@@ -51,7 +51,7 @@ from warehouse.vocabulary import CRAWL_SOURCES
 
 if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations, matplotlib): only the steps that need them
     from models.frames import Standing
-    from models.recluster import Clustering, Probe
+    from models.recluster import Probe, SnapshotDraft
     from pipeline.report import Chart
     from transforms.validation import Validation
     from warehouse.report import ReportData
@@ -372,7 +372,7 @@ def fit(
     standing: Standing | None = None,
     rebase: bool = False,
     probe: Probe | None = None,
-) -> Clustering:
+) -> SnapshotDraft:
     """Fit and score every candidate, then keep the standing persona frame or make one from the fit."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
@@ -391,11 +391,11 @@ def fit(
 
 
 @io_step
-def write_snapshot(settings: Settings, clustering: Clustering, force: bool = False) -> tuple[int, bool]:
-    """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
+def write_snapshot(settings: Settings, draft: SnapshotDraft, force: bool = False) -> tuple[int, bool]:
+    """Store the draft as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
-        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(clustering.n_influencers)}'")
-        return store_snapshot(con, clustering, unless_unchanged=not force)
+        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(draft.n_influencers)}'")
+        return store_snapshot(con, draft, unless_unchanged=not force)
 
 
 def snapshot_duckdb_memory(influencers: int) -> str:

@@ -28,7 +28,7 @@ def clustering(tmp_path_factory):
     settings = Settings(warehouse=tmp_path_factory.mktemp("study") / "w.duckdb")
     imported = jobs.import_csv(settings, path, DAY)
     assert imported.validation.quarantined == 0 and not imported.validation.table_failures()
-    return imported.features.summary, jobs.recluster(settings, ClusteringConfig()).clustering
+    return imported.features.summary, jobs.recluster(settings, ClusteringConfig()).stored
 
 
 def test_all_929_rows_are_clustered(clustering):
