@@ -7,7 +7,9 @@ import pytest
 from scrapers.items import AccountItem
 from scrapers.pipelines import rows_of
 from warehouse.db import connect
-from warehouse.landing import Landing, closed_crawl_keys, load_crawl, remove_loaded, shard_name, this_process
+from warehouse.landing import Landing, shard_name
+from warehouse.loading import closed_crawl_keys, load_crawl, remove_loaded
+from warehouse.util import this_process
 from warehouse.vocabulary import RunStatus
 
 DAY = date(2026, 6, 1)

@@ -20,7 +20,8 @@ from warehouse.db import (
     views,
 )
 from warehouse.errors import KicError
-from warehouse.landing import Landing, load_crawl
+from warehouse.landing import Landing
+from warehouse.loading import load_crawl
 from warehouse.plans import NightBudget, make_plan, store_plan
 
 GRAIN = re.compile(

@@ -30,7 +30,8 @@ from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
 from support import derive, kic, mark_validated, subprocess_env
 from warehouse.db import connect
-from warehouse.landing import Landing, process_alive
+from warehouse.landing import Landing
+from warehouse.util import process_alive
 
 DAY = date(2026, 6, 1)
 SEED = 77
