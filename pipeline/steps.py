@@ -10,6 +10,7 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -488,7 +489,8 @@ def report(
         version = resolve_version(con, version)
         say("reading the personas and their best fits")
         data = read_report_data(con, version)
-        if output is None:
+        default_place = output is None
+        if default_place:
             output = settings.data_dir / "reports" / f"snapshot-{version}.html"
             output.parent.mkdir(parents=True, exist_ok=True)
         folder = member_folder(output)
@@ -511,7 +513,22 @@ def report(
             replace_folder(staged, folder)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+    if default_place:
+        for old in reports_beyond(output.parent, settings.reports_kept):
+            old.unlink(missing_ok=True)
+            shutil.rmtree(member_folder(old), ignore_errors=True)
     return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
+
+
+DEFAULT_REPORT = re.compile(r"^snapshot-(\d+)\.html$")
+
+
+def reports_beyond(folder: Path, kept: int) -> list[Path]:
+    """The reports in the default folder older than its newest `kept` (by snapshot version)."""
+    found = sorted(
+        (int(match.group(1)), path) for path in folder.iterdir() if (match := DEFAULT_REPORT.match(path.name))
+    )
+    return [path for _, path in found[:-kept]]
 
 
 def member_folder(report: Path) -> Path:

@@ -82,6 +82,22 @@ def latest_report(warehouse):
     return result, warehouse.parent / "reports" / "snapshot-2.html"
 
 
+def test_reports_in_the_default_place_keep_the_newest_snapshots_and_none_asked_for_is_removed(warehouse, tmp_path):
+    """`reports_kept` bounds data/reports/ (the weekly flow's): an older snapshot's page and member
+    lists go once newer ones are written; a report written where asked (-o) is never removed."""
+    shutil.copy(warehouse, tmp_path / "warehouse.duckdb")
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", reports_kept=1)
+    chosen = steps.report(settings, 1, tmp_path / "mine.html")
+    first = steps.report(settings, 1)
+    assert first.path.exists() and all(path.exists() for path in first.member_lists.values())
+    second = steps.report(settings, 2)
+    assert not first.path.exists() and not steps.member_folder(first.path).exists()
+    assert second.path.exists() and all(path.exists() for path in second.member_lists.values())
+    assert chosen.path.exists() and all(path.exists() for path in chosen.member_lists.values())
+    again = steps.report(Settings(warehouse=settings.warehouse, reports_kept=2), 1)
+    assert again.path.exists() and second.path.exists()  # two kept now: an older one written again stays
+
+
 def test_the_report_is_one_offline_file_with_every_chart(warehouse, latest_report):
     result, output = latest_report
     # Without -o: under data/reports/ beside the warehouse, named by version (-o: the e2e test below).
