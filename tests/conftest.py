@@ -30,6 +30,10 @@ def pytest_configure(config):
     gc.set_threshold(100_000, 50, 100)
     environment = pytest.MonkeyPatch()
     config.add_cleanup(environment.undo)
+    # One OpenMP thread a process (scikit-learn's K-means, SciPy): pytest-xdist runs a worker per
+    # core, and each worker's own threads on every core made the inner loop half as fast again.
+    if "OMP_NUM_THREADS" not in os.environ:
+        environment.setenv("OMP_NUM_THREADS", "1")
     # Prefect runs started by tests are recorded in a Prefect home of their own (subprocesses
     # inherit it), never in the user's ~/.prefect, and removed when the process ends.
     prefect_home = tempfile.mkdtemp(prefix="kic-tests-prefect-")
