@@ -5,6 +5,7 @@ Fixtures import the product inside their bodies: nothing of it is imported befor
 pytest_configure has set the test processes up."""
 
 import gc
+import os
 import shutil
 import subprocess
 import sys
