@@ -49,11 +49,12 @@ os.environ["KIC_DATA_DOCS"] = "false"
 
 from models.frames import CROSSED  # noqa: E402
 from pipeline.imports import store_study_csv  # noqa: E402
+from pipeline.storage import connect  # noqa: E402
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
 from sandbox.synthetic import Population  # noqa: E402
 from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features  # noqa: E402
 from warehouse import raw  # noqa: E402
-from warehouse.db import connect, insert_frame, migrate, migrations, transaction  # noqa: E402
+from warehouse.db import insert_frame, migrate, migrations, transaction  # noqa: E402
 from warehouse.util import utcnow  # noqa: E402
 from warehouse.vocabulary import RunStatus  # noqa: E402
 

@@ -18,10 +18,10 @@ from conftest import (
     synthetic_crawl,
 )
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
-from warehouse.db import connect
 
 
 def test_main_job_prints_the_cluster_table_and_the_warehouse(main_job):

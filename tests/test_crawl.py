@@ -25,11 +25,11 @@ from pipeline.crawl import (
     scrapy_command,
 )
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
-from warehouse.db import connect
 from warehouse.landing import Landing, process_alive
 
 pytestmark = pytest.mark.e2e  # each test runs the crawler in a subprocess

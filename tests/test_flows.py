@@ -22,10 +22,10 @@ from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
 from pipeline.persona_guide import look
 from pipeline.settings import ClusteringConfig, Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
-from warehouse.db import connect
 
 pytestmark = pytest.mark.e2e  # on the session's Prefect server
 

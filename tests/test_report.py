@@ -20,7 +20,8 @@ from conftest import STUDY_HEADER, assert_one_line_error, cli
 from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
-from warehouse.db import connect, insert_frame
+from pipeline.storage import connect
+from warehouse.db import insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
 HEADER = STUDY_HEADER

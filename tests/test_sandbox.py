@@ -11,6 +11,7 @@ from conftest import assert_every_move_is_explained_by_the_movers_numbers, deriv
 from models.config import ClusteringConfig
 from models.frames import standing_of
 from models.recluster import recluster
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from scrapers.items import AccountItem
@@ -18,7 +19,7 @@ from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
 from transforms.features import load_clusterable
 from warehouse import raw
-from warehouse.db import connect, transaction
+from warehouse.db import transaction
 from warehouse.snapshots import read_standing, write_snapshot
 from warehouse.util import utcnow
 

@@ -71,8 +71,8 @@ def test_a_rebase_reproduces_the_studys_table_in_a_warehouse_that_already_has_pe
     """The README's reproduction on a warehouse in use (after `kic run`): with --rebase the study's
     rows are fitted afresh, not placed in the personas the warehouse had."""
     from conftest import cli, synthetic_crawl
+    from pipeline.storage import connect
     from sandbox.synthetic import Population
-    from warehouse.db import connect
 
     warehouse = tmp_path / "w.duckdb"
     with connect(warehouse) as con:

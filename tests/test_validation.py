@@ -8,8 +8,8 @@ import pytest
 from conftest import add_crawl, mark_validated
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from warehouse import quality
-from warehouse.db import connect
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
 
