@@ -112,16 +112,15 @@ def all_relations() -> dict[str, Relation]:
         contract = read_contract(path)
         sql_path = path.with_suffix(".sql")
         if path.parent.name == MACROS:
-            relation_ = Relation(name, "macro", tier_macro(name, contract), contract)
+            found[name] = Relation(name, "macro", tier_macro(name, contract), contract)
         else:
             sql = sql_path.read_text(encoding="utf-8") if sql_path.exists() else None
-            relation_ = Relation(name, kind_of(sql), sql, contract)
-        found[name] = relation_
+            found[name] = Relation(name, kind_of(sql), sql, contract)
     for path in SQL_DIR.glob("*/*.sql"):
         if not path.with_suffix(".toml").exists():
             raise ValueError(f"{path}: a relation without a contract ({path.stem}.toml beside it)")
-    for name, relation_ in found.items():
-        if unknown := set(relation_.contract.depends_on) - set(found):
+    for name, found_relation in found.items():
+        if unknown := set(found_relation.contract.depends_on) - set(found):
             raise ValueError(f"{name} depends on {sorted(unknown)}: no such relation under {SQL_DIR}")
     sorter = graphlib.TopologicalSorter({name: r.contract.depends_on for name, r in found.items()})
     return {name: found[name] for name in sorter.static_order()}
@@ -157,15 +156,15 @@ def tier_macro(name: str, contract: Contract) -> str:
     )
 
 
-def column_comments(relation_: Relation) -> list[str]:
+def column_comments(commented: Relation) -> list[str]:
     """COMMENT ON COLUMN for each column with a unit, so that the catalogue (duckdb_columns())
     tells analysts which numbers are percentages. A view keeps no comment of the table it
     reads, and loses its own when it is replaced: these run after every view is (re)created."""
-    if relation_.kind not in {"view", "table"} or relation_.is_source:
+    if commented.kind not in {"view", "table"} or commented.is_source:
         return []  # a macro's columns take no comment
     return [
-        f"COMMENT ON COLUMN {relation_.name}.{c.name} IS {literal(f'{c.description}, in {c.unit}')};"
-        for c in relation_.columns.values()
+        f"COMMENT ON COLUMN {commented.name}.{c.name} IS {literal(f'{c.description}, in {c.unit}')};"
+        for c in commented.columns.values()
         if c.unit
     ]
 
