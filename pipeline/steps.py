@@ -27,7 +27,7 @@ from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
 from pipeline.imports import LoadResult, store_study_csv
 from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
-from pipeline.storage import open_readable, open_warehouse
+from pipeline.storage import open_readable, open_warehouse, publish_copy
 from pipeline.study_csv import StudyCsv
 from transforms.features import (
     ClusterableFeatures,
@@ -40,12 +40,12 @@ from transforms.features import (
     load_clusterable,
     summarize_features,
 )
+from transforms.relations import view_sql
 from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot
 from warehouse.plans import Plan
-from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
 from warehouse.util import replace_folder, utcnow, write_atomically
 from warehouse.vocabulary import CRAWL_SOURCES
@@ -455,7 +455,7 @@ def export(
 
     check_output(settings, output)
     with open_readable(settings) as con:
-        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress)
+        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress, views=view_sql())
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -485,7 +485,7 @@ def report(
         check_output(settings, output)
         check_output(settings, member_folder(output))  # the member lists go beside it
     with open_readable(settings) as con:
-        require_current_views(con)
+        require_current_views(con, view_sql())
         version = resolve_version(con, version)
         say("reading the personas and their best fits")
         data = read_report_data(con, version)

@@ -61,7 +61,7 @@ def warehouse_path(tmp_path) -> Path:
 
 @pytest.fixture
 def con(warehouse_path):
-    from warehouse.db import connect
+    from pipeline.storage import connect
 
     with connect(warehouse_path) as connection:
         yield connection
@@ -122,9 +122,9 @@ def pipeline_warehouse(tmp_path_factory) -> Path:
     never change it."""
     from pipeline import jobs
     from pipeline.settings import Settings
+    from pipeline.storage import connect
     from sandbox.synthetic import Population
     from support import FETCHED_AT, PIPELINE_CLUSTERING, PIPELINE_IMPORT, PIPELINE_NIGHTS, import_study, synthetic_crawl
-    from warehouse.db import connect
     from warehouse.plans import NightBudget, make_plan, store_plan
 
     folder = tmp_path_factory.mktemp("pipeline")

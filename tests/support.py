@@ -16,11 +16,12 @@ import pytest
 
 from models.frames import CROSSED
 from pipeline.imports import store_study_csv
+from pipeline.storage import connect
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv
 from sandbox.synthetic import Population
 from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features
 from warehouse import raw
-from warehouse.db import connect, insert_frame, migrate, migrations, transaction
+from warehouse.db import insert_frame, migrate, migrations, transaction
 from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
@@ -21,7 +22,6 @@ from support import (
     study_path,
     synthetic_crawl,
 )
-from warehouse.db import connect
 
 
 def test_main_job_prints_the_cluster_table_and_the_warehouse(main_job):

@@ -11,6 +11,7 @@ from models.config import ClusteringConfig
 from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
 from pipeline import jobs
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.synthetic import Population, study_engagement, study_shaped_counts
 from support import (
     assert_every_move_is_explained_by_the_movers_numbers,
@@ -20,7 +21,6 @@ from support import (
     query,
     synthetic_crawl,
 )
-from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
 MARGIN = 0.25

@@ -4,9 +4,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from pipeline.storage import connect
 from scrapers.items import AccountItem
 from scrapers.pipelines import rows_of
-from warehouse.db import connect
 from warehouse.landing import Landing, shard_name
 from warehouse.loading import closed_crawl_keys, load_crawl, remove_loaded
 from warehouse.util import this_process

@@ -16,11 +16,11 @@ import pytest
 
 from pipeline import jobs
 from pipeline.settings import Settings
+from pipeline.storage import publish_copy
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from support import PIPELINE_CLUSTERING as CLUSTERING
 from support import subprocess_env
-from warehouse.publish import publish_copy
 
 KIC_ENV = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
+from pipeline.storage import connect
 from sandbox.synthetic import Population
 from support import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
-from warehouse.db import connect
 
 
 def test_a_kic_toml_that_is_not_utf8_is_named(tmp_path, monkeypatch):

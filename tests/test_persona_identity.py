@@ -11,10 +11,9 @@ import pytest
 from models.config import ClusteringConfig
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
 from support import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
-from warehouse.db import connect
-from warehouse.publish import publish_copy
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
 
 DAY_1, DAY_2, DAY_3 = date(2026, 5, 1), date(2026, 5, 8), date(2026, 5, 15)

@@ -19,8 +19,9 @@ from scipy.cluster.hierarchy import is_valid_linkage
 from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from support import STUDY_HEADER, assert_one_line_error, cli
-from warehouse.db import connect, insert_frame
+from warehouse.db import insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
 HEADER = STUDY_HEADER

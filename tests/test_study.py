@@ -70,9 +70,9 @@ def test_other_thresholds_and_kmeans_match_the_study(clustering):
 def test_a_rebase_reproduces_the_studys_table_in_a_warehouse_that_already_has_personas(tmp_path):
     """The README's reproduction on a warehouse in use (after `kic run`): with --rebase the study's
     rows are fitted afresh, not placed in the personas the warehouse had."""
+    from pipeline.storage import connect
     from sandbox.synthetic import Population
     from support import cli, synthetic_crawl
-    from warehouse.db import connect
 
     warehouse = tmp_path / "w.duckdb"
     with connect(warehouse) as con:

@@ -7,9 +7,9 @@ import pytest
 
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from support import add_crawl, mark_validated
 from warehouse import quality
-from warehouse.db import connect
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
 

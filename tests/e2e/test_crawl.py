@@ -24,12 +24,12 @@ from pipeline.crawl import (
     scrapy_command,
 )
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
 from support import derive, kic, mark_validated, subprocess_env
-from warehouse.db import connect
 from warehouse.landing import Landing
 from warehouse.util import process_alive
 

@@ -21,11 +21,11 @@ from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
 from pipeline.persona_guide import look
 from pipeline.settings import ClusteringConfig, Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from support import derive, synthetic_crawl
-from warehouse.db import connect
 
 SEED = 21
 NIGHT = date(2026, 6, 1)
