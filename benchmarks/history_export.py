@@ -27,9 +27,9 @@ from pathlib import Path
 from meter import MIB, Meter  # this folder is on the path when the script runs
 
 from models import personas
-from warehouse.db import connect
+from pipeline.storage import connect, publish_copy
+from transforms.relations import view_sql
 from warehouse.export import export_snapshot
-from warehouse.publish import publish_copy
 
 LAST_DAY = date(2026, 6, 30)
 PERSONAS = sorted(set(personas.PERSONAS.values()))[:6]
@@ -145,7 +145,7 @@ def main() -> None:
             for fmt in formats:
                 output = folder / f"export.{fmt}"
                 with meter.part(f"kic export --format {fmt}"):
-                    export_snapshot(con, None, None, fmt, output)
+                    export_snapshot(con, None, None, fmt, output, views=view_sql())
                 print(f"{fmt}: {output.stat().st_size / MIB:,.0f} MiB")
         meter.running = False
         for name, (seconds, peak) in meter.parts.items():

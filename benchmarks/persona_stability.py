@@ -37,8 +37,8 @@ from recluster_scale import fill as fill_features
 
 from pipeline import jobs
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.synthetic import study_engagement, study_shaped_counts
-from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
 STUDY_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data" / "beauty_data_extend.csv"

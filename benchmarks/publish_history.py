@@ -42,8 +42,9 @@ from pathlib import Path
 import duckdb
 
 from models import personas
-from warehouse.db import STORAGE_COMPATIBILITY, connect, transaction
-from warehouse.publish import COLUMNS, PARTITION_FILES, PARTITIONED, publish_copy, published_dir
+from pipeline.storage import connect, publish_copy
+from warehouse.db import STORAGE_COMPATIBILITY, transaction
+from warehouse.publish import COLUMNS, PARTITION_FILES, PARTITIONED, published_dir
 
 FIRST_NIGHT = date(2025, 1, 1)
 WEEK = 7

@@ -37,8 +37,8 @@ from meter import MIB, Meter, run_process  # this folder is on the path when the
 
 from pipeline import jobs
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.synthetic import study_shaped_cohort
-from warehouse.db import connect
 
 DAY = date(2026, 6, 1)
 STUDY_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data" / "beauty_data_extend.csv"
@@ -115,9 +115,9 @@ def measure(n: int, kind: str, tmp: Path, process_only: bool = False) -> dict:
         "parts": meter.parts,
         "job": whole,
         "process": (process_seconds, process_rss),
-        "path": result.clustering.parameters["path"],
-        "published": result.clustering.published,
-        "clusters": result.clustering.n_clusters,
+        "path": result.stored.parameters["path"],
+        "published": result.stored.published,
+        "clusters": result.stored.n_clusters,
     }
 
 

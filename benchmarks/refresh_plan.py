@@ -30,11 +30,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.storage import connect
 from sandbox.quotas import RollingQuota
 from sandbox.simulation import VirtualClock, run_shard
 from scrapers.quotas import Quota
 from warehouse import plans
-from warehouse.db import connect, insert_frame
+from warehouse.db import insert_frame
 from warehouse.landing import shard_name
 
 FIRST_NIGHT = date(2026, 6, 1)

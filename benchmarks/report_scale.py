@@ -20,7 +20,7 @@ from meter import MIB, Meter  # this folder is on the path when the script runs
 
 from pipeline import steps
 from pipeline.settings import Settings
-from warehouse.db import connect
+from pipeline.storage import connect
 
 PERSONAS = ["Highest benefit", "Low Cost High benefit", "High Interactive", "Middle benefit", "Lowest benefit"]
 SNAPSHOTS = """

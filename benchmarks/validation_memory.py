@@ -97,8 +97,9 @@ FROM raw.profiles WHERE crawl_id = $crawl_id
 
 def build(warehouse: Path, n: int, posts: int) -> int:
     """One night's crawl of n accounts, straight into raw (in SQL); its crawl id."""
+    from pipeline.storage import connect
     from warehouse import raw
-    from warehouse.db import connect, transaction
+    from warehouse.db import transaction
     from warehouse.vocabulary import RunStatus
 
     with connect(warehouse) as con, transaction(con):

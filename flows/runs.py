@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.runtime import flow_run
 from prefect.states import Crashed
 
-from warehouse.landing import process_alive
+from warehouse.util import process_alive
 
 PROC_STAT = Path("/proc/stat")
 CRASH_AUTOMATION = "kic: mark flow runs whose heartbeats stopped as crashed"

@@ -39,7 +39,7 @@ def unchanged_artifact(result: jobs.Recluster) -> None:
 @task(name="weekly_artifacts", **PURE_TASK)
 def weekly_artifacts(result: jobs.Recluster) -> None:
     """Publish the cluster table, the candidates and the persona changes as Prefect artifacts."""
-    clustering, table, version = result.clustering, result.cluster_table, result.version
+    stored, table, version = result.stored, result.cluster_table, result.version
     create_table_artifact(
         key="weekly-clusters",
         table=[
@@ -55,10 +55,10 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
             }
             for r in table.itertuples()
         ],
-        description=f"Snapshot {version}: personas {clustering.frame.why}; the week's fit: {clustering.published} "
-        f"({clustering.parameters['published_because']}), features of {clustering.feature_date}",
+        description=f"Snapshot {version}: personas {stored.frame.why}; the week's fit: {stored.published} "
+        f"({stored.parameters['published_because']}), features of {stored.feature_date}",
     )
-    path = clustering.parameters["path"]
+    path = stored.parameters["path"]
     create_table_artifact(
         key="weekly-candidates",
         table=[
@@ -71,10 +71,10 @@ def weekly_artifacts(result: jobs.Recluster) -> None:
                 "published": bool(r.is_published),
                 "method": r.method,
             }
-            for r in clustering.candidates.itertuples()
+            for r in stored.candidates.itertuples()
         ],
         description=f"Snapshot {version}: every candidate tried on the {path} path "
-        f"({clustering.n_influencers:,} influencers), with its mean silhouette",
+        f"({stored.n_influencers:,} influencers), with its mean silhouette",
     )
     persona_changes_artifact(result)
 
@@ -90,7 +90,7 @@ def persona_changes_artifact(result: jobs.Recluster) -> None:
         shown = f"all {len(rows):,} shown" if len(rows) == result.changed else f"the {len(rows):,} largest moves shown"
         description = (
             f"Snapshot {version}: {result.changed:,} influencer(s) changed persona since the snapshot before "
-            f"({counts}); {shown}. Personas {result.clustering.frame.why}. Why: for a move, the region its own "
+            f"({counts}); {shown}. Personas {result.stored.frame.why}. Why: for a move, the region its own "
             f"numbers crossed into and the level that changed; each one's ER and active_rate (%) before -> after. "
             f"The full list: `kic changes {version - 1} {version}` (`-f csv` for a file), or in SQL "
             f"`FROM clusters.persona_changes({version - 1}, {version})`."
@@ -199,9 +199,9 @@ def weekly_recluster(
     report_artifacts(report)
     return {
         "version": result.version,
-        "published": result.clustering.published,
-        "clusters": result.clustering.n_clusters,
-        "personas": result.clustering.frame.why,
+        "published": result.stored.published,
+        "clusters": result.stored.n_clusters,
+        "personas": result.stored.frame.why,
         "changed": result.changed,
         "unchanged": False,
         "report": str(report.path),

@@ -22,6 +22,7 @@ from kic.progress import showing
 from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
 from pipeline.storage import open_readable, reading
 from warehouse.errors import KicError
+from warehouse.vocabulary import CRAWL_SOURCES
 
 console = Console()
 if not console.is_terminal:
@@ -340,8 +341,8 @@ def crawl(
     from pipeline import jobs
     from pipeline.crawl import CrawlRequest
 
-    if source not in ("web", "graph"):
-        raise KicError(f"--source must be web or graph, not {source!r}")
+    if source not in CRAWL_SOURCES:
+        raise KicError(f"--source must be {' or '.join(CRAWL_SOURCES)}, not {source!r}")
     settings = settings_for(warehouse)
     names = [n for a in accounts or [] for n in a.replace(",", " ").split()] or None
     request = CrawlRequest(source, names, tag, parse_date(on, "--date") or settings.today())
@@ -658,13 +659,13 @@ def recluster(
     if result.unchanged:
         typer.echo(result.unchanged_message())
         return
-    clustering = result.clustering
+    stored = result.stored
     typer.echo(
-        f"snapshot {result.version} ({clustering.published}) of {clustering.n_influencers:,} influencers, "
-        f"{clustering.parameters['path']} path, stored in {settings.warehouse}"
+        f"snapshot {result.version} ({stored.published}) of {stored.n_influencers:,} influencers, "
+        f"{stored.parameters['path']} path, stored in {settings.warehouse}"
     )
-    typer.echo(f"the week's fit: {clustering.published}, {clustering.parameters['published_because']}")
-    typer.echo(f"personas {clustering.frame.why}")
+    typer.echo(f"the week's fit: {stored.published}, {stored.parameters['published_because']}")
+    typer.echo(f"personas {stored.frame.why}")
 
 
 @app.command("snapshots")

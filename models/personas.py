@@ -53,8 +53,9 @@ PERSONAS = {
 }
 
 
-# Follower tiers marketers use, by upper bound (exclusive); the last has none. The SQL macro
-# follower_tier() of warehouse/views/000_macros.sql uses the same bounds (tested).
+# Follower tiers marketers use, by upper bound (exclusive); the last has none. As the contract
+# of the SQL macro follower_tier() states them (transforms/sql/macros/follower_tier.toml;
+# tests/test_vocabulary.py compares the two).
 FOLLOWER_TIERS = (("nano", 10_000), ("micro", 100_000), ("mid", 500_000), ("macro", 1_000_000), ("mega", None))
 
 

@@ -78,7 +78,7 @@ class FrameDecision:
 
 
 @dataclass(frozen=True)
-class Clustering:
+class SnapshotDraft:
     """A snapshot's content before it is given a version."""
 
     feature_date: date
@@ -256,7 +256,7 @@ def recluster(
     probe: Probe = no_probe,
     standing: Standing | None = None,
     rebase: bool = False,
-) -> Clustering:
+) -> SnapshotDraft:
     """Fit all candidates on the clusterable features, score them, and publish through the persona
     frame: the standing one kept, or one made from the fit (models.frames)."""
     X = scale(np.column_stack([features.er, features.active_rate]).astype(np.float64), cfg.scaling)
@@ -289,7 +289,7 @@ def recluster(
             for r in results
         ]
     ).astype({"k": "Int64", "threshold": "Float64", "silhouette": "Float64", "silhouette_se": "Float64"})
-    return Clustering(
+    return SnapshotDraft(
         feature_date=feature_date,
         data_fingerprint=features.fingerprint,
         parameters={**cfg.model_dump(mode="json"), "path": path, "influencers": len(X), "published_because": why},

@@ -28,7 +28,8 @@ from scrapers.extensions import ProgressLines
 from scrapers.middlewares import LOOPBACK_HOSTS
 from warehouse import plans, watchlist
 from warehouse.errors import KicError, os_refusal
-from warehouse.landing import Landing, closed_crawl_keys, load_crawl, new_crawl_key, remove_loaded, shard_name
+from warehouse.landing import Landing, new_crawl_key, shard_name
+from warehouse.loading import closed_crawl_keys, load_crawl, remove_loaded
 from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 

@@ -26,7 +26,7 @@ from warehouse.nights import NightReview
 from warehouse.publish import PublishFailed
 
 if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations): only the steps that need them
-    from models.recluster import Clustering
+    from models.recluster import SnapshotDraft
     from transforms.validation import Validation
 
 Call = Callable[[Callable], Callable]
@@ -76,7 +76,7 @@ class Import:
 @dataclass(frozen=True)
 class Recluster:
     version: int
-    clustering: Clustering | None  # None when nothing new was stored
+    stored: SnapshotDraft | None  # what was stored; None when nothing new was
     cluster_table: pd.DataFrame
     changes: pd.DataFrame  # the largest moves since the snapshot before (steps.CHANGES_SHOWN), with why
     feature_date: date | None = None
@@ -90,7 +90,7 @@ class Recluster:
     @property
     def unchanged(self) -> bool:
         """True when the run stored nothing: the latest snapshot has the same data and settings."""
-        return self.clustering is None
+        return self.stored is None
 
     def unchanged_message(self) -> str:
         return (

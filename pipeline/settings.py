@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # crawlers on other machines need one they all reach.
     landing_url: str | None = None
     landing_retention_days: float = Field(7.0, ge=0)  # landed files kept this long after loading
+    # Reports written where none is asked for (data/reports/, the weekly flow's): the newest this
+    # many snapshots' pages and member lists are kept (a million influencers' lists are 157 MiB a
+    # week); `kic report VERSION` writes any older one again.
+    reports_kept: int = Field(8, ge=1)
     # The nightly crawl is split into this many shards, each its own flow run of the
     # crawl-shard deployment, picked up by any worker polling the work pool.
     crawl_shards: int = Field(1, ge=1)

@@ -10,6 +10,7 @@ and hand lower layers only what they need.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
 from pipeline.imports import LoadResult, store_study_csv
 from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
-from pipeline.storage import open_readable, open_warehouse
+from pipeline.storage import open_readable, open_warehouse, publish_copy
 from pipeline.study_csv import StudyCsv
 from transforms.features import (
     ClusterableFeatures,
@@ -39,19 +40,19 @@ from transforms.features import (
     load_clusterable,
     summarize_features,
 )
+from transforms.relations import view_sql
 from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot
 from warehouse.plans import Plan
-from warehouse.publish import publish_copy
 from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
 from warehouse.util import replace_folder, utcnow, write_atomically
 from warehouse.vocabulary import CRAWL_SOURCES
 
 if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations, matplotlib): only the steps that need them
     from models.frames import Standing
-    from models.recluster import Clustering, Probe
+    from models.recluster import Probe, SnapshotDraft
     from pipeline.report import Chart
     from transforms.validation import Validation
     from warehouse.report import ReportData
@@ -372,7 +373,7 @@ def fit(
     standing: Standing | None = None,
     rebase: bool = False,
     probe: Probe | None = None,
-) -> Clustering:
+) -> SnapshotDraft:
     """Fit and score every candidate, then keep the standing persona frame or make one from the fit."""
     from models.recluster import no_probe, recluster  # scikit-learn: only commands that cluster need it
 
@@ -391,11 +392,11 @@ def fit(
 
 
 @io_step
-def write_snapshot(settings: Settings, clustering: Clustering, force: bool = False) -> tuple[int, bool]:
-    """Store the clustering as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
+def write_snapshot(settings: Settings, draft: SnapshotDraft, force: bool = False) -> tuple[int, bool]:
+    """Store the draft as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
-        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(clustering.n_influencers)}'")
-        return store_snapshot(con, clustering, unless_unchanged=not force)
+        con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(draft.n_influencers)}'")
+        return store_snapshot(con, draft, unless_unchanged=not force)
 
 
 def snapshot_duckdb_memory(influencers: int) -> str:
@@ -454,7 +455,7 @@ def export(
 
     check_output(settings, output)
     with open_readable(settings) as con:
-        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress)
+        return export_snapshot(con, version, persona, fmt, output, write_workbook, progress, views=view_sql())
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -484,11 +485,12 @@ def report(
         check_output(settings, output)
         check_output(settings, member_folder(output))  # the member lists go beside it
     with open_readable(settings) as con:
-        require_current_views(con)
+        require_current_views(con, view_sql())
         version = resolve_version(con, version)
         say("reading the personas and their best fits")
         data = read_report_data(con, version)
-        if output is None:
+        default_place = output is None
+        if default_place:
             output = settings.data_dir / "reports" / f"snapshot-{version}.html"
             output.parent.mkdir(parents=True, exist_ok=True)
         folder = member_folder(output)
@@ -511,7 +513,22 @@ def report(
             replace_folder(staged, folder)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+    if default_place:
+        for old in reports_beyond(output.parent, settings.reports_kept):
+            old.unlink(missing_ok=True)
+            shutil.rmtree(member_folder(old), ignore_errors=True)
     return Report(version, output, charts, {pid: folder / name for pid, name in names.items()}, data)
+
+
+DEFAULT_REPORT = re.compile(r"^snapshot-(\d+)\.html$")
+
+
+def reports_beyond(folder: Path, kept: int) -> list[Path]:
+    """The reports in the default folder older than its newest `kept` (by snapshot version)."""
+    found = sorted(
+        (int(match.group(1)), path) for path in folder.iterdir() if (match := DEFAULT_REPORT.match(path.name))
+    )
+    return [path for _, path in found[:-kept]]
 
 
 def member_folder(report: Path) -> Path:

@@ -101,7 +101,7 @@ def normalize_accounts(values: pd.Series) -> pd.Series:
     text = values.str.strip()
     from_url = text.str.extract(PROFILE_URL.pattern, flags=PROFILE_URL.flags, expand=False)
     name = from_url.fillna(text.str.removeprefix("@"))
-    return name.str.lower().where(name.str.fullmatch(USERNAME.pattern).fillna(False).astype(bool))
+    return name.str.lower().where(name.str.fullmatch(USERNAME.pattern, flags=USERNAME.flags).fillna(False).astype(bool))
 
 
 def check_rows(chunk: pd.DataFrame, seen: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -19,6 +19,7 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 
 from scrapers.quotas import USAGE_HEADERS, Budget, Quota, throttle_of, usage_of
 from warehouse.util import utcnow
+from warehouse.vocabulary import CRAWL_SOURCES
 
 # Failures of a call that never reached the server: it does not count against the quota.
 NOT_SENT = (DNSLookupError, ConnectionRefusedError)
@@ -125,7 +126,7 @@ class QuotaMiddleware:
                 settings.getfloat(f"KIC_{source.upper()}_QUOTA_WINDOW_SECONDS"),
                 settings.getfloat("KIC_QUOTA_TARGET_USAGE"),
             )
-            for source in ("web", "graph")
+            for source in CRAWL_SOURCES
         }
         deadline = settings.getfloat("KIC_QUOTA_DEADLINE") or None
         middleware = cls(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
+# A username as stored (the contract of raw.profiles states this pattern), matched in any
+# case: people write names with capitals, which normalize_account lowers.
+USERNAME = re.compile(r"^[a-z0-9._]{1,30}$", re.IGNORECASE | re.ASCII)
 PROFILE_URL = re.compile(r"^(?:https?://)?(?:www\.)?instagram\.com/([^/?#]+)/?(?:[?#].*)?$", re.I)
 
 

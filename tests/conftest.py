@@ -1,96 +1,56 @@
-import errno
+"""The suite's fixtures, and the hooks that mark and place its tests. What tests import by name
+(crafted rows, the command line, checks) is in support.py.
+
+Fixtures import the product inside their bodies: nothing of it is imported before
+pytest_configure has set the test processes up."""
+
 import gc
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# The study's public data, shared by every session and CI; absent on a user's fresh clone.
-STUDY_DATA = Path(os.environ.get("KIC_STUDY_DATA", REPO.parent / "shared" / "seed" / "study-data"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
-FETCHED_AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
-# STUDY.md: the study's personas, best first.
-STUDY_RANKING = [
-    "Highest benefit",
-    "Low Cost High benefit",
-    "High Interactive",
-    "Middle benefit",
-    "Middle Interactive",
-    "Lowest benefit",
-]
-
-# Cache bytecode (pytest's rewritten test modules, the project's own modules) even where the
-# environment sets PYTHONDONTWRITEBYTECODE: compiling them again costs every worker seconds.
-# __pycache__ folders are git-ignored.
-sys.dont_write_bytecode = False
-# Collect garbage less often than CPython's default (every 700 net allocations): pandas, Great
-# Expectations and pydantic allocate so much that the default costs the suite seconds. Only the
-# test processes: the product keeps the default.
-gc.set_threshold(100_000, 50, 100)
-
-# Prefect runs started by tests are recorded in a Prefect home of their own, never in the
-# user's ~/.prefect; it is removed when the session ends. Set before Prefect is imported.
-PREFECT_HOME = tempfile.mkdtemp(prefix="kic-tests-prefect-")
-os.environ["PREFECT_HOME"] = PREFECT_HOME
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-# In-process tests validate for real but do not render Great Expectations' HTML Data Docs
-# (about half a second a validation, mostly Jinja compiling templates); the tests that look
-# at the Data Docs turn them on, and `kic` in a subprocess runs with the product's default.
-os.environ["KIC_DATA_DOCS"] = "false"
-
-from models.frames import CROSSED  # noqa: E402
-from pipeline.imports import store_study_csv  # noqa: E402
-from pipeline.study_csv import BASE_COLUMNS, read_study_csv  # noqa: E402
-from sandbox.synthetic import Population  # noqa: E402
-from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features  # noqa: E402
-from warehouse import raw  # noqa: E402
-from warehouse.db import connect, insert_frame, migrate, migrations, transaction  # noqa: E402
-from warehouse.util import utcnow  # noqa: E402
-from warehouse.vocabulary import RunStatus  # noqa: E402
+INNER_LOOP = "not e2e"
+# Modules whose every test is end to end (a Prefect server, the main job, a real crawl).
+E2E_DIR = Path(__file__).parent / "e2e"
 
 
-class Files:
-    """Every file under a folder (those `keep` accepts), by relative path, with its bytes.
-    Compared byte for byte (several times faster than hashing them first); shown by names
-    and sizes when a comparison fails."""
-
-    def __init__(self, folder: Path, keep=lambda path: True):
-        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and keep(p))
-        self.contents = {str(p.relative_to(folder)): p.read_bytes() for p in paths}
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Files) and self.contents == other.contents
-
-    def __repr__(self) -> str:
-        return "Files(" + ", ".join(f"{name}: {len(data):,} bytes" for name, data in self.contents.items()) + ")"
-
-
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(PREFECT_HOME, ignore_errors=True)
-
-
-def study_path(name: str) -> Path:
-    """A file of the study's data: skipped where it is absent, a failure in CI (where it is always there)."""
-    path = STUDY_DATA / name
-    if not path.is_file():
-        message = f"study data not available ({path}; set KIC_STUDY_DATA)"
-        if IN_CI:
-            pytest.fail(message + " - in CI it must be")
-        pytest.skip(message)
-    return path
+def pytest_configure(config):
+    """Set up each test process (the controller and every pytest-xdist worker) before any test
+    module or product module is imported."""
+    # Cache bytecode (pytest's rewritten test modules, the project's modules) even where the
+    # environment sets PYTHONDONTWRITEBYTECODE: compiling them again costs every worker seconds.
+    sys.dont_write_bytecode = False
+    # Collect garbage less often than CPython's default (every 700 net allocations): pandas, Great
+    # Expectations and pydantic allocate so much that the default costs the suite seconds.
+    gc.set_threshold(100_000, 50, 100)
+    environment = pytest.MonkeyPatch()
+    config.add_cleanup(environment.undo)
+    # One OpenMP thread a process (scikit-learn's K-means, SciPy): pytest-xdist runs a worker per
+    # core, and each worker's own threads on every core made the inner loop half as fast again.
+    if "OMP_NUM_THREADS" not in os.environ:
+        environment.setenv("OMP_NUM_THREADS", "1")
+    # Prefect runs started by tests are recorded in a Prefect home of their own (subprocesses
+    # inherit it), never in the user's ~/.prefect, and removed when the process ends.
+    prefect_home = tempfile.mkdtemp(prefix="kic-tests-prefect-")
+    config.add_cleanup(lambda: shutil.rmtree(prefect_home, ignore_errors=True))
+    environment.setenv("PREFECT_HOME", prefect_home)
+    environment.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # In-process tests validate for real but do not render Great Expectations' HTML Data Docs
+    # (about half a second a validation, mostly Jinja compiling templates); the tests that look
+    # at the Data Docs turn them on, and `kic` in a subprocess runs with the product's default.
+    environment.setenv("KIC_DATA_DOCS", "false")
 
 
 @pytest.fixture
 def study_file():
+    from support import study_path
+
     return study_path
 
 
@@ -101,170 +61,10 @@ def warehouse_path(tmp_path) -> Path:
 
 @pytest.fixture
 def con(warehouse_path):
+    from pipeline.storage import connect
+
     with connect(warehouse_path) as connection:
         yield connection
-
-
-# --- crafted raw data ----------------------------------------------------------------------
-
-
-def mark_validated(con, crawl_id: int, ok: bool = True) -> None:
-    """Record that a crafted crawl passed validation, so staging reads it (what the pipeline's
-    validate step records after running the real suites; tests of the SQL skip the suites)."""
-    insert_frame(
-        con,
-        "quality.validation_runs",
-        pd.DataFrame(
-            [
-                {
-                    "validation_id": f"test-fixture-{crawl_id}",
-                    "run_at": FETCHED_AT,
-                    "suite": "test_fixture",
-                    "crawl_id": crawl_id,
-                    "rows_validated": 0,
-                    "expectations": 0,
-                    "passed": 0,
-                    "failed": 0,
-                    "rows_quarantined": 0,
-                    "table_level_ok": ok,
-                }
-            ]
-        ),
-    )
-
-
-def add_crawl(
-    con,
-    on: date,
-    profiles: list[dict],
-    posts: list[dict] = (),
-    status=RunStatus.SUCCEEDED,
-    outcomes: dict[str, str] | None = None,
-    source="web",
-    validated=True,
-) -> int:
-    """Write a crafted crawl: profile dicts need username (+ any raw.profiles column)."""
-    outcomes = outcomes or {}
-    crawl_id = raw.open_run(con, source, "test", on, accounts_requested=len(profiles))
-    stamp = {"crawl_id": crawl_id, "fetched_at": FETCHED_AT}
-    raw.append(
-        con,
-        "profiles",
-        [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp} for p in profiles],
-    )
-    raw.append(con, "posts", [{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
-    raw.append(
-        con,
-        "account_outcomes",
-        [
-            {
-                "username": p["username"],
-                "status": outcomes.get(p["username"], "private" if p.get("is_private") else "ok"),
-                **stamp,
-            }
-            for p in profiles
-        ],
-    )
-    raw.close_run(con, crawl_id, status)
-    if validated:
-        mark_validated(con, crawl_id)
-    return crawl_id
-
-
-def derive(con, day: date | None = None):
-    """Compute and store one date's features straight from SQL (the pipeline validates them
-    first; here they are only read through, for the fingerprint the write checks); default:
-    the latest validated data. Returns the date's FeatureSummary."""
-    day = feature_date_or_latest(con, day)
-    rows = FeatureStream(con, day)
-    for _ in rows:
-        pass
-    insert_features(con, day, quarantined=[], validated=rows.fingerprint)
-    return summarize_features(con, day)
-
-
-def migrate_to(con, version: int) -> None:
-    """Make `con` an older warehouse: the migrations up to `version` only, as an earlier kic applied them."""
-    older = tuple(m for m in migrations() if m[0] <= version)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("warehouse.db.migrations", lambda: older)
-        migrate(con)
-
-
-def import_study(con, path: Path, as_of: date, validated=True):
-    """Store a study-layout CSV as one import (what `kic import-csv` stores before validating it)."""
-    result = store_study_csv(con, path, read_study_csv(path), as_of)
-    if validated:
-        mark_validated(con, result.crawl_id)
-    return result
-
-
-def profile_rows(profile, crawl_id: int, fetched_at) -> tuple[dict, list[dict]]:
-    """The raw.profiles row and raw.posts rows of one synthetic profile."""
-    account = profile.account
-    profile_row = {
-        "crawl_id": crawl_id,
-        "username": account.username,
-        "user_id": account.user_id,
-        "followers": profile.followers,
-        "follows": profile.follows,
-        "media_count": profile.media_count,
-        "is_private": account.is_private,
-        "is_verified": account.is_verified,
-        "is_business": account.is_business,
-        "hide_like_counts": account.hides_likes,
-        "fetched_at": fetched_at,
-    }
-    post_rows = [
-        {
-            "crawl_id": crawl_id,
-            "post_id": post.post_id,
-            "username": account.username,
-            "shortcode": post.shortcode,
-            "kind": post.kind,
-            "media_type": post.typename,
-            "product_type": post.product_type,
-            "likes": None if account.hides_likes else post.likes,
-            "comments": post.comments,
-            "views": post.views,
-            "taken_at": post.taken_at,
-            "is_pinned": post.is_pinned,
-            "fetched_at": fetched_at,
-        }
-        for post in profile.posts
-    ]
-    return profile_row, post_rows
-
-
-def synthetic_crawl(con, population: Population, on: date, validated=True) -> int:
-    """Write what every account of a synthetic population shows on `on` as one crawl, straight
-    into raw (what a crawl of the sandbox stores, without the HTTP round trips)."""
-    with transaction(con):
-        crawl_id = raw.open_run(con, "synthetic", f"seed={population.seed}", on, accounts_requested=population.size)
-        fetched_at = utcnow()
-        profiles, posts, outcomes = [], [], []
-        for account in population.accounts:
-            profile_row, post_rows = profile_rows(population.profile(account, on), crawl_id, fetched_at)
-            profiles.append(profile_row)
-            posts.extend(post_rows)
-            outcomes.append(
-                {
-                    "crawl_id": crawl_id,
-                    "username": account.username,
-                    "status": "private" if account.is_private else "ok",
-                    "fetched_at": fetched_at,
-                }
-            )
-        raw.append(con, "profiles", profiles)
-        raw.append(con, "posts", pd.DataFrame(posts).astype({"likes": "Int64", "views": "Int64"}))
-        raw.append(con, "account_outcomes", outcomes)
-        raw.close_run(con, crawl_id, RunStatus.SUCCEEDED)
-        if validated:
-            mark_validated(con, crawl_id)
-    return crawl_id
-
-
-# --- a disk that fills up ---------------------------------------------------------------
 
 
 @pytest.fixture
@@ -283,99 +83,6 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def fill(folder: Path, room: int) -> Path:
-    """Write a file into `folder` until its file system is full (a real ENOSPC), then free `room` bytes."""
-    filler = folder / "filler"
-    with filler.open("wb") as file:
-        try:
-            while True:
-                file.write(b"\0" * 65536)
-                file.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    os.truncate(filler, max(0, filler.stat().st_size - room))
-    return filler
-
-
-# --- the real command line ------------------------------------------------------------------
-
-
-def subprocess_env(extra: dict | None = None) -> dict:
-    inherited = {name: value for name, value in os.environ.items() if name != "KIC_DATA_DOCS"}  # the default
-    env = {**inherited, "PREFECT_HOME": PREFECT_HOME, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
-    # Let child processes cache bytecode even where the sandbox forbids it (it costs each
-    # CLI start several seconds of compiling scikit-learn and SciPy otherwise).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `kic` command in a subprocess (smoke tests: most CLI tests run in-process)."""
-    return subprocess.run(
-        [sys.executable, "-m", "kic", *args],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(env),
-        cwd=cwd,
-        timeout=600,
-    )
-
-
-def cli(*args) -> "CliResult":
-    """Run a `kic` command in this process (Typer's CliRunner): stdout, stderr, exit code."""
-    from typer.testing import CliRunner
-
-    from kic.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return CliResult(result.exit_code, result.stdout, result.stderr)
-
-
-# A study-layout CSV's header: its 12 base columns.
-STUDY_HEADER = ",".join(BASE_COLUMNS)
-# KIC_* settings for CLI tests that recluster: one K-means candidate (K = 3), published,
-# and a persona range that admits it.
-SMALL_GRID = {
-    "KIC_CLUSTERING__KMEANS_K": "[3]",
-    "KIC_CLUSTERING__KMEDOIDS_K": "[]",
-    "KIC_CLUSTERING__ELBOW_K": "[1]",
-    "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
-    "KIC_CLUSTERING__MIN_PERSONAS": "3",
-}
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Clusterable features as recluster() reads them: arrays in a fixed order (er and
-    active_rate in percent), and a fingerprint."""
-
-    er: np.ndarray
-    active_rate: np.ndarray
-    follower: np.ndarray
-    fingerprint: str = "test"
-
-
-@dataclass(frozen=True)
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-# --- shared, expensive fixtures ----------------------------------------------------------------
-
-
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server for every in-process flow run of the session."""
@@ -385,13 +92,12 @@ def prefect_harness():
         yield
 
 
-MAIN_JOB_DAYS = ("2026-05-04", "2026-05-11")
-
-
 @pytest.fixture(scope="session")
 def main_job(tmp_path_factory, prefect_harness):
     """The main job (`kic run`) on a 200-influencer sandbox, two weeks apart: two nightly
     refreshes, two snapshots. Tests only read it; tests that write take a copy."""
+    from support import MAIN_JOB_DAYS, cli
+
     warehouse = tmp_path_factory.mktemp("main-job") / "warehouse.duckdb"
     runs = [cli("run", "--influencers", 200, "--date", day, "-w", warehouse) for day in MAIN_JOB_DAYS]
     for result in runs:
@@ -408,32 +114,6 @@ def main_job_copy(main_job, tmp_path):
     return tmp_path / warehouse.name
 
 
-INNER_LOOP = "not e2e"
-WHOLE_MODULE_E2E = "\npytestmark = pytest.mark.e2e"
-
-
-def pytest_ignore_collect(collection_path, config):
-    """In the inner loop (`-m "not e2e"`), a module whose tests are all end to end is not even
-    imported: importing Prefect's client, the flows and Scrapy costs each worker seconds."""
-    inner_loop = config.getoption("markexpr") == INNER_LOOP
-    if inner_loop and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        return WHOLE_MODULE_E2E in collection_path.read_text("utf-8") or None
-    return None
-
-
-# --- one warehouse filled through the real pipeline, for the tests that only need one -----
-
-PIPELINE_CLUSTERING = {"kmeans_k": [3], "kmedoids_k": [], "elbow_k": [1], "publish": "kmeans-k3", "min_personas": 3}
-PIPELINE_NIGHTS = (date(2026, 6, 1), date(2026, 6, 8))
-PIPELINE_IMPORT = [
-    ",account,post,follower,follow,open_account,official_account"
-    ",image_love,image_comment,video_love,video_comment,igtv_love,igtv_comment,ER,active_rate",
-    "0,https://instagram.com/alpha_one,535,10000,10,1,1,900,100,0,0,0,0,99,99",
-    "1,gamma,12,500,3,0,0,0,0,0,0,0,0,0,0",
-    "2,delta,many,500,3,0,0,0,0,0,0,0,0,0,0",  # rejected: not a number
-]
-
-
 @pytest.fixture(scope="session")
 def pipeline_warehouse(tmp_path_factory) -> Path:
     """A warehouse with an import (one row rejected), two nightly crawls (one profile each
@@ -442,6 +122,9 @@ def pipeline_warehouse(tmp_path_factory) -> Path:
     never change it."""
     from pipeline import jobs
     from pipeline.settings import Settings
+    from pipeline.storage import connect
+    from sandbox.synthetic import Population
+    from support import FETCHED_AT, PIPELINE_CLUSTERING, PIPELINE_IMPORT, PIPELINE_NIGHTS, import_study, synthetic_crawl
     from warehouse.plans import NightBudget, make_plan, store_plan
 
     folder = tmp_path_factory.mktemp("pipeline")
@@ -471,65 +154,23 @@ def pipeline_warehouse(tmp_path_factory) -> Path:
     return settings.warehouse
 
 
+def pytest_ignore_collect(collection_path, config):
+    """In the inner loop (`-m "not e2e"`), tests/e2e/ is not even imported: importing Prefect's
+    client, the flows and Scrapy costs each worker seconds."""
+    if config.getoption("markexpr") == INNER_LOOP and collection_path == E2E_DIR:
+        return True
+    return None
+
+
 def pytest_itemcollected(item):
     """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
     `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once.
     Every other test runs on the worker that runs the rest of its file, so that a module's
     fixtures (a built warehouse, the study's clustering) are built once, not once per worker."""
-    if "prefect_harness" in getattr(item, "fixturenames", ()):
+    if "prefect_harness" in getattr(item, "fixturenames", ()) or item.path.is_relative_to(E2E_DIR):
         item.add_marker(pytest.mark.e2e)
         item.add_marker(pytest.mark.xdist_group("prefect_harness"))
     elif "pipeline_warehouse" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group("pipeline_warehouse"))  # built once
     else:
         item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
-# --- persona frames ---------------------------------------------------------------------------
-
-
-def query(warehouse, sql: str, params=None) -> pd.DataFrame:
-    with connect(warehouse, read_only=True) as con:
-        return con.execute(sql, params).df()
-
-
-def personas_of(warehouse, version: int) -> pd.DataFrame:
-    return query(
-        warehouse,
-        "SELECT a.username, p.persona_id, p.persona, a.er, a.active_rate, a.assigned_by FROM clusters.assignments a "
-        "JOIN clusters.profiles p USING (version, cluster) WHERE a.version = ? ORDER BY a.username",
-        [version],
-    )
-
-
-def assert_every_move_is_explained_by_the_movers_numbers(warehouse, before: int, after: int, margin: float) -> int:
-    """Every influencer whose persona id changed between two snapshots of one frame is a `moved`
-    row whose own numbers crossed: now at least (1 + margin) times as far from the old persona's
-    centre as from the new one's, and not so in the snapshot before. Returns how many moved."""
-    frame_id = query(warehouse, "SELECT frame_id FROM clusters.snapshots WHERE version = ?", [after]).iat[0, 0]
-    centres = query(warehouse, "SELECT * FROM clusters.frame_personas WHERE frame_id = ?", [int(frame_id)]).set_index(
-        "persona_id"
-    )
-    a, b = personas_of(warehouse, before), personas_of(warehouse, after)
-    both = a.merge(b, on="username", suffixes=("_before", "_after"))
-    moved = both[both.persona_id_before != both.persona_id_after]
-    changes = query(warehouse, "FROM clusters.persona_changes(?, ?)", [before, after]).set_index("username")
-    assert set(changes.change) <= {"moved", "new", "dropped"}  # one frame: nothing redrawn, nothing renamed
-    assert set(changes.index[changes.change == "moved"]) == set(moved.username)
-
-    def distance(rows, persona_column, point):
-        centre = centres.loc[rows[persona_column]]
-        return np.hypot(
-            rows[f"er_{point}"].to_numpy() - centre.centre_er.to_numpy(),
-            rows[f"active_rate_{point}"].to_numpy() - centre.centre_active_rate.to_numpy(),
-        )
-
-    now = distance(moved, "persona_id_before", "after") / distance(moved, "persona_id_after", "after")
-    then = distance(moved, "persona_id_before", "before") / distance(moved, "persona_id_after", "before")
-    assert (now >= 1 + margin - 1e-9).all() and (then < 1 + margin).all()
-    assert (moved.assigned_by_after == CROSSED).all()
-    for row in moved.itertuples():
-        why = changes.loc[row.username, "why"]
-        assert why.startswith(f"its numbers crossed from {row.persona_before}'s region into {row.persona_after}'s")
-        assert f"ER {row.er_before:.2f} -> {row.er_after:.2f}" in why
-    return len(moved)

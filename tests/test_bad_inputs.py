@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli
+from support import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli
 
 HEADER = STUDY_HEADER
 

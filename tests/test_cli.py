@@ -7,7 +7,12 @@ from datetime import date
 
 import pytest
 
-from conftest import (
+from pipeline.settings import Settings
+from pipeline.storage import connect
+from sandbox.server import Sandbox
+from sandbox.settings import SandboxSettings
+from sandbox.synthetic import Population
+from support import (
     MAIN_JOB_DAYS,
     SMALL_GRID,
     assert_one_line_error,
@@ -17,11 +22,6 @@ from conftest import (
     study_path,
     synthetic_crawl,
 )
-from pipeline.settings import Settings
-from sandbox.server import Sandbox
-from sandbox.settings import SandboxSettings
-from sandbox.synthetic import Population
-from warehouse.db import connect
 
 
 def test_main_job_prints_the_cluster_table_and_the_warehouse(main_job):
@@ -256,7 +256,7 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
     import time
     import urllib.request
 
-    from conftest import subprocess_env
+    from support import subprocess_env
 
     log = tmp_path / "run.log"
     with log.open("wb") as out:

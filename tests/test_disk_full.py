@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import SMALL_GRID, STUDY_HEADER, assert_one_line_error, cli, fill
+from support import SMALL_GRID, STUDY_HEADER, assert_one_line_error, cli, fill
 
 WAREHOUSE = "warehouse.duckdb"
 

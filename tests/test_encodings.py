@@ -2,9 +2,9 @@
 
 import pytest
 
-from conftest import STUDY_HEADER
 from pipeline.account_lists import read_account_list
 from pipeline.study_csv import read_study_csv
+from support import STUDY_HEADER
 from warehouse.errors import KicError
 
 HEADER = STUDY_HEADER + ",이름"

@@ -10,14 +10,14 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, subprocess_env, synthetic_crawl
 from models.config import ClusteringConfig
 from models.recluster import recluster
+from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
+from support import assert_one_line_error, cli, derive, subprocess_env, synthetic_crawl
 from transforms.features import load_clusterable
 from warehouse import export as export_module
-from warehouse.db import connect
-from warehouse.publish import publish_copy, published_dir
+from warehouse.publish import published_dir
 from warehouse.snapshots import write_snapshot
 
 FIRST = date(2026, 4, 1)

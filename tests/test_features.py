@@ -2,7 +2,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from conftest import add_crawl, derive, mark_validated
+from support import add_crawl, derive, mark_validated
 from transforms.features import load_clusterable, staleness
 from warehouse.errors import KicError
 
@@ -178,8 +178,8 @@ def test_each_row_says_when_it_was_observed_and_an_observation_too_old_is_stale(
 
 
 def test_a_2020_import_is_stale_in_2026_and_in_no_snapshot_of_then(con, study_file):
-    from conftest import import_study, synthetic_crawl
     from sandbox.synthetic import Population
+    from support import import_study, synthetic_crawl
 
     import_study(con, study_file("beauty_data_extend.csv"), date(2020, 6, 1))
     assert derive(con, date(2020, 6, 1)).clusterable == 929  # as of its own day: all of it, as the study

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import (
+from models.config import ClusteringConfig
+from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
+from pipeline import jobs
+from pipeline.settings import Settings
+from pipeline.storage import connect
+from sandbox.synthetic import Population, study_engagement, study_shaped_counts
+from support import (
     assert_every_move_is_explained_by_the_movers_numbers,
     cli,
     derive,
@@ -15,12 +21,6 @@ from conftest import (
     query,
     synthetic_crawl,
 )
-from models.config import ClusteringConfig
-from models.frames import ASSIGNED_BY, CROSSED, KEPT, PLACED, Frame, Space, Standing, keep_personas, population_shift
-from pipeline import jobs
-from pipeline.settings import Settings
-from sandbox.synthetic import Population, study_engagement, study_shaped_counts
-from warehouse.db import connect
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
 MARGIN = 0.25
@@ -159,8 +159,8 @@ def test_the_first_snapshot_makes_the_frame_from_its_fit(two_weeks):
 
 def test_noise_keeps_the_frame_and_moves_at_most_half_a_percent(two_weeks):
     settings, _, second, movers = two_weeks
-    assert not second.clustering.frame.made and second.clustering.frame.frame_id == 1
-    assert second.clustering.frame.why.startswith("kept frame 1")
+    assert not second.stored.frame.made and second.stored.frame.frame_id == 1
+    assert second.stored.frame.why.startswith("kept frame 1")
     a, b = personas_of(settings.warehouse, 1), personas_of(settings.warehouse, 2)
     still = np.ones(len(a), dtype=bool)
     still[movers] = False
@@ -223,7 +223,7 @@ def test_a_population_that_changed_shape_remakes_the_frame(two_weeks, tmp_path):
     day = date(2026, 6, 15)
     store_features(warehouse, day, reshaped)
     result = jobs.recluster(Settings(warehouse=warehouse, clustering=ClusteringConfig(**LIGHT)), feature_date=day)
-    frame = result.clustering.frame
+    frame = result.stored.frame
     assert frame.made and frame.population_shift >= 0.25 and "the population shifted" in frame.why
     assert set(query(warehouse, "SELECT DISTINCT change FROM clusters.changes").change) <= {
         "reframed",
@@ -237,9 +237,9 @@ def test_a_change_of_the_settings_the_frame_was_made_with_remakes_it_but_not_of_
     warehouse.write_bytes(settings.warehouse.read_bytes())
     scaled = Settings(warehouse=warehouse, clustering=ClusteringConfig(**LIGHT, scaling="standard"))
     wider = Settings(warehouse=warehouse, clustering=ClusteringConfig(**LIGHT, persona_margin=0.5))
-    kept = jobs.recluster(wider, feature_date=WEEK_2, force=True).clustering.frame
+    kept = jobs.recluster(wider, feature_date=WEEK_2, force=True).stored.frame
     assert not kept.made and kept.frame_id == 1
-    frame = jobs.recluster(scaled, feature_date=WEEK_2).clustering.frame
+    frame = jobs.recluster(scaled, feature_date=WEEK_2).stored.frame
     assert frame.made and frame.why == "made: the clustering settings changed (scaling)"
     stored = query(warehouse, "SELECT * FROM clusters.frames WHERE frame_id = 4").iloc[0]
     assert stored.scaling == "standard" and stored.space_scale[0] != 1.0
@@ -274,7 +274,7 @@ def test_the_sandboxs_weekly_moves_are_each_explained_by_the_movers_own_numbers(
             synthetic_crawl(con, population, day)
             derive(con, day)
     results = [jobs.recluster(Settings(warehouse=warehouse), feature_date=day) for day in weeks]
-    assert [r.clustering.frame.made for r in results] == [True, False, False, False]
+    assert [r.stored.frame.made for r in results] == [True, False, False, False]
     margin = Settings().clustering.persona_margin
     moved = [assert_every_move_is_explained_by_the_movers_numbers(warehouse, v - 1, v, margin) for v in (2, 3, 4)]
     assert sum(moved) > 0  # the sandbox's own movement shows

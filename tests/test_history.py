@@ -7,9 +7,9 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from conftest import add_crawl, derive
-from warehouse.db import connect, insert_frame
-from warehouse.publish import publish_copy
+from pipeline.storage import connect, publish_copy
+from support import add_crawl, derive
+from warehouse.db import insert_frame
 
 START = date(2026, 1, 1)
 DAYS = 40

@@ -4,10 +4,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from pipeline.storage import connect
 from scrapers.items import AccountItem
 from scrapers.pipelines import rows_of
-from warehouse.db import connect
-from warehouse.landing import Landing, closed_crawl_keys, load_crawl, remove_loaded, shard_name, this_process
+from warehouse.landing import Landing, shard_name
+from warehouse.loading import closed_crawl_keys, load_crawl, remove_loaded
+from warehouse.util import this_process
 from warehouse.vocabulary import RunStatus
 
 DAY = date(2026, 6, 1)
@@ -177,7 +179,7 @@ def test_a_crawl_whose_opener_died_before_any_crawler_started_is_abandoned(landi
 
 
 def test_a_crawl_killed_before_its_crawler_started_is_closed_by_the_next_plain_load(tmp_path):
-    from conftest import cli
+    from support import cli
 
     warehouse = tmp_path / "data" / "warehouse.duckdb"
     landing = Landing(str(tmp_path / "data" / "landing"))
@@ -198,7 +200,7 @@ def test_two_loads_of_one_crawl_at_once_load_it_once(tmp_path):
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from support import subprocess_env
 
     warehouse = tmp_path / "data" / "warehouse.duckdb"
     landing = Landing(str(tmp_path / "data" / "landing"))

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from support import REPO
 
-# Imported for real in a fresh interpreter: the three the design names, and the crawl's
+# Imported for real in a fresh interpreter: the three the design names, the relations and the crawl's
 # pipeline. Every module of the lower layers is also checked statically (below).
-LOWER = ["warehouse.db", "models.recluster", "transforms.features", "scrapers.pipelines"]
+LOWER = ["warehouse.db", "models.recluster", "transforms.features", "transforms.relations", "scrapers.pipelines"]
 LOWER_PACKAGES = ["warehouse", "models", "transforms", "scrapers"]
 
 # In a fresh interpreter: import the lower layers one by one, noting what each pulled in and

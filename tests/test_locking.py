@@ -14,13 +14,13 @@ from datetime import date
 import duckdb
 import pytest
 
-from conftest import PIPELINE_CLUSTERING as CLUSTERING
-from conftest import subprocess_env
 from pipeline import jobs
 from pipeline.settings import Settings
+from pipeline.storage import publish_copy
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
-from warehouse.publish import publish_copy
+from support import PIPELINE_CLUSTERING as CLUSTERING
+from support import subprocess_env
 
 KIC_ENV = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",

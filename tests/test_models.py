@@ -11,7 +11,6 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_array
 
-from conftest import Cohort
 from models.candidates import EXACT, SCALABLE, candidate_grid, choose, resolve_path, within_cluster_sse
 from models.config import ClusteringConfig
 from models.hierarchical import build_tree
@@ -19,6 +18,7 @@ from models.recluster import fit_candidates, recluster
 from models.scalable import ClaraKMedoids, SampledKMeans
 from models.silhouette import silhouettes
 from sandbox.synthetic import study_shaped_cohort
+from support import Cohort
 from warehouse.errors import KicError
 
 DAY = date(2026, 6, 1)

@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from conftest import add_crawl
+from support import add_crawl
 from warehouse.nights import judge_night, review_night
 from warehouse.plans import NightBudget, make_plan, store_plan
 

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from conftest import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
+from pipeline.storage import connect
 from sandbox.synthetic import Population
-from warehouse.db import connect
+from support import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
 
 
 def test_a_kic_toml_that_is_not_utf8_is_named(tmp_path, monkeypatch):

@@ -8,13 +8,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
 from models.config import ClusteringConfig
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
-from warehouse.db import connect
-from warehouse.publish import publish_copy
+from support import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
 from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
 
 DAY_1, DAY_2, DAY_3 = date(2026, 5, 1), date(2026, 5, 8), date(2026, 5, 15)
@@ -332,7 +331,7 @@ def test_two_kic_recluster_started_together_store_one_snapshot(settings):
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from support import subprocess_env
 
     env = subprocess_env({"KIC_WAREHOUSE": str(settings.warehouse), "KIC_CLUSTERING": CLUSTERING.model_dump_json()})
     runs = [

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import STUDY_RANKING, Cohort, study_path
 from models.config import ClusteringConfig
 from models.personas import LEVELS, PERSONAS, levels, name_personas, robust_scale
 from models.recluster import cluster_profiles, fit_candidates, recluster
 from sandbox.synthetic import study_shaped_cohort
+from support import STUDY_RANKING, Cohort, study_path
 
 
 def level(value: float, cohort_median: float, cohort_spread: float) -> str:
@@ -101,21 +101,6 @@ def test_a_few_outliers_no_longer_hide_a_high_engagement_cluster():
     assert named["persona"].tolist() == ["Lowest benefit", "Middle Interactive", "High Interactive"]
 
 
-def test_follower_tiers_agree_between_python_and_the_warehouse_macro(tmp_path):
-    from models.personas import FOLLOWER_TIERS, follower_tier
-    from warehouse.db import connect
-
-    bounds = [bound for _, bound in FOLLOWER_TIERS if bound]
-    counts = sorted({0, *bounds, *(b - 1 for b in bounds), 5_000_000, 10**9})
-    with connect(tmp_path / "w.duckdb") as con:
-        rows = con.execute("SELECT follower_tier(c) FROM unnest(?::BIGINT[]) t(c)", [counts]).fetchall()
-    in_sql = [row[0] for row in rows]
-    in_python = list(follower_tier(counts))
-    assert in_python == in_sql
-    assert in_python[:3] == ["nano", "nano", "micro"]  # 0, 9,999, 10,000
-    assert in_python[-1] == "mega" and follower_tier([float("nan")])[0] is None
-
-
 DAY = date(2026, 11, 1)
 # Every candidate kind whose names the tests check, without PAM (slow, and named the same way).
 LIGHT_GRID = {"kmeans_k": [3, 4, 5, 6, 7, 8], "kmeans_n_init": 2, "kmedoids_k": [], "elbow_k": []}
@@ -133,7 +118,7 @@ ORDER BY name
 
 
 def test_every_er_and_active_rate_column_says_it_is_a_percentage(tmp_path):
-    from warehouse.db import connect
+    from pipeline.storage import connect
 
     with connect(tmp_path / "w.duckdb") as con:
         columns = con.execute(PERCENT_COLUMNS).fetchall()

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from conftest import FETCHED_AT, add_crawl, derive
+from support import FETCHED_AT, add_crawl, derive
 from warehouse.db import insert_frame
 from warehouse.plans import NightBudget, make_plan, plan_summary, rank, store_plan
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import PIPELINE_CLUSTERING as CLUSTERING
-from conftest import PIPELINE_NIGHTS as NIGHTS
-from conftest import REPO, assert_one_line_error, cli, derive, fill, synthetic_crawl
+from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
-from warehouse.db import connect
-from warehouse.publish import PARTITIONED, publish_copy, published_dir
+from support import PIPELINE_CLUSTERING as CLUSTERING
+from support import PIPELINE_NIGHTS as NIGHTS
+from support import REPO, assert_one_line_error, cli, derive, fill, synthetic_crawl
+from warehouse.publish import PARTITIONED, published_dir
 
 # The analysts' example queries: the README's, and those of docs/sql.md and docs/personas.md.
 README_QUERIES = [

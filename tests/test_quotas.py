@@ -272,8 +272,8 @@ def test_a_loopback_server_gets_no_politeness_delay_even_from_a_hand_run_scrapy_
     import subprocess
     import sys
 
-    from conftest import REPO
     from scrapers import settings
+    from support import REPO
 
     env = {"PATH": "", "PYTHONPATH": str(REPO)}
     result = subprocess.run(

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import is_valid_linkage
 
-from conftest import STUDY_HEADER, assert_one_line_error, cli
 from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
-from warehouse.db import connect, insert_frame
+from pipeline.storage import connect
+from support import STUDY_HEADER, assert_one_line_error, cli
+from warehouse.db import insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
 HEADER = STUDY_HEADER
@@ -80,6 +81,22 @@ def latest_report(warehouse):
     result = cli("report", "-w", warehouse)
     assert result.returncode == 0, result.stderr
     return result, warehouse.parent / "reports" / "snapshot-2.html"
+
+
+def test_reports_in_the_default_place_keep_the_newest_snapshots_and_none_asked_for_is_removed(warehouse, tmp_path):
+    """`reports_kept` bounds data/reports/ (the weekly flow's): an older snapshot's page and member
+    lists go once newer ones are written; a report written where asked (-o) is never removed."""
+    shutil.copy(warehouse, tmp_path / "warehouse.duckdb")
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", reports_kept=1)
+    chosen = steps.report(settings, 1, tmp_path / "mine.html")
+    first = steps.report(settings, 1)
+    assert first.path.exists() and all(path.exists() for path in first.member_lists.values())
+    second = steps.report(settings, 2)
+    assert not first.path.exists() and not steps.member_folder(first.path).exists()
+    assert second.path.exists() and all(path.exists() for path in second.member_lists.values())
+    assert chosen.path.exists() and all(path.exists() for path in chosen.member_lists.values())
+    again = steps.report(Settings(warehouse=settings.warehouse, reports_kept=2), 1)
+    assert again.path.exists() and second.path.exists()  # two kept now: an older one written again stays
 
 
 def test_the_report_is_one_offline_file_with_every_chart(warehouse, latest_report):

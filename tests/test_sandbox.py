@@ -7,18 +7,19 @@ from datetime import date, timedelta
 
 import pytest
 
-from conftest import assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
 from models.config import ClusteringConfig
 from models.frames import standing_of
 from models.recluster import recluster
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
+from support import assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
 from transforms.features import load_clusterable
 from warehouse import raw
-from warehouse.db import connect, transaction
+from warehouse.db import transaction
 from warehouse.snapshots import read_standing, write_snapshot
 from warehouse.util import utcnow
 

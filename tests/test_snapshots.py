@@ -5,10 +5,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from conftest import derive, synthetic_crawl
 from models.config import ClusteringConfig
 from models.recluster import recluster
 from sandbox.synthetic import Population
+from support import derive, synthetic_crawl
 from transforms.features import load_clusterable
 from warehouse.errors import KicError
 from warehouse.snapshots import write_snapshot

@@ -9,10 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import Files, assert_one_line_error, cli, derive, synthetic_crawl
+from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
-from warehouse.db import connect
-from warehouse.publish import publish_copy, published_dir
+from support import Files, assert_one_line_error, cli, derive, synthetic_crawl
+from warehouse.publish import published_dir
 
 DAY = date(2026, 6, 1)
 INFLUENCERS = 40

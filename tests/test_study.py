@@ -4,10 +4,10 @@ from datetime import date
 
 import pytest
 
-from conftest import STUDY_RANKING, study_path
 from models.config import ClusteringConfig
 from pipeline import jobs
 from pipeline.settings import Settings
+from support import STUDY_RANKING, study_path
 
 # STUDY.md, "Reference result: complete linkage, t = 20": size, mean ER, mean active_rate, persona.
 STUDY_TABLE = [
@@ -28,7 +28,7 @@ def clustering(tmp_path_factory):
     settings = Settings(warehouse=tmp_path_factory.mktemp("study") / "w.duckdb")
     imported = jobs.import_csv(settings, path, DAY)
     assert imported.validation.quarantined == 0 and not imported.validation.table_failures()
-    return imported.features.summary, jobs.recluster(settings, ClusteringConfig()).clustering
+    return imported.features.summary, jobs.recluster(settings, ClusteringConfig()).stored
 
 
 def test_all_929_rows_are_clustered(clustering):
@@ -70,9 +70,9 @@ def test_other_thresholds_and_kmeans_match_the_study(clustering):
 def test_a_rebase_reproduces_the_studys_table_in_a_warehouse_that_already_has_personas(tmp_path):
     """The README's reproduction on a warehouse in use (after `kic run`): with --rebase the study's
     rows are fitted afresh, not placed in the personas the warehouse had."""
-    from conftest import cli, synthetic_crawl
+    from pipeline.storage import connect
     from sandbox.synthetic import Population
-    from warehouse.db import connect
+    from support import cli, synthetic_crawl
 
     warehouse = tmp_path / "w.duckdb"
     with connect(warehouse) as con:

@@ -2,9 +2,9 @@ from datetime import date
 
 import pytest
 
-from conftest import derive, import_study
 from pipeline.study_csv import read_study_csv
 from scrapers.usernames import normalize_account
+from support import derive, import_study
 from warehouse.errors import KicError
 
 HEADER = (

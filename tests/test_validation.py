@@ -5,11 +5,11 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from conftest import add_crawl, mark_validated
 from pipeline import jobs, steps
 from pipeline.settings import Settings
+from pipeline.storage import connect
+from support import add_crawl, mark_validated
 from warehouse import quality
-from warehouse.db import connect
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
 

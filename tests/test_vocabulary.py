@@ -1,38 +1,126 @@
-"""Fixed vocabularies have one definition (warehouse.vocabulary); the SQL may only use its values."""
+"""Fixed vocabularies have one definition, in a contract (transforms/sql/), and everything else
+agrees with it (one generic test each way).
 
+- A contract column with accepted values (or a pattern) that names its Python definition
+  (`vocabulary = "module:NAME"`: an enum, a sequence of values, of (value, upper bound) pairs,
+  or a compiled pattern) has the same values as it.
+- Every value a SQL text compares a column with (`x.status IN ('a', 'b')`, `kind = 'image'`,
+  `CASE change WHEN 'new'`) is one the contracts accept for a column of that name; a CHECK
+  constraint lists its column's accepted values exactly; and a CASE that makes one of a
+  relation's own columns (`CASE … END AS not_clusterable_reason`) makes exactly them.
+"""
+
+import importlib
 import re
+from enum import Enum
 
-from transforms.features import sql as feature_sql
-from transforms.validation import NOT_CLUSTERABLE_REASONS
-from warehouse.db import migrations, views
-from warehouse.vocabulary import READ_OUTCOMES, READABLE_RUNS, AccountStatus, RunStatus
+import pytest
 
-ALL_SQL = "\n".join(sql for _, _, sql in [*migrations(), *views()])
+from support import REPO
+from transforms.relations import Column, relations
+from warehouse.db import migrations
+
+VOCABULARY_COLUMNS = [(r.name, c) for r in relations() for c in r.contract.columns.values() if c.vocabulary]
+# SQL is in the relations' files, the migrations and the queries of the Python modules (the only
+# single-quoted strings there: ruff formats Python's own strings with double quotes).
+SQL_TEXTS = {
+    **{f"transforms/sql: {r.name}": r.sql for r in relations() if r.sql},
+    **{f"migration {v:03d}_{name}": sql for v, name, sql in migrations()},
+    **{
+        str(path.relative_to(REPO)): path.read_text(encoding="utf-8")
+        for package in ("warehouse", "transforms", "pipeline", "models", "scrapers")
+        for path in (REPO / package).rglob("*.py")
+    },
+}
 
 
-def literals_compared_to(column: str, sql: str) -> set[str]:
-    """The quoted values a SQL text compares `column` with (`x.status IN ('a', 'b')`, `status = 'a'`)."""
-    found = set()
-    for match in re.finditer(rf"\b{column}\s+(?:NOT\s+)?IN\s*\(([^)]*)\)|\b{column}\s*=\s*('[^']*')", sql, re.I):
-        found |= set(re.findall(r"'([^']*)'", match.group(1) or match.group(2)))
+def python_values(name: str) -> tuple[list, list | None]:
+    """The values of a Python vocabulary, and the upper bounds of a table of (value, bound) pairs."""
+    module, attribute = name.split(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, type) and issubclass(found, Enum):
+        return [member.value for member in found], None
+    if isinstance(found, re.Pattern):
+        return [found.pattern], None
+    if all(isinstance(item, tuple) for item in found):
+        return [value for value, _ in found], [bound for _, bound in found]
+    return list(found), None
+
+
+def accepted(column: Column) -> tuple[list, list | None]:
+    if column.pattern:
+        return [column.pattern], None
+    bounds = [*column.upper_bounds, None] if column.upper_bounds else None
+    return list(column.accepted_values), bounds
+
+
+@pytest.mark.parametrize("relation,column", VOCABULARY_COLUMNS, ids=[f"{r}.{c.name}" for r, c in VOCABULARY_COLUMNS])
+def test_every_vocabulary_a_contract_names_has_the_contracts_values(relation, column):
+    values, bounds = python_values(column.vocabulary)
+    stated, stated_bounds = accepted(column)
+    assert sorted(values) == sorted(stated), f"{column.vocabulary} against {relation}.{column.name}"
+    if stated_bounds is not None:
+        assert list(zip(values, bounds, strict=True)) == list(zip(stated, stated_bounds, strict=True))
+
+
+def accepted_by_name() -> dict[str, set[str]]:
+    """Column name -> every value a contract accepts for a column of that name."""
+    found: dict[str, set[str]] = {}
+    for r in relations():
+        for column in r.columns.values():
+            if column.accepted_values:
+                found.setdefault(column.name, set()).update(column.accepted_values)
     return found
 
 
-def test_the_run_status_check_constraint_lists_exactly_the_vocabulary():
-    (check,) = re.findall(r"CHECK \(status IN \(([^)]*)\)\)", ALL_SQL)
-    assert set(re.findall(r"'([^']*)'", check)) == set(RunStatus)
+def quoted(text: str) -> set[str]:
+    return set(re.findall(r"'([^']*)'", text))
 
 
-def test_views_read_the_runs_and_outcomes_the_vocabulary_calls_readable():
-    staging = next(sql for _, name, sql in views() if name == "staging")
-    readable = staging.split("CREATE OR REPLACE VIEW staging.readable_crawls")[1].split(";")[0]
-    assert literals_compared_to("r.status", readable) == set(READABLE_RUNS)
-    account_crawls = staging.split("CREATE OR REPLACE VIEW staging.account_crawls")[1].split(";")[0]
-    assert literals_compared_to("o.status", account_crawls) == set(READ_OUTCOMES)
-    every_status = literals_compared_to(r"\w*\.?status", ALL_SQL)
-    assert every_status <= set(RunStatus) | set(AccountStatus), every_status - set(RunStatus) - set(AccountStatus)
+def compared_literals(column: str, sql: str) -> set[str]:
+    """The quoted values a SQL text compares `column` (however qualified) with."""
+    found = set()
+    for match in re.finditer(rf"\b{column}\s+(?:NOT\s+)?IN\s*\(([^)]*)\)", sql, re.I):
+        found |= quoted(match.group(1))
+    for match in re.finditer(rf"\b{column}\s*(?:=|<>|!=)\s*('[^']*')", sql, re.I):
+        found |= quoted(match.group(1))
+    for match in re.finditer(rf"\bCASE\s+(?:\w+\.)?{column}\s+(.*?)\bEND\b", sql, re.I | re.S):
+        found |= {value for value in re.findall(r"\bWHEN\s+'([^']*)'", match.group(1), re.I)}
+    return found
 
 
-def test_the_features_sql_gives_only_the_reasons_validation_knows():
-    case = feature_sql("influencer_features").split("AS not_clusterable_reason")[0].rsplit("CASE", 1)[1]
-    assert set(re.findall(r"THEN '([^']*)'", case)) == set(NOT_CLUSTERABLE_REASONS)
+@pytest.mark.parametrize("where", sorted(SQL_TEXTS))
+def test_the_sql_compares_columns_only_with_values_their_contracts_accept(where):
+    unknown = {
+        column: sorted(literals - values)
+        for column, values in accepted_by_name().items()
+        if (literals := compared_literals(column, SQL_TEXTS[where])) - values
+    }
+    assert unknown == {}
+
+
+def test_every_check_constraint_lists_exactly_its_columns_accepted_values():
+    contracts = {
+        f"{r.name}.{column.name}": set(column.accepted_values)
+        for r in relations()
+        for column in r.columns.values()
+        if column.accepted_values
+    }
+    checked = {}
+    for _, _, sql in migrations():
+        for table, body in re.findall(r"CREATE TABLE ([a-z_]+\.[a-z_]+) \((.*?)\n\);", sql, re.S):
+            for column, values in re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", body):
+                checked[f"{table}.{column}"] = quoted(values)
+    assert checked, "no CHECK (column IN (…)) found: the pattern above no longer matches the migrations"
+    assert checked == {name: contracts.get(name) for name in checked}
+
+
+def test_a_case_that_makes_a_column_makes_exactly_its_accepted_values():
+    made = {}
+    for r in relations():
+        for body, column in re.findall(r"\bCASE\b((?:(?!\bCASE\b).)*?)\bEND\s+AS\s+(\w+)", r.sql or "", re.S):
+            stated = r.columns.get(column)
+            if stated is not None and stated.accepted_values:
+                made[f"{r.name}.{column}"] = (quoted(body), set(stated.accepted_values))
+    assert "features.influencer_features.not_clusterable_reason" in made
+    assert {name: values for name, (values, _) in made.items()} == {name: stated for name, (_, stated) in made.items()}

@@ -1,4 +1,4 @@
-"""Deriving features.influencer_features from the staging layer (the SQL is in sql/).
+"""Deriving features.influencer_features from the staging layer (its SQL and contract are in sql/features/).
 
 The feature rows of a date stay in DuckDB: validation reads them from the feature query a
 chunk at a time (`FeatureStream`), and the write inserts them from the same query, minus
@@ -10,20 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from transforms.relations import relation
 from warehouse.db import scalar, transaction
 from warehouse.errors import KicError
 from warehouse.quality import CHUNK_ROWS, chunks
 from warehouse.snapshots import clusterable_fingerprint
 from warehouse.vocabulary import DEFAULT_MAX_OBSERVATION_AGE_DAYS
-
-SQL_DIR = Path(__file__).parent / "sql"
 
 # The newest day any readable (finished and validated) crawl describes: the default feature date.
 LATEST_DATA_DATE = "SELECT max(as_of_date) FROM staging.account_crawls"
@@ -73,14 +70,9 @@ WHERE NOT EXISTS (SELECT 1 FROM unnest($quarantined::VARCHAR[]) AS q(username)
 Fingerprint = tuple[int, int]  # (rows, XOR of their row hashes)
 
 
-@cache
-def sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
-
-
 def feature_query() -> str:
     """The feature query ($feature_date), to be wrapped as a subquery."""
-    return sql("influencer_features").strip().removesuffix(";")
+    return relation("features.influencer_features").sql.strip().removesuffix(";")
 
 
 @dataclass(frozen=True)

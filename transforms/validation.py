@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transforms.relations import relation
 from warehouse.vocabulary import MAX_PLAUSIBLE_COUNT
 
 # GX logs ~200 INFO lines and routes its own DeprecationWarnings into logging at import.
@@ -46,22 +47,10 @@ from great_expectations.expectations.row_conditions import Column  # noqa: E402
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 log = logging.getLogger("kic.validation")
 
+FEATURES_TABLE = "features.influencer_features"
+
 DOCS_SITE = "kic"
 DATASOURCE = "kic_frames"
-USERNAME_PATTERN = r"^[a-z0-9._]{1,30}$"
-MEDIA_KINDS = ["image", "video", "igtv"]
-NOT_CLUSTERABLE_REASONS = [
-    "private",
-    "no_followers",
-    "no_readable_posts",
-    "no_image_posts",
-    "likes_hidden",
-    "comments_hidden",
-    "stale",
-]
-# Percentages: the study's cohort tops out near 34 % ER and 43 % active_rate.
-MAX_PLAUSIBLE_ER = 100.0
-MAX_PLAUSIBLE_ACTIVE_RATE = 100.0
 VOLUME_DROP_LIMIT = 0.5  # fewer than half the rows expected fails the run
 
 # Expectations whose failure is about the table, not a row: they stop the run. On a stream
@@ -71,14 +60,23 @@ TABLE_LEVEL = {"expect_table_columns_to_match_set", "expect_table_row_count_to_b
 ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
-def mean_columns(columns: list[str]) -> list[str]:
-    """The per-media-kind means among a table's columns (image_love, image_comment, ...)."""
-    return [c for c in columns if c.endswith(("_love", "_comment"))]
-
-
-def non_negative(*columns: str) -> list:
-    """Counts and means: never negative, never so large that features overflow."""
-    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=MAX_PLAUSIBLE_COUNT) for c in columns]
+def contract_checks(table: str) -> list:
+    """What the table's contract (transforms/sql/) states of its rows: its key unique, and each
+    column's accepted values, pattern and bounds. A lower bound alone (counts and means: never
+    negative) comes with MAX_PLAUSIBLE_COUNT above, so that no value overflows the features."""
+    contract = relation(table)
+    checks = [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(contract.contract.key))]
+    for column in contract.columns.values():
+        if column.accepted_values:
+            checks.append(gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column.accepted_values)))
+        if column.pattern:
+            checks.append(gxe.ExpectColumnValuesToMatchRegex(column=column.name, regex=column.pattern))
+        if column.min is not None or column.max is not None:
+            highest = MAX_PLAUSIBLE_COUNT if column.max is None else column.max
+            checks.append(
+                gxe.ExpectColumnValuesToBeBetween(column=column.name, min_value=column.min, max_value=highest)
+            )
+    return checks
 
 
 # Suites take the table's columns as the warehouse declares them (its DDL is the one
@@ -97,11 +95,9 @@ def raw_profiles_suite(columns: list[str]) -> gx.ExpectationSuite:
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
             gxe.ExpectColumnValuesToNotBeNull(column="username"),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
-            gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
             gxe.ExpectColumnValuesToNotBeNull(column="followers"),
-            *non_negative("followers", "follows", "media_count"),
             gxe.ExpectColumnValuesToNotBeNull(column="fetched_at"),
+            *contract_checks("raw.profiles"),
         ],
     )
 
@@ -114,12 +110,10 @@ def raw_posts_suite(columns: list[str]) -> gx.ExpectationSuite:
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
             gxe.ExpectColumnValuesToNotBeNull(column="post_id"),
             gxe.ExpectColumnValuesToNotBeNull(column="username"),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "post_id"]),
-            gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=MEDIA_KINDS),
-            *non_negative("likes", "comments", "views"),
             gxe.ExpectColumnValuesToNotBeNull(column="taken_at"),
             # A post cannot be published after it was fetched.
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="fetched_at", column_B="taken_at", or_equal=True),
+            *contract_checks("raw.posts"),
         ],
     )
 
@@ -130,9 +124,7 @@ def raw_imported_means_suite(columns: list[str]) -> gx.ExpectationSuite:
         "raw_imported_media_means",
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["crawl_id", "username"]),
-            gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
-            *non_negative(*mean_columns(columns)),
+            *contract_checks("raw.imported_media_means"),
         ],
     )
 
@@ -145,18 +137,15 @@ def features_suite(columns: list[str]) -> gx.ExpectationSuite:
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["username", "feature_date"]),
             gxe.ExpectColumnValuesToNotBeNull(column="username"),
             gxe.ExpectColumnValuesToNotBeNull(column="observed_on"),  # every number has an age
-            gxe.ExpectColumnValuesToBeInSet(column="not_clusterable_reason", value_set=NOT_CLUSTERABLE_REASONS),
+            # What clustering needs of a clusterable row (a bound the contract cannot state: on some rows only).
             gxe.ExpectColumnValuesToBeBetween(
                 column="follower", min_value=1, max_value=MAX_PLAUSIBLE_COUNT, row_condition=clusterable
             ),
             gxe.ExpectColumnValuesToNotBeNull(column="er", row_condition=clusterable),
             gxe.ExpectColumnValuesToNotBeNull(column="active_rate", row_condition=clusterable),
-            gxe.ExpectColumnValuesToBeBetween(column="er", min_value=0, max_value=MAX_PLAUSIBLE_ER),
-            gxe.ExpectColumnValuesToBeBetween(column="active_rate", min_value=0, max_value=MAX_PLAUSIBLE_ACTIVE_RATE),
-            *non_negative(*mean_columns(columns)),
+            *contract_checks(FEATURES_TABLE),
         ],
     )
 
@@ -602,14 +591,12 @@ def quarantine_frame(records: list[dict]) -> pd.DataFrame:
 
 # --- the two validations a run makes ------------------------------------------------------
 
-# The raw tables of one crawl or import: suite and key of each.
+# The raw tables of one crawl or import, and the suite of each.
 RAW_SUITES = {
-    "raw.profiles": (raw_profiles_suite, ["crawl_id", "username"]),
-    "raw.posts": (raw_posts_suite, ["crawl_id", "post_id"]),
-    "raw.imported_media_means": (raw_imported_means_suite, ["crawl_id", "username"]),
+    "raw.profiles": raw_profiles_suite,
+    "raw.posts": raw_posts_suite,
+    "raw.imported_media_means": raw_imported_means_suite,
 }
-FEATURES_TABLE = "features.influencer_features"
-FEATURES_KEY = ["username", "feature_date"]
 
 Chunks = Iterable[pd.DataFrame]  # a table's rows, a bounded chunk at a time (at least one chunk)
 
@@ -628,9 +615,10 @@ def validate_crawl(
     one chunk."""
     run = f"crawl-{crawl_id}"
     suites = []
-    for table, (make_suite, key) in RAW_SUITES.items():
+    for table, make_suite in RAW_SUITES.items():
         if not counts[table] and table != "raw.profiles":  # a crawl stores profiles, maybe no posts
             continue
+        key = list(relation(table).contract.key)
         chunks = rows(table, key)
         suites.append(validator.validate(chunks, make_suite(columns[table]), run, table_name=table, key=key))
     if expected is not None:
@@ -645,7 +633,8 @@ def validate_features(
     """Validate one date's feature rows as they stream from the feature query, then their
     volume (the rows the query gave); find the rows to quarantine."""
     run = f"features-{feature_date}"
-    result = validator.validate(rows, features_suite(columns), run, table_name=FEATURES_TABLE, key=FEATURES_KEY)
+    key = list(relation(FEATURES_TABLE).contract.key)
+    result = validator.validate(rows, features_suite(columns), run, table_name=FEATURES_TABLE, key=key)
     expected = Expected(previous, "the previous feature date's rows") if previous else None
     volume = validate_volume(validator, {FEATURES_TABLE: (result.rows_validated, expected)}, run)
     validator.render_docs()

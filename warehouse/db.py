@@ -21,7 +21,6 @@ from warehouse.util import first_line
 log = logging.getLogger("kic.warehouse")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-VIEWS_DIR = Path(__file__).parent / "views"
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # How long a writer waits, by default, for another process holding the warehouse.
 DEFAULT_LOCK_WAIT_SECONDS = 120.0
@@ -61,14 +60,8 @@ def migrations() -> tuple[tuple[int, str, str], ...]:
     return numbered_sql(MIGRATIONS_DIR)
 
 
-def views() -> tuple[tuple[int, str, str], ...]:
-    """(order, name, sql) of every view definition shipped with the code (CREATE OR REPLACE VIEW)."""
-    return numbered_sql(VIEWS_DIR)
-
-
-@cache
-def views_fingerprint() -> str:
-    return hashlib.sha256("\n".join(sql for _, _, sql in views()).encode()).hexdigest()
+def views_fingerprint(views: str) -> str:
+    return hashlib.sha256(views.encode()).hexdigest()
 
 
 def latest_version() -> int:
@@ -105,18 +98,18 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def apply_views(con: duckdb.DuckDBPyConnection) -> bool:
-    """(Re)create every view when the shipped definitions differ from the ones applied.
+def apply_views(con: duckdb.DuckDBPyConnection, views: str) -> bool:
+    """(Re)create the views and macros when `views` (their SQL) differs from what was applied.
 
     Views live apart from table migrations (like dbt models): changing one is an edit of
-    its file, applied by the next writer, not a new migration.
+    its file, applied by the next writer, not a new migration. Their SQL is the layer
+    above's (transforms.relations.view_sql()): storage applies it, and knows no relation.
     """
-    fingerprint = views_fingerprint()
+    fingerprint = views_fingerprint(views)
     if scalar(con, "SELECT max(fingerprint) FROM meta.applied_views") == fingerprint:
         return False
     with transaction(con):
-        for _, _, sql in views():
-            con.execute(sql)
+        con.execute(views)
         con.execute("DELETE FROM meta.applied_views")
         con.execute("INSERT INTO meta.applied_views (fingerprint) VALUES (?)", [fingerprint])
     return True
@@ -124,13 +117,19 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> bool:
 
 @contextmanager
 def connect(
-    path: Path | str, *, read_only: bool = False, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    views: str | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse; for writing, create it or upgrade its schema and views first.
+    """Open the warehouse; for writing, create it or upgrade its schema and `views` first.
 
-    DuckDB lets one process hold a file for writing, and then no other may open it at
-    all. If another process holds it, wait for it (with backoff, saying so in the log)
-    up to `lock_wait_seconds`.
+    `views` is the SQL of the views and macros (transforms.relations.view_sql(), which
+    pipeline.storage.connect passes), applied when it differs from what was applied last;
+    without it, a writer leaves the views as they are. DuckDB lets one process hold a file
+    for writing, and then no other may open it at all. If another process holds it, wait
+    for it (with backoff, saying so in the log) up to `lock_wait_seconds`.
     """
     path = Path(path)
     if read_only and not path.exists():
@@ -153,7 +152,8 @@ def connect(
                 )
         else:
             migrate(con)
-            apply_views(con)
+            if views is not None:
+                apply_views(con, views)
         yield con
     except duckdb.Error as exc:
         raise storage_error(exc, path) or exc from None

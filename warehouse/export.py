@@ -127,12 +127,15 @@ def export_snapshot(
     output: Path,
     write_workbook: WriteWorkbook | None = None,
     progress: Progress | None = None,
+    *,
+    views: str,
 ) -> Export:
     """Write one row per influencer of snapshot `version` (default: the latest), of `persona`
-    if given, to `output` in `fmt`, atomically; xlsx through `write_workbook`."""
+    if given, to `output` in `fmt`, atomically; xlsx through `write_workbook`. The rows are
+    read through the views and macros of `views`: a database with others is refused."""
     if fmt not in FORMATS:
         raise KicError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    require_current_views(con)
+    require_current_views(con, views)
     version = resolve_version(con, version)
     personas = chosen_personas(con, version, persona)
     params = {"version": version, "personas": personas, "feature_date": scalar(con, SNAPSHOT_FEATURE_DATE, [version])}
@@ -177,9 +180,10 @@ def chosen_personas(con: duckdb.DuckDBPyConnection, version: int, persona: str |
     return picked
 
 
-def require_current_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Refuse a copy published by another kic: its views and macros may not be these."""
-    if scalar(con, APPLIED_VIEWS) != views_fingerprint():
+def require_current_views(con: duckdb.DuckDBPyConnection, views: str) -> None:
+    """Refuse a copy published by another kic: its views and macros may not be `views`
+    (the ones this kic's exports and reports read)."""
+    if scalar(con, APPLIED_VIEWS) != views_fingerprint(views):
         raise KicError(
             f"the views of {database_path(con)} are not this kic's: run any writing command "
             "(e.g. `kic features`) to publish them"

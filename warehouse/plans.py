@@ -25,13 +25,14 @@ import duckdb
 import pandas as pd
 
 from warehouse.db import insert_frame, transaction
+from warehouse.vocabulary import CRAWL_SOURCES
 
-# Every candidate ranked (the budget then takes the first ones). $today, $since; the
+# Every candidate ranked (the budget then takes the first ones). $today, $since, $crawl_sources; the
 # candidates come as the `candidates` frame (username, listed: their order as given).
 PLAN_ORDER = """
 WITH recent_crawls AS (
     SELECT crawl_id, as_of_date FROM raw.crawl_runs
-    WHERE as_of_date BETWEEN $since AND $today AND source IN ('web', 'graph')
+    WHERE as_of_date BETWEEN $since AND $today AND list_contains($crawl_sources, source)
 ),
 recent AS (
     SELECT o.username,
@@ -208,7 +209,7 @@ def rank(con: duckdb.DuckDBPyConnection, usernames: list[str], today: date, look
     con.register("candidates", candidates)
     try:
         since = today - timedelta(days=max(1, lookback_days))
-        return con.execute(PLAN_ORDER, {"today": today, "since": since}).df()
+        return con.execute(PLAN_ORDER, {"today": today, "since": since, "crawl_sources": list(CRAWL_SOURCES)}).df()
     finally:
         con.unregister("candidates")
 

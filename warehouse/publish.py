@@ -17,7 +17,8 @@ The copy is small, so that a publish costs what changed, not the whole history:
   files no longer listed once the new copy is in place;
 - raw.posts (about a dozen rows per account per night) is left out: a view of that name
   says so when queried; per-account means are in features.influencer_features;
-- then the views of warehouse/views/ are applied on top, so analysts see the same names.
+- then the views are applied on top (their SQL given by the caller: transforms.relations'),
+  so analysts see the same names.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, scalar, views
+from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS, STORAGE_COMPATIBILITY, connect, scalar
 from warehouse.errors import KicError, NoSpace
 from warehouse.util import first_line, literal
 
@@ -106,7 +107,7 @@ SELECT schema_name FROM duckdb_schemas()
 WHERE database_name = current_database() AND NOT internal ORDER BY ALL
 """
 # Column comments of tables (units, what a column holds) travel with the copy: analysts read
-# them there. The views' own come with the view files applied to the copy.
+# them there. The views' own come with the views' SQL applied to the copy.
 COLUMN_COMMENTS = """
 SELECT c.schema_name, c.table_name, c.column_name, c.comment
 FROM duckdb_columns() AS c
@@ -134,8 +135,10 @@ class PublishFailed(KicError):
         self.transient = transient  # the warehouse was held: a later attempt may get it
 
 
-def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Path:
-    """Publish the warehouse to `copy` (tables, views, schema version), atomically: write the
+def publish_copy(
+    warehouse: Path, copy: Path, *, views: str, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Path:
+    """Publish the warehouse to `copy` (tables, `views`, schema version), atomically: write the
     partitions not written yet, build a new small copy beside the old one, swap it in, then
     remove the partition files it no longer lists. Whatever is missing or damaged (the copy,
     partition files) is written anew. If that fails (a full disk), the temporary files are
@@ -146,10 +149,10 @@ def publish_copy(warehouse: Path, copy: Path, *, lock_wait_seconds: float = DEFA
     temporary = [staging, staging.with_name(staging.name + ".wal")]
     try:
         # The warehouse's write lock is held throughout: one publisher at a time, one consistent state.
-        with connect(warehouse, lock_wait_seconds=lock_wait_seconds) as con:
+        with connect(warehouse, lock_wait_seconds=lock_wait_seconds, views=views) as con:
             files = write_partitions(con, folder)
             remove(temporary)  # of a publish cut short
-            build_copy(con, staging, files)
+            build_copy(con, staging, files, views)
             os.replace(staging, target)
             remove_unlisted(folder, files)
     except (OSError, duckdb.IOException, KicError) as exc:  # a full disk, the warehouse held too long
@@ -209,7 +212,7 @@ def write_partitions(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, 
     return files
 
 
-def build_copy(con: duckdb.DuckDBPyConnection, path: Path, files: dict[str, list[Path]]) -> None:
+def build_copy(con: duckdb.DuckDBPyConnection, path: Path, files: dict[str, list[Path]], views: str) -> None:
     """Write the copy at `path`: small tables whole, views over the partitions, then the views."""
     warehouse = scalar(con, "SELECT current_database()")
     con.execute(f"ATTACH {literal(path)} AS {COPY_ALIAS} (STORAGE_VERSION '{STORAGE_COMPATIBILITY}')").fetchall()
@@ -233,8 +236,7 @@ def build_copy(con: duckdb.DuckDBPyConnection, path: Path, files: dict[str, list
             con.execute(f'COMMENT ON COLUMN {COPY_ALIAS}.{schema}.{name}."{column}" IS {literal(comment)}').fetchall()
         con.execute(f"USE {COPY_ALIAS}")  # the views' names resolve in the copy
         try:
-            for _, _, sql in views():
-                con.execute(sql).fetchall()
+            con.execute(views).fetchall()
         finally:
             con.execute(f'USE "{warehouse}"')
     finally:

@@ -37,7 +37,7 @@ FROM clusters.snapshots WHERE version = ?
 """
 # Grain: one row per influencer of the snapshot, in a temporary table of the report's own
 # connection (read once, then the cards, the figures and the member lists read it). Key:
-# username. observed_on: features.observations (warehouse/views/004_report_and_export.sql).
+# username. observed_on: features.observations (transforms/sql/features/observations.sql).
 MEMBERS_TABLE = "report_members"
 MEMBERS = f"""
 CREATE OR REPLACE TEMP TABLE {MEMBERS_TABLE} AS

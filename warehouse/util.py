@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -57,3 +58,29 @@ def replace_folder(new: Path, old: Path) -> None:
         os.replace(old, previous)
     os.replace(new, old)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: changes at each boot
+
+
+def this_process() -> dict:
+    boot_id = BOOT_ID.read_text().strip() if BOOT_ID.exists() else None
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id, "started_at": utcnow().isoformat()}
+
+
+def known_dead(process: dict | None) -> bool:
+    """Whether a process recorded by `this_process` is known to have ended: on this machine, its
+    pid gone, or recorded before the last boot. Elsewhere, or unrecorded: not known."""
+    here = this_process()
+    if not process or process.get("host") != here["host"] or process.get("boot_id") is None:
+        return False
+    return process["boot_id"] != here["boot_id"] or not process_alive(process["pid"])
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie no one has reaped yet is dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

@@ -30,9 +30,8 @@ from scrapers.parsing import (
 )
 from scrapers.usernames import normalize_account
 from warehouse.util import utcnow
-from warehouse.vocabulary import AccountStatus
+from warehouse.vocabulary import CRAWL_SOURCES, AccountStatus
 
-SOURCES = ("web", "graph")
 GRAPH_MEDIA_FIELDS = "id,like_count,comments_count,media_type,media_product_type,timestamp"
 
 
@@ -41,8 +40,8 @@ class InstagramSpider(scrapy.Spider):
 
     def __init__(self, usernames=None, usernames_file=None, tag=None, source="web", date=None, **kwargs):
         super().__init__(**kwargs)
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        if source not in CRAWL_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(CRAWL_SOURCES)}, not {source!r}")
         self.source = source
         self.tag = tag
         self.as_of_text = date

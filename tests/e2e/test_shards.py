@@ -14,7 +14,6 @@ from kic.serve import PrefectStack
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 
-pytestmark = pytest.mark.e2e
 DAY = date(2026, 6, 1)
 BUCKET = "kic-landing"
 # One landing area per warehouse (a loader loads whatever its area holds that it has not), both in one bucket.

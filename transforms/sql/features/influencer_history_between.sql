@@ -1,50 +1,8 @@
--- The influencers a recluster takes, in the order it takes them.
-
--- Grain: one row per clusterable influencer per feature date, numbered from 0 in username
--- order within the date (row_index): the clusterers get them in this order, and their
--- assignments are joined back by it. Key: (feature_date, username).
-CREATE OR REPLACE VIEW features.clusterable AS
-SELECT
-    feature_date,
-    username,
-    er,
-    active_rate,
-    follower,
-    row_number() OVER (PARTITION BY feature_date ORDER BY username) - 1 AS row_index
-FROM features.influencer_features
-WHERE is_clusterable;
-
--- An influencer's history: followers, engagement and persona per feature date, with
--- follower growth and a flag for sudden follower jumps (a first audience-quality signal:
--- bought followers arrive in bursts). Computed at query time with window functions over
--- each influencer's own rows (partitioned by username), so a filter on username reaches
--- the scan of the features; a date range is read through the macro below.
---
--- Rules (README, "An influencer's history"):
--- - observed_on: the day the crawl a feature row was read from describes (a feature date
---   can re-read an older crawl when the influencer was not crawled since).
--- - persona, snapshot_version: the influencer's persona in the latest snapshot built on
---   that feature date; NULL when no snapshot was built on it (or it was not clustered).
--- - follower_growth_7d (_28d): followers minus followers on the nearest earlier feature
---   date at or before d - 7 (d - 28), looked for no further back than d - 14 (d - 56): a
---   reading older than twice the span is no 7-day (28-day) growth. NULL without one; _pct
---   is the growth in percent of the earlier count; _since is the date compared against.
--- - daily_growth_pct: percent change of followers since the previous reading (the
---   influencer's previous feature date within 28 days), divided by the days between the two
---   crawls' observed_on; NULL when both rows read the same crawl (nothing new was seen).
--- - jump_score: a robust z-score of daily_growth_pct against the influencer's own daily
---   growth rates of the 28 days before the feature date (d - 28 to d - 1):
---   (g - median) / (1.4826 * MAD), the
---   scaled MAD floored at 0.1 percentage points a day (a steady account's MAD is near 0,
---   and a tiny wobble must not score as a jump). NULL with fewer than 5 earlier rates.
--- - follower_jump: jump_score above 3.5 (Iglewicz and Hoaglin's cutoff for outliers):
---   followers grew far faster than this influencer's own recent pace. Drops are not
---   flagged (jump_score shows them, negative). NULL when jump_score is NULL.
--- Nothing looks back more than 56 days (a rate 28 days back, against a reading 28 days
--- before it; the 28-day growth), so the rows of first_day..last_day need the features from
--- first_day - 56 days on, and the macro reads no more (NULL: unbounded).
--- Grain: one row per influencer per feature date from first_day to last_day.
--- Key: (username, feature_date).
+-- Window functions over each influencer's own rows (partitioned by username), so that a
+-- filter on username reaches the scan of the features. Nothing looks back more than 56
+-- days (a rate 28 days back, against a reading 28 days before it; the 28-day growth), so
+-- the rows of first_day..last_day need the features from first_day - 56 days on, and the
+-- macro reads no more (NULL: unbounded).
 CREATE OR REPLACE MACRO features.influencer_history_between(first_day, last_day) AS TABLE
 WITH readings AS (
     SELECT
@@ -139,10 +97,3 @@ SELECT
 FROM scored AS s
 LEFT JOIN latest_snapshot_per_day AS l USING (feature_date)
 LEFT JOIN clusters.assignments AS a ON a.version = l.version AND a.username = s.username;
-
--- Grain: one row per influencer per feature date. Key: (username, feature_date).
--- Every feature date of every influencer (rules above); filter by username to read only
--- that influencer's rows, or use features.influencer_history_between(first_day, last_day)
--- to compute only some dates.
-CREATE OR REPLACE VIEW features.influencer_history AS
-FROM features.influencer_history_between(NULL, NULL);

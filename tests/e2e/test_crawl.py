@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import derive, kic, mark_validated, subprocess_env
 from pipeline.crawl import (
     SANDBOX_SCRAPY_SETTINGS,
     CrawlRequest,
@@ -25,14 +24,15 @@ from pipeline.crawl import (
     scrapy_command,
 )
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
-from warehouse.db import connect
-from warehouse.landing import Landing, process_alive
+from support import derive, kic, mark_validated, subprocess_env
+from warehouse.landing import Landing
+from warehouse.util import process_alive
 
-pytestmark = pytest.mark.e2e  # each test runs the crawler in a subprocess
 DAY = date(2026, 6, 1)
 SEED = 77
 FAST = {**SANDBOX_SCRAPY_SETTINGS, "RETRY_TIMES": "2"}
@@ -283,7 +283,7 @@ def test_features_read_each_accounts_latest_readable_crawl(tmp_path):
 
 
 def test_scrapy_crawl_works_from_the_project_root(tmp_path):
-    from conftest import REPO
+    from support import REPO
 
     n = names(12)[:5]
     settings, box = settings_for(tmp_path), sandbox_for(n=12)

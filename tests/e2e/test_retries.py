@@ -14,8 +14,6 @@ from warehouse.db import Damaged
 from warehouse.errors import KicError, NoSpace, WarehouseBusy
 from warehouse.publish import PublishFailed
 
-pytestmark = pytest.mark.e2e  # Prefect's import alone costs an inner-loop worker seconds
-
 
 def http_error(status: int) -> httpx.HTTPStatusError:
     request = httpx.Request("GET", "http://127.0.0.1/api")
@@ -104,8 +102,8 @@ def test_runs_whose_process_died_are_marked_crashed_and_live_ones_are_left(prefe
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.settings import PREFECT_API_URL
 
-    from conftest import REPO, subprocess_env
     from flows.runs import crash_abandoned_runs
+    from support import REPO, subprocess_env
 
     env = subprocess_env({"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO)})
     sleepers = [

@@ -15,19 +15,17 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
-from conftest import derive, synthetic_crawl
 from flows.nightly_refresh import nightly_refresh
 from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
 from pipeline.persona_guide import look
 from pipeline.settings import ClusteringConfig, Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
-from warehouse.db import connect
-
-pytestmark = pytest.mark.e2e  # on the session's Prefect server
+from support import derive, synthetic_crawl
 
 SEED = 21
 NIGHT = date(2026, 6, 1)

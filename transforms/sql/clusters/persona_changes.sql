@@ -1,26 +1,6 @@
--- Views on the `clusters` layer: the latest snapshot, and who changed persona (and why).
-
--- Grain: one row per influencer, latest snapshot only. Key: username.
-CREATE OR REPLACE VIEW clusters.latest_assignments AS
-SELECT * FROM clusters.assignments
-WHERE version = (SELECT max(version) FROM clusters.snapshots);
-
--- Grain: one row per cluster, latest snapshot only. Key: cluster.
-CREATE OR REPLACE VIEW clusters.latest_profiles AS
-SELECT * FROM clusters.profiles
-WHERE version = (SELECT max(version) FROM clusters.snapshots);
-
--- Who changed persona between any two snapshots, and why: each one's ER and active_rate (%)
--- and its persona's levels in both, persona names and persona ids in both. change:
---   moved     both snapshots on one persona frame: the influencer's own numbers crossed into
---             the new persona's region (models/frames.py); why names the boundary crossed
---             and how much nearer the new persona's centre it now is;
---   reframed  to_version's personas were redrawn (a new frame: first, re-base, population shift);
---   renamed   the same persona (by id) under another name, after a redraw;
---   changed   either snapshot is older than persona frames;
---   new / dropped  not clustered in from_version / in to_version.
--- Grain: one row per influencer whose persona (name or id) differs between from_version and
--- to_version. Key: username. Call: FROM clusters.persona_changes(3, 5).
+-- change: moved when both snapshots are on one persona frame (models/frames.py), reframed
+-- when to_version's personas were redrawn, renamed for the same persona id under another
+-- name, changed when either snapshot is older than persona frames; new / dropped.
 CREATE OR REPLACE MACRO clusters.persona_changes(from_version, to_version) AS TABLE
 WITH prev AS (
     SELECT a.username, a.persona, a.er, a.active_rate, p.persona_id, p.er_level, p.active_rate_level,
@@ -114,14 +94,3 @@ SELECT * EXCLUDE (boundary, numbers, frame_why, distance_ratio),
     boundary,
     distance_ratio
 FROM compared;
-
--- Grain: one row per influencer whose persona differs between the two latest snapshots
--- (including influencers present in only one of them). Key: username.
--- The columns of clusters.persona_changes.
-CREATE OR REPLACE VIEW clusters.changes AS
-SELECT * FROM clusters.persona_changes(
-    (SELECT max(version) FROM clusters.snapshots
-     WHERE version < (SELECT max(version) FROM clusters.snapshots)),
-    (SELECT max(version) FROM clusters.snapshots)
-)
-WHERE previous_version IS NOT NULL;

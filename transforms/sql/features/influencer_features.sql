@@ -1,5 +1,4 @@
 -- The rows of features.influencer_features for one feature date ($feature_date).
--- Grain: one row per influencer per feature date. Key: (username, feature_date).
 -- Each influencer is read from its latest readable crawl on or before the date, and says when
 -- that observation was made; one older than $max_age_days days is not clusterable (`stale`).
 WITH latest_crawl AS (

@@ -21,10 +21,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from conftest import REPO, kic, subprocess_env
 from pipeline.settings import Settings
+from support import REPO, kic, subprocess_env
 
-pytestmark = pytest.mark.e2e
 MAIN_JOB_DAY = date(2026, 6, 1)
 README = (REPO / "README.md").read_text(encoding="utf-8")
 CHROMIUM_FLAGS = [

@@ -8,14 +8,13 @@ from datetime import date, timedelta
 
 import pytest
 
-from conftest import assert_one_line_error, cli
 from pipeline import jobs
 from pipeline.crawl import CrawlRequest
 from pipeline.settings import Settings
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
+from support import assert_one_line_error, cli
 
-pytestmark = pytest.mark.e2e  # every test runs the crawler in a subprocess
 DAY = date(2026, 6, 1)
 WINDOW = 2.0  # seconds: a rolling window short enough for a test to see several
 CALLS = 40  # a few dozen calls per window

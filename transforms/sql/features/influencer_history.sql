@@ -1,0 +1,2 @@
+CREATE OR REPLACE VIEW features.influencer_history AS
+FROM features.influencer_history_between(NULL, NULL);
