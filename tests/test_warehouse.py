@@ -1,5 +1,3 @@
-from datetime import date
-
 import duckdb
 import pytest
 
@@ -47,7 +45,11 @@ def test_opening_an_older_warehouse_upgrades_it_and_keeps_its_data(warehouse_pat
     con = duckdb.connect(str(warehouse_path))
     migrate_to(con, 1)
     assert schema_version(con) == 1
-    crawl_id = raw.open_run(con, "web", "old", date(2026, 1, 1))
+    # What a kic of schema version 1 wrote (today's writers write today's columns).
+    (crawl_id,) = con.execute(
+        "INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status) "
+        "VALUES ('web', 'old', DATE '2026-01-01', now(), 'running') RETURNING crawl_id"
+    ).fetchone()
     raw.append(con, "profiles", [{"crawl_id": crawl_id, "username": "kept", "followers": 5, "fetched_at": FETCHED_AT}])
     con.close()
 

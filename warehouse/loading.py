@@ -16,17 +16,13 @@ import duckdb
 from warehouse import watchlist
 from warehouse.db import scalar, transaction
 from warehouse.landing import BATCH_TABLES, COMMIT_TABLE, Landing, parquet, relative
-from warehouse.raw import close_run
+from warehouse.raw import close_run, open_run
 from warehouse.util import first_line, utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus
 
 log = logging.getLogger("kic.warehouse")
 
 FIND_CRAWL = "SELECT crawl_id, status FROM raw.crawl_runs WHERE landing_key = ?"
-OPEN_CRAWL = """
-INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested, landing_key)
-VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING crawl_id
-"""
 LOADED_FILES = "SELECT file FROM raw.landed_files WHERE crawl_id = ?"
 RECORD_FILE = "INSERT INTO raw.landed_files (crawl_id, file, table_name, row_count, loaded_at) VALUES (?, ?, ?, ?, ?)"
 # Accounts asked for that no loaded batch answered: recorded, never dropped silently.
@@ -85,18 +81,14 @@ def load_once(con, landing: Landing, crawl_key: str, request: dict, refused: dic
     if found:
         crawl_id = found[0][0]
     else:
-        crawl_id = scalar(
+        crawl_id = open_run(
             con,
-            OPEN_CRAWL,
-            [
-                request["source"],
-                request.get("origin"),
-                request["as_of_date"],
-                request["started_at"],
-                RunStatus.RUNNING,
-                sum(request["shards"].values()),
-                crawl_key,
-            ],
+            request["source"],
+            request.get("origin"),
+            request["as_of_date"],
+            sum(request["shards"].values()),
+            started_at=request["started_at"],
+            landing_key=crawl_key,
         )
     loaded = {file for (file,) in con.execute(LOADED_FILES, [crawl_id]).fetchall()}
     files = rows = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import pandas as pd
@@ -16,8 +16,8 @@ from warehouse.vocabulary import READ_OUTCOMES, AccountStatus, RunStatus
 RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
 
 OPEN_RUN = """
-INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested, landing_key)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 RETURNING crawl_id
 """
 
@@ -47,9 +47,17 @@ def open_run(
     origin: str | None,
     as_of_date: date,
     accounts_requested: int | None = None,
+    *,
+    started_at: datetime | str | None = None,  # a landed request.json says it in ISO 8601
+    landing_key: str | None = None,
 ) -> int:
-    """Record a new crawl or import as running; return its crawl id."""
-    return scalar(con, OPEN_RUN, [source, origin, as_of_date, utcnow(), RunStatus.RUNNING, accounts_requested])
+    """Record a new crawl or import as running (started now, unless a landed crawl says when);
+    return its crawl id."""
+    return scalar(
+        con,
+        OPEN_RUN,
+        [source, origin, as_of_date, started_at or utcnow(), RunStatus.RUNNING, accounts_requested, landing_key],
+    )
 
 
 def close_run(
