@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from scrapers.middlewares import LOOPBACK_HOSTS
 from warehouse import plans, watchlist
 from warehouse.errors import KicError, os_refusal
 from warehouse.landing import Landing, new_crawl_key, shard_name
-from warehouse.loading import closed_crawl_keys, load_crawl, remove_loaded
+from warehouse.loading import closed_crawl_keys
 from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 
@@ -371,16 +371,6 @@ def run_shard(
             f"what it landed is kept and a retry crawls the rest (log: {log_file})"
         )
     return ShardRun(crawl_key, shard, len(usernames), end["status"], end["message"], log_file)
-
-
-def load(settings: Settings, crawl_key: str, close: bool = True) -> CrawlSummary:
-    """Move a crawl's landed files into raw.* in one transaction, then summarize the run."""
-    landing = Landing(settings.landing_root)
-    with open_warehouse(settings) as con:
-        report = load_crawl(con, landing, crawl_key, close=close)
-        summary = summarize(con, report.crawl_id)
-        remove_loaded(con, landing, settings.landing_retention_days)
-    return replace(summary, refused=report.refused)
 
 
 def summarize(con, crawl_id: int) -> CrawlSummary:

@@ -14,7 +14,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +45,8 @@ from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
 from warehouse.export import Export, export_snapshot
+from warehouse.landing import Landing
+from warehouse.loading import load_crawl, remove_loaded
 from warehouse.plans import Plan
 from warehouse.snapshots import cluster_table, read_standing, store_snapshot, unchanged_snapshot
 from warehouse.util import replace_folder, utcnow, write_atomically
@@ -167,7 +169,11 @@ def find_unloaded_crawls(settings: Settings) -> list[str]:
 @io_step
 def load(settings: Settings, crawl_key: str) -> CrawlSummary:
     """Move a crawl's landed files into raw.* in one transaction and close its run; log what it stored."""
-    summary = pipeline.crawl.load(settings, crawl_key)
+    landing = Landing(settings.landing_root)
+    with open_warehouse(settings) as con:
+        loaded = load_crawl(con, landing, crawl_key)
+        summary = replace(pipeline.crawl.summarize(con, loaded.crawl_id), refused=loaded.refused)
+        remove_loaded(con, landing, settings.landing_retention_days)
     log.info(
         "crawl %d (%s, %s): %d requested, %d profiles, %d posts; outcomes %s",
         summary.crawl_id,

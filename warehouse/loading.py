@@ -61,7 +61,7 @@ def load_crawl(con: duckdb.DuckDBPyConnection, landing: Landing, crawl_key: str,
     while True:
         try:
             with transaction(con):
-                report = load_once(con, landing, crawl_key, request, refused, close)
+                report = load_attempt(con, landing, crawl_key, request, refused, close)
             return report
         except UnreadableFile as bad:
             refused[bad.file] = bad.reason
@@ -74,7 +74,9 @@ class UnreadableFile(Exception):
         self.file, self.reason = file, reason
 
 
-def load_once(con, landing: Landing, crawl_key: str, request: dict, refused: dict[str, str], close: bool) -> LoadReport:
+def load_attempt(
+    con, landing: Landing, crawl_key: str, request: dict, refused: dict[str, str], close: bool
+) -> LoadReport:
     found = con.execute(FIND_CRAWL, [crawl_key]).fetchall()
     if found and found[0][1] != RunStatus.RUNNING:
         return LoadReport(found[0][0], crawl_key, 0, 0, refused, closed=True)
