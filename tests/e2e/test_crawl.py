@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import steps
 from pipeline.crawl import (
     SANDBOX_SCRAPY_SETTINGS,
     CrawlRequest,
     crawl_env,
-    load,
     open_crawl,
     plan_crawl,
     run_shard,
@@ -67,7 +67,7 @@ def crawl(settings, usernames=None, source="web", extra=None, sandbox=None, **re
         )
         opened = open_crawl(settings, request, plan_crawl(settings, request))
         run = run_shard(settings, request, opened.crawl_key, opened.shards[0])
-    return replace(load(settings, opened.crawl_key), log_file=run.log_file)
+    return replace(steps.load(settings, opened.crawl_key), log_file=run.log_file)
 
 
 def shard_stats(settings):
@@ -239,7 +239,7 @@ def interrupt_crawl(settings, tmp_path, stop: signal.Signals, after: int):
             child.wait(timeout=60)
     assert settings.warehouse.read_bytes() == planned  # the crawler never opened the warehouse
     assert not settings.warehouse.with_suffix(".duckdb.wal").exists()
-    return load(settings, opened.crawl_key)
+    return steps.load(settings, opened.crawl_key)
 
 
 def test_an_interrupted_crawl_keeps_what_it_landed_and_is_marked_so(tmp_path):
@@ -264,7 +264,7 @@ def test_a_killed_crawl_is_loadable_and_its_unreached_accounts_are_recorded(tmp_
     assert len(crawled) >= 8 and crawled.isdisjoint(not_crawled) and len(crawled) + len(not_crawled) == 40
     assert summary.status == "interrupted" and "never finished" in summary.message
     # Loading again stores nothing twice.
-    again = load(settings, summary.crawl_key)
+    again = steps.load(settings, summary.crawl_key)
     assert again.crawl_id == summary.crawl_id and len(outcomes(settings, summary.crawl_id)) == 40
 
 
