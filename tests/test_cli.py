@@ -279,11 +279,16 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
         while started not in log.read_text() and run.poll() is None:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.05)
+        ended_before_the_signal = run.poll()
         os.killpg(run.pid, signal.SIGINT)
         # Interrupted, as a shell sees it ($? = 130): exit status 130 (Typer's), or killed by the
         # SIGINT itself, which CPython re-raises when a KeyboardInterrupt ends the interpreter
         # (seen once under load, after the crash was recorded).
-        assert run.wait(timeout=60) in (130, -signal.SIGINT), log.read_text()[-2000:]
+        status = run.wait(timeout=60)
+        # What the run said from the fit on: where the signal landed (once, in CI, the run went on
+        # to exit 0; not seen again in 9 runs since).
+        told = log.read_text().partition(started)[2][:3000]
+        assert status in (130, -signal.SIGINT), (ended_before_the_signal, told)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
