@@ -4,6 +4,7 @@ study's data, and checks of snapshots. Plain functions and constants, imported b
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -240,6 +241,13 @@ def subprocess_env(extra: dict | None = None) -> dict:
     each CLI start seconds)."""
     skipped = {"KIC_DATA_DOCS", "PYTHONDONTWRITEBYTECODE"}
     return {**{name: value for name, value in os.environ.items() if name not in skipped}, **(extra or {})}
+
+
+def as_at_a_terminal() -> None:
+    """A child's start (preexec_fn) as a terminal's foreground job: its own process group (the
+    caller passes start_new_session) and Ctrl-C's default. The suite itself may run where SIGINT
+    is ignored (a background job of a non-interactive shell), and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def kic(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -256,7 +256,7 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
     import time
     import urllib.request
 
-    from support import subprocess_env
+    from support import as_at_a_terminal, subprocess_env
 
     log = tmp_path / "run.log"
     with log.open("wb") as out:
@@ -269,6 +269,7 @@ def test_ctrl_c_as_the_recluster_starts_stops_kic_run_and_its_server_within_seco
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=as_at_a_terminal,
         )
     try:
         deadline = time.monotonic() + 300

@@ -29,7 +29,7 @@ from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from scrapers.extensions import ProgressLines
-from support import derive, kic, mark_validated, subprocess_env
+from support import as_at_a_terminal, derive, kic, mark_validated, subprocess_env
 from warehouse.landing import Landing
 from warehouse.util import process_alive
 
@@ -445,6 +445,7 @@ def test_ctrl_c_in_kic_crawl_says_what_it_kept_and_kic_load_loads_it(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=as_at_a_terminal,
         ) as run:
             deadline = time.monotonic() + 120
 
