@@ -4,6 +4,8 @@ agrees with it (one generic test each way).
 - A contract column with accepted values (or a pattern) that names its Python definition
   (`vocabulary = "module:NAME"`: an enum, a sequence of values, of (value, upper bound) pairs,
   or a compiled pattern) has the same values as it.
+- A contract's `filters` (the rows a relation reads by a fixed set of values, e.g. the readable
+  runs) name a Python set, and the relation's SQL compares that column with exactly it.
 - Every value a SQL text compares a column with (`x.status IN ('a', 'b')`, `kind = 'image'`,
   `CASE change WHEN 'new'`) is one the contracts accept for a column of that name; a CHECK
   constraint lists its column's accepted values exactly; and a CASE that makes one of a
@@ -87,6 +89,16 @@ def compared_literals(column: str, sql: str) -> set[str]:
     for match in re.finditer(rf"\bCASE\s+(?:\w+\.)?{column}\s+(.*?)\bEND\b", sql, re.I | re.S):
         found |= {value for value in re.findall(r"\bWHEN\s+'([^']*)'", match.group(1), re.I)}
     return found
+
+
+FILTERS = [(r, column, vocabulary) for r in relations() for column, vocabulary in r.contract.filters.items()]
+
+
+@pytest.mark.parametrize("relation,column,vocabulary", FILTERS, ids=[f"{r.name}.{c}" for r, c, _ in FILTERS])
+def test_a_relation_reads_exactly_the_values_its_contracts_filter_names(relation, column, vocabulary):
+    """`filters = { status = "warehouse.vocabulary:READABLE_RUNS" }`: its SQL compares `status`
+    with exactly those values (none left out, none added)."""
+    assert compared_literals(column, relation.sql) == set(python_values(vocabulary)[0])
 
 
 @pytest.mark.parametrize("where", sorted(SQL_TEXTS))

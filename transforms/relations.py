@@ -27,7 +27,7 @@ from warehouse.util import literal
 SQL_DIR = Path(__file__).parent / "sql"
 MACROS = "macros"  # the folder of generated scalar macros, created in DuckDB's `main` schema
 # What a contract may say: a misspelt key is an error, not a silently ignored statement.
-CONTRACT_KEYS = {"description", "grain", "key", "depends_on", "columns", "columns_of", "arguments"}
+CONTRACT_KEYS = {"description", "grain", "key", "depends_on", "columns", "columns_of", "arguments", "filters"}
 COLUMN_KEYS = {"description", "unit", "accepted_values", "vocabulary", "pattern", "min", "max", "upper_bounds"}
 CREATED = re.compile(r"^CREATE OR REPLACE (VIEW|MACRO) [a-z_]+\.[a-z_]+(\([^)]*\) AS TABLE\b)?", re.M)
 
@@ -54,6 +54,8 @@ class Contract:
     columns: dict[str, Column]
     columns_of: str | None = None  # its columns are those of this relation (plus its own)
     arguments: tuple[str, ...] = ()  # of a generated macro
+    # Rows it reads by a fixed set of values: column compared -> "module:NAME" of that set in Python
+    filters: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def read_contract(path: Path) -> Contract:
         columns=columns,
         columns_of=data.get("columns_of"),
         arguments=tuple(data.get("arguments", ())),
+        filters=data.get("filters", {}),
     )
 
 
