@@ -4,9 +4,11 @@ study's data, and checks of snapshots. Plain functions and constants, imported b
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -379,3 +381,30 @@ def assert_every_move_is_explained_by_the_movers_numbers(warehouse, before: int,
         assert why.startswith(f"its numbers crossed from {row.persona_before}'s region into {row.persona_after}'s")
         assert f"ER {row.er_before:.2f} -> {row.er_after:.2f}" in why
     return len(moved)
+
+
+# A flow that records its process and sleeps: a run to kill (python -c SLEEPER, under a Prefect server).
+SLEEPER = """
+import time
+from prefect import flow
+from flows.runs import record_process
+
+@flow(name="kic-sleeper")
+def sleeper():
+    record_process()
+    print("running", flush=True)
+    time.sleep(600)
+
+sleeper()
+"""
+
+
+def headless_chromium(flags: list[str], *args: str) -> subprocess.CompletedProcess:
+    """Debian's headless Chromium with `flags` and `args`, in a profile of its own thrown away after."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [shutil.which("chromium"), *flags, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )

@@ -6,8 +6,6 @@ import html
 import json
 import re
 import shutil
-import subprocess
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
 from pipeline.storage import connect
-from support import STUDY_HEADER, assert_one_line_error, cli
+from support import STUDY_HEADER, assert_one_line_error, cli, headless_chromium
 from warehouse.db import insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
@@ -337,13 +335,7 @@ def chromium(*args) -> str:
     page needed from a network would be missing); its stdout."""
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [shutil.which("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+    return headless_chromium(CHROMIUM_FLAGS, *args).stdout
 
 
 def headless_dom(page) -> str:

@@ -197,6 +197,11 @@ def reference() -> str:
             lines += ["", f"Grain: {r.contract.grain}. Key: `({', '.join(r.contract.key)})`."]
         if r.contract.depends_on:
             lines += ["", "Reads: " + ", ".join(f"`{d}`" for d in r.contract.depends_on) + "."]
+        if r.contract.filters:
+            lines += [
+                "",
+                "Reads only rows whose " + ", ".join(f"`{c}` is in `{v}`" for c, v in r.contract.filters.items()) + ".",
+            ]
         lines += ["", "| column | description | unit | values |", "|---|---|---|---|"]
         for c in r.columns.values():
             lines.append(f"| `{c.name}` | {markdown(c.description)} | {c.unit or ''} | {values(c)} |")

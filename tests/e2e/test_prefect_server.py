@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import date
@@ -22,7 +21,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from pipeline.settings import Settings
-from support import REPO, kic, subprocess_env
+from support import REPO, SLEEPER, headless_chromium, kic, subprocess_env
 
 MAIN_JOB_DAY = date(2026, 6, 1)
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -57,13 +56,7 @@ def wait_final(client, flow_run_id, timeout=300):
 
 
 def chromium(*args):
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [shutil.which("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    return headless_chromium(CHROMIUM_FLAGS, *args)
 
 
 def descendants_of(pid: int) -> list[int]:
@@ -274,21 +267,6 @@ def test_the_schedule_runs_on_kic_serve_and_shows_in_its_ui_and_sigterm_stops_it
     assert nightly_rows == [(60,)]
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): UI not checked")
-
-
-SLEEPER = """
-import time
-from prefect import flow
-from flows.runs import record_process
-
-@flow(name="kic-sleeper")
-def sleeper():
-    record_process()
-    print("running", flush=True)
-    time.sleep(600)
-
-sleeper()
-"""
 
 
 def test_kic_serve_marks_a_run_whose_process_died_crashed_and_stops_everything_on_sigint(tmp_path):

@@ -75,21 +75,6 @@ def test_an_io_task_is_retried_on_transient_errors_only(prefect_harness, error, 
     assert len(calls) == attempts
 
 
-SLEEPER = """
-import time
-from prefect import flow
-from flows.runs import record_process
-
-@flow(name="kic-sleeper")
-def sleeper():
-    record_process()
-    print("running", flush=True)
-    time.sleep(600)
-
-sleeper()
-"""
-
-
 def test_runs_whose_process_died_are_marked_crashed_and_live_ones_are_left(prefect_harness, tmp_path):
     """kill -9 of the process running a flow (kic run's, a worker's child): the run stays Running
     on the server until the next kic serve / kic run start marks it Crashed, saying why."""
@@ -103,7 +88,7 @@ def test_runs_whose_process_died_are_marked_crashed_and_live_ones_are_left(prefe
     from prefect.settings import PREFECT_API_URL
 
     from flows.runs import crash_abandoned_runs
-    from support import REPO, subprocess_env
+    from support import REPO, SLEEPER, subprocess_env
 
     env = subprocess_env({"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO)})
     sleepers = [
