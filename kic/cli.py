@@ -563,14 +563,14 @@ def import_csv(
         result = jobs.import_csv(
             settings, path, parse_date(as_of, "--as-of") or settings.today(), encoding, call=shown.call
         )
-    loaded = result.load
+    landed, crawl_id = result.landed, result.load.crawl_id
     typer.echo(
-        f"import {loaded.crawl_id}: {loaded.accounts} account(s) stored, {loaded.rejected} row(s) rejected"
-        + (f" ({loaded.note})" if loaded.note else "")
-        + f"; read as {describe(loaded.encoding)}"
+        f"import {crawl_id}: {landed.accounts} account(s) stored, {landed.rejected} row(s) rejected"
+        + (f" ({landed.note})" if landed.note else "")
+        + f"; read as {describe(landed.encoding)}"
     )
-    if loaded.rejected:
-        typer.echo(f'see why: kic sql "FROM raw.rejected_rows WHERE crawl_id = {loaded.crawl_id}"')
+    if landed.rejected:
+        typer.echo(f'see why: kic sql "FROM raw.rejected_rows WHERE crawl_id = {crawl_id}"')
     typer.echo(f"validated: {result.validation.quarantined} row(s) quarantined")
     echo_features(result.features)
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline import steps
 from pipeline.crawl import CrawlRequest, CrawlSummary
-from pipeline.imports import LoadResult
+from pipeline.imports import LandedImport
 from pipeline.settings import ClusteringConfig, Settings
 from transforms.features import FeatureSummary
 from warehouse.errors import KicError
@@ -68,7 +68,8 @@ class NightFailed(KicError):
 
 @dataclass(frozen=True)
 class Import:
-    load: LoadResult
+    landed: LandedImport
+    load: CrawlSummary
     validation: Validation
     features: Features
 
@@ -210,11 +211,17 @@ def import_csv(
 ) -> Import:
     """Import a study-layout CSV → validate its rows → derive and validate features → publish."""
     parsed = call(steps.read_study_csv)(path, encoding)
-    loaded = call(steps.store_import)(settings, path, parsed, as_of)
+    landed = call(steps.land_import)(settings, path, parsed, as_of)
+    try:
+        loaded = call(steps.load)(settings, landed.crawl_key)
+    except BaseException:
+        # Stored whole or not at all, and only by this command: a later load must not find it.
+        call(steps.discard_landed)(settings, landed.crawl_key)
+        raise
     validation = validate_crawl(settings, loaded.crawl_id, call=call)
     features = derive_features(settings, as_of, call=call)
     publish(settings, f"import {loaded.crawl_id} and the features of {as_of}", call=call)
-    return Import(loaded, validation, features)
+    return Import(landed, loaded, validation, features)
 
 
 def features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:

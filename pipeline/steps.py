@@ -24,7 +24,7 @@ import pandas as pd
 import pipeline.crawl  # by its full name: `crawl` is a step here
 from pipeline import study_csv
 from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
-from pipeline.imports import LoadResult, store_study_csv
+from pipeline.imports import LandedImport, land_study_csv
 from pipeline.outputs import check_output
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.storage import open_readable, open_warehouse, publish_copy
@@ -186,7 +186,7 @@ def load(settings: Settings, crawl_key: str) -> CrawlSummary:
     )
     if summary.accounts_deferred:
         log.warning("crawl %d: %d account(s) deferred to the next night", summary.crawl_id, summary.accounts_deferred)
-    log.info("Scrapy stats of crawl %d: %s", summary.crawl_id, summary.stats)
+    log.info("stats of crawl %d (Scrapy's, or an import's counts): %s", summary.crawl_id, summary.stats)
     for name, why in summary.refused.items():
         log.warning("crawl %d: landed file %s refused: %s", summary.crawl_id, name, why)
     if summary.message:
@@ -214,10 +214,15 @@ def read_study_csv(path: Path, encoding: str | None = None) -> StudyCsv:
 
 
 @io_step
-def store_import(settings: Settings, path: Path, parsed: StudyCsv, as_of: date) -> LoadResult:
-    """Store a parsed study CSV as one import run, in one transaction."""
-    with open_warehouse(settings) as con:
-        return store_study_csv(con, path, parsed, as_of)
+def land_import(settings: Settings, path: Path, parsed: StudyCsv, as_of: date) -> LandedImport:
+    """Land a parsed study CSV as one closed run in the landing area (`load` stores it)."""
+    return land_study_csv(Landing(settings.landing_root), path, parsed, as_of)
+
+
+@io_step
+def discard_landed(settings: Settings, crawl_key: str) -> None:
+    """Remove a run's landed files, so that no later load finds them."""
+    Landing(settings.landing_root).remove_crawl(crawl_key)
 
 
 @io_step

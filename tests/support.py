@@ -18,13 +18,15 @@ import pandas as pd
 import pytest
 
 from models.frames import CROSSED
-from pipeline.imports import store_study_csv
+from pipeline.imports import land_study_csv
 from pipeline.storage import connect
 from pipeline.study_csv import BASE_COLUMNS, read_study_csv
 from sandbox.synthetic import Population
 from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features
 from warehouse import raw
 from warehouse.db import insert_frame, migrate, migrations, transaction
+from warehouse.landing import Landing
+from warehouse.loading import load_crawl
 from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 
@@ -104,6 +106,14 @@ def mark_validated(con, crawl_id: int, ok: bool = True) -> None:
     )
 
 
+def append_raw(con, table: str, rows: pd.DataFrame | list[dict]) -> None:
+    """Append crafted rows to raw.<table>, matching columns by name (the product's rows come
+    only through the loader)."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+    if len(frame):
+        insert_frame(con, f"raw.{table}", frame)
+
+
 def add_crawl(
     con,
     on: date,
@@ -122,14 +132,14 @@ def add_crawl(
     outcomes = outcomes or {}
     crawl_id = raw.open_run(con, source, request, on, accounts_requested=len(profiles))
     stamp = {"crawl_id": crawl_id, "fetched_at": fetched_at}
-    raw.append(
+    append_raw(
         con,
         "profiles",
         [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp} for p in profiles],
     )
     post_rows = pd.DataFrame([{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
-    raw.append(con, "posts", post_rows.astype({"likes": "Int64", "views": "Int64"}) if posts else post_rows)
-    raw.append(
+    append_raw(con, "posts", post_rows.astype({"likes": "Int64", "views": "Int64"}) if posts else post_rows)
+    append_raw(
         con,
         "account_outcomes",
         [
@@ -167,12 +177,27 @@ def migrate_to(con, version: int) -> None:
         migrate(con)
 
 
-def import_study(con, path: Path, as_of: date, validated=True):
-    """Store a study-layout CSV as one import (what `kic import-csv` stores before validating it)."""
-    result = store_study_csv(con, path, read_study_csv(path), as_of)
+@dataclass(frozen=True)
+class StoredImport:
+    crawl_id: int
+    accounts: int  # profiles stored
+    rejected: int  # rows stored in raw.rejected_rows
+
+
+def import_study(con, path: Path, as_of: date, validated=True) -> StoredImport:
+    """Store a study-layout CSV as one import, landed and loaded (what `kic import-csv` stores
+    before validating it); the counts are read back from the warehouse."""
+    with tempfile.TemporaryDirectory() as folder:
+        landing = Landing(folder)
+        landed = land_study_csv(landing, path, read_study_csv(path), as_of)
+        crawl_id = load_crawl(con, landing, landed.crawl_key).crawl_id
     if validated:
-        mark_validated(con, result.crawl_id)
-    return result
+        mark_validated(con, crawl_id)
+    counts = (
+        "SELECT profiles_written, (SELECT count(*) FROM raw.rejected_rows WHERE crawl_id = $id) "
+        "FROM raw.crawl_runs WHERE crawl_id = $id"
+    )
+    return StoredImport(crawl_id, *con.execute(counts, {"id": crawl_id}).fetchone())
 
 
 def synthetic_crawl(con, population: Population, on: date, validated=True) -> int:

@@ -139,6 +139,25 @@ def test_a_report_onto_a_full_disk_is_named_and_leaves_no_file(data, small_disk)
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+@pytest.mark.parametrize("room", [0, 24 * 1024], ids=["none", "24KiB"])
+def test_an_import_onto_a_full_landing_disk_is_named_and_lands_nothing(data, small_disk, tmp_path, monkeypatch, room):
+    """An import goes through the landing area: a disk that takes only part of it leaves no part
+    for a later load to find, and nothing in the warehouse."""
+    landing = small_disk / "landing"
+    monkeypatch.setenv("KIC_LANDING_URL", str(landing))
+    filler = fill(small_disk, room)
+    result = cli(
+        "import-csv", cohort_csv(tmp_path / "more.csv", 400, offset=60), "--as-of", "2026-11-02", "-w", data / WAREHOUSE
+    )
+    assert_one_line_error(result, "no space left on the disk of", str(landing))
+    assert not [p for p in landing.rglob("*") if p.is_file()]
+    assert rows(data / WAREHOUSE, "SELECT count(*) FROM raw.crawl_runs") == [(1,)]  # the fixture's import only
+    filler.unlink()
+    again = cli("import-csv", tmp_path / "more.csv", "--as-of", "2026-11-02", "-w", data / WAREHOUSE)
+    assert again.returncode == 0, again.stderr
+    assert rows(data / WAREHOUSE, "SELECT count(*), sum(accounts_ok) FROM raw.crawl_runs") == [(2, 460)]
+
+
 @pytest.mark.e2e
 def test_a_full_landing_disk_stops_the_crawl_at_once_in_one_line(tmp_path, small_disk, monkeypatch):
     """The crawler stops at its first refused batch and says why on its progress channel: one

@@ -14,13 +14,15 @@ from datetime import date
 import duckdb
 import pytest
 
-from pipeline import jobs
+from pipeline import jobs, steps
 from pipeline.settings import Settings
 from pipeline.storage import publish_copy
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from support import PIPELINE_CLUSTERING as CLUSTERING
-from support import subprocess_env
+from support import STUDY_HEADER, subprocess_env
+from warehouse.errors import WarehouseBusy
+from warehouse.landing import Landing
 
 KIC_ENV = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
@@ -108,6 +110,26 @@ def test_a_run_that_cannot_get_the_warehouse_fails_clearly_and_loses_nothing(set
     assert error.startswith("Error: cannot open warehouse") and "lock" in error.lower() and "PID" in error
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM clusters.snapshots").fetchall() == [(2,)]
+
+
+def test_an_import_that_cannot_get_the_warehouse_leaves_nothing_for_a_later_load(settings, tmp_path):
+    """An import lands, then loads: if the load fails, this command alone answers for the file
+    (run again, it imports it then), so nothing of it is left landed for a later load to store."""
+    csv = tmp_path / "more.csv"
+    csv.write_text(STUDY_HEADER + "\n" + "new.one,10,1000,5,1,0,30,2,0,0,0,0\n", encoding="utf-8")
+    runs = "SELECT count(*) FROM raw.crawl_runs"
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        before = con.execute(runs).fetchall()
+    holder = Holder(settings.warehouse)
+    try:
+        with pytest.raises(WarehouseBusy, match="cannot open warehouse"):
+            jobs.import_csv(settings.model_copy(update={"lock_wait_seconds": 0.5}), csv, date(2026, 11, 3))
+    finally:
+        holder.release()
+    assert Landing(settings.landing_root).crawl_keys() == []
+    assert steps.find_unloaded_crawls(settings) == []
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        assert con.execute(runs).fetchall() == before
 
 
 @pytest.mark.e2e

@@ -16,7 +16,7 @@ from sandbox.settings import SandboxSettings
 from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
-from support import assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
+from support import append_raw, assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
 from transforms.features import load_clusterable
 from warehouse import raw
 from warehouse.db import transaction
@@ -114,7 +114,7 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                         )
                     )
                 for table, frame in rows_of(items).items():
-                    raw.append(con, table, frame.assign(crawl_id=crawl_id))
+                    append_raw(con, table, frame.assign(crawl_id=crawl_id))
                 raw.close_run(con, crawl_id, "succeeded")
                 mark_validated(con, crawl_id)
             derive(con, day)

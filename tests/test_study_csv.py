@@ -2,10 +2,13 @@ from datetime import date
 
 import pytest
 
+from pipeline.imports import land_study_csv
 from pipeline.study_csv import read_study_csv
 from scrapers.usernames import normalize_account
 from support import derive, import_study
 from warehouse.errors import KicError
+from warehouse.landing import Landing
+from warehouse.loading import load_crawl
 
 HEADER = (
     ",account,post,follower,follow,open_account,official_account"
@@ -116,21 +119,31 @@ def test_empty_files_fail_and_write_nothing(con, tmp_path, lines):
     assert count(con, "raw.crawl_runs") == 0
 
 
-def test_a_failure_while_writing_leaves_nothing_behind(con, tmp_path, monkeypatch):
-    import warehouse.raw
+def test_a_failure_while_loading_stores_nothing(con, tmp_path, monkeypatch):
+    """The loader writes an import's rows and closes its run in one transaction."""
+    import warehouse.loading
 
-    real_append = warehouse.raw.append
+    def failing_close(*args, **kwargs):
+        raise RuntimeError("disk full")
 
-    def failing_append(con, table, rows):
-        if table == "account_outcomes":
-            raise RuntimeError("disk full")
-        return real_append(con, table, rows)
-
-    monkeypatch.setattr(warehouse.raw, "append", failing_append)
+    monkeypatch.setattr(warehouse.loading, "close_run", failing_close)
     with pytest.raises(RuntimeError):
         import_study(con, write(tmp_path, [HEADER, *GOOD]), date(2020, 6, 1))
-    for table in ("raw.crawl_runs", "raw.profiles", "raw.imported_media_means"):
+    for table in ("raw.crawl_runs", "raw.profiles", "raw.imported_media_means", "raw.account_outcomes"):
         assert count(con, table) == 0
+
+
+def test_an_import_lands_as_one_closed_shard_and_loads_through_the_crawls_loader(con, tmp_path):
+    path = write(tmp_path, [HEADER.replace(",ER", ",extra,ER"), *(g.replace(",99,99", ",x,99,99") for g in GOOD[:1])])
+    landing = Landing(tmp_path / "landing")
+    landed = land_study_csv(landing, path, read_study_csv(path), date(2020, 6, 1))
+    assert landing.crawl_keys() == [landed.crawl_key] and landed.crawl_key.startswith("csv-2020-06-01-")
+    assert landing.closed(landed.crawl_key, "import")["status"] == "succeeded"
+    loaded = load_crawl(con, landing, landed.crawl_key)
+    again = load_crawl(con, landing, landed.crawl_key)  # a second load of the same landing stores nothing more
+    assert again.crawl_id == loaded.crawl_id and again.rows_loaded == 0
+    run = con.execute("SELECT source, origin, status, message, landing_key, profiles_written FROM raw.crawl_runs")
+    assert run.fetchall() == [("csv", str(path), "succeeded", "ignored column(s): extra", landed.crawl_key, 1)]
 
 
 def test_final_dataset_of_the_study_imports_with_private_accounts_not_clusterable(con, study_file):

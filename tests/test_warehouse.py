@@ -2,9 +2,9 @@ import duckdb
 import pytest
 
 from pipeline.storage import connect
-from support import FETCHED_AT, migrate_to
+from support import FETCHED_AT, append_raw, migrate_to
 from transforms.relations import relations, view_sql
-from warehouse import db, raw
+from warehouse import db
 from warehouse.db import MIGRATIONS_DIR, apply_views, latest_version, migrate, migrations, scalar, schema_version
 from warehouse.errors import KicError
 
@@ -50,7 +50,7 @@ def test_opening_an_older_warehouse_upgrades_it_and_keeps_its_data(warehouse_pat
         "INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status) "
         "VALUES ('web', 'old', DATE '2026-01-01', now(), 'running') RETURNING crawl_id"
     ).fetchone()
-    raw.append(con, "profiles", [{"crawl_id": crawl_id, "username": "kept", "followers": 5, "fetched_at": FETCHED_AT}])
+    append_raw(con, "profiles", [{"crawl_id": crawl_id, "username": "kept", "followers": 5, "fetched_at": FETCHED_AT}])
     con.close()
 
     with connect(warehouse_path) as con:

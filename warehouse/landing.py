@@ -1,4 +1,4 @@
-"""The landing area: where crawls put what they fetched (warehouse/loading.py moves it into raw.*).
+"""The landing area: where crawls and imports put their rows (warehouse/loading.py moves them into raw.*).
 
 A crawl never opens the warehouse. It writes Parquet files under a landing root (a folder
 by default, any fsspec URL by setting: s3://…, gs://…, memory://…), one folder per crawl
@@ -7,7 +7,8 @@ and one per shard:
     <root>/<crawl_key>/request.json              the crawl as asked: source, origin, as-of date, shards
     <root>/<crawl_key>/requested-<shard>.parquet  the accounts each shard must answer for
     <root>/<crawl_key>/<shard>/<table>-<batch>.parquet   a batch of rows (account_outcomes,
-                                                  profiles, posts, discovered)
+                                                  profiles, posts, discovered; an import's
+                                                  imported_media_means, rejected_rows)
     <root>/<crawl_key>/<shard>/closed.json        the shard's end: status, message, Scrapy stats
 
 Every file is written under a temporary name and renamed, and a batch's account_outcomes file
@@ -34,7 +35,8 @@ import pandas as pd
 from warehouse.errors import KicError, duckdb_errno
 from warehouse.util import known_dead, this_process, utcnow
 
-BATCH_TABLES = ("posts", "profiles", "discovered", "account_outcomes")  # account_outcomes last: it commits
+# account_outcomes last: it commits. imported_media_means and rejected_rows: a CSV import's.
+BATCH_TABLES = ("posts", "profiles", "imported_media_means", "rejected_rows", "discovered", "account_outcomes")
 COMMIT_TABLE = "account_outcomes"
 # <table>-<attempt>-<batch>.parquet: a retried shard's new attempt never overwrites an earlier one's files.
 BATCH_FILE = re.compile(r"^(?P<table>[a-z_]+)-(?P<batch>[0-9a-f]{8}-\d{6})\.parquet$")
@@ -129,9 +131,12 @@ class Landing:
         as_of: date,
         shards: Mapping[str, Iterable[str]],
         pacing: Mapping | None = None,
+        accounts_requested: int | None = None,
     ) -> None:
         """Record a crawl as asked, before any crawler starts: its accounts, shard by shard, and
-        (`pacing`) each shard's quota and the crawl window's end, for whichever machine crawls it."""
+        (`pacing`) each shard's quota and the crawl window's end, for whichever machine crawls it.
+        `accounts_requested` counts what was asked when it is more than the shards' accounts (an
+        import's rejected rows)."""
         counts = {}
         for shard, usernames in shards.items():
             frame = pd.DataFrame({"username": list(usernames)}, dtype=str)
@@ -149,6 +154,8 @@ class Landing:
         }
         if pacing is not None:
             request["pacing"] = dict(pacing)
+        if accounts_requested is not None:
+            request["accounts_requested"] = accounts_requested
         self.put_json(self.path(crawl_key, REQUEST_FILE), request)
 
     def put_batch(self, crawl_key: str, shard: str, batch: str, frames: Mapping[str, pd.DataFrame]) -> None:

@@ -1,4 +1,4 @@
-"""The one loader that moves what crawls landed (warehouse/landing.py) into raw.*.
+"""The one loader of raw.*: it moves what crawls and imports landed (warehouse/landing.py) into raw.*.
 
 Loading runs in one transaction, reads only committed batches, records each file it stored in
 raw.landed_files (so the same file is never stored twice), and refuses a file it cannot read,
@@ -88,7 +88,7 @@ def load_attempt(
             request["source"],
             request.get("origin"),
             request["as_of_date"],
-            sum(request["shards"].values()),
+            request.get("accounts_requested", sum(request["shards"].values())),
             started_at=request["started_at"],
             landing_key=crawl_key,
         )
@@ -163,7 +163,8 @@ def close_crawl(con, landing: Landing, crawl_key: str, request: dict, crawl_id: 
         crawl_id,
         RunStatus.INTERRUPTED if troubles else RunStatus.SUCCEEDED,
         stats=stats,
-        message="; ".join(troubles) or None,
+        # A shard that ended well may still say something (an import's ignored columns).
+        message="; ".join(troubles or [end["message"] for end in ends.values() if end and end["message"]]) or None,
     )
 
 

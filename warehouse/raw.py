@@ -1,19 +1,17 @@
-"""Writing the raw layer: crawl runs and the rows they fetched, in batches."""
+"""The raw layer's run log: opening and closing the row of a crawl or an import (its rows come
+through warehouse/loading.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 
 import duckdb
-import pandas as pd
 
-from warehouse.db import insert_frame, scalar
+from warehouse.db import scalar
 from warehouse.util import utcnow
 from warehouse.vocabulary import READ_OUTCOMES, AccountStatus, RunStatus
-
-RAW_TABLES = ("account_outcomes", "profiles", "posts", "imported_media_means", "rejected_rows")
 
 OPEN_RUN = """
 INSERT INTO raw.crawl_runs (source, origin, as_of_date, started_at, status, accounts_requested, landing_key)
@@ -80,13 +78,3 @@ def close_run(
             "deferred": AccountStatus.DEFERRED,
         },
     ).fetchall()
-
-
-def append(con: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame | Sequence[Mapping]) -> int:
-    """Append a batch of rows to raw.<table>, matching columns by name; return the count."""
-    if table not in RAW_TABLES:
-        raise ValueError(f"not a raw table: {table}")
-    batch = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
-    if batch.empty:
-        return 0
-    return insert_frame(con, f"raw.{table}", batch)
