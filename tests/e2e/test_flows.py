@@ -85,8 +85,8 @@ def test_nightly_refresh_crawls_validates_derives_and_publishes(env, caplog, mon
     monkeypatch.setenv("KIC_DATA_DOCS", "true")  # the product's default (conftest turns them off)
     state = night(env)
     assert state.is_completed(), state.message
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Scrapy stats of crawl 1")]
-    assert [r.name for r in caplog.records if r.getMessage().startswith("Scrapy stats")] == ["kic.pipeline"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stats of crawl 1 ")]
+    assert [r.name for r in caplog.records if r.getMessage().startswith("stats of crawl")] == ["kic.pipeline"]
     assert logged and '"item_scraped_count": 40' in logged[0]  # the spider's stats, in the run's log
     result = state.result()
     assert result["features"] == 40 and result["quarantined"] == 0
