@@ -97,7 +97,7 @@ def main() -> None:
     print(f"{'import job (in process)':<26}{whole:>10.2f}")
     print(f"{'kic import-csv (process)':<26}{seconds:>10.2f}{rss / MIB:>10.0f} MiB")
     print(
-        f"{result.landed.accounts:,} accounts stored, {result.landed.rejected:,} rows rejected, "
+        f"{result.load.profiles_written:,} accounts stored, {result.landed.rejected:,} rows rejected, "
         f"{result.features.summary.clusterable:,} clusterable"
     )
 

@@ -565,7 +565,7 @@ def import_csv(
         )
     landed, crawl_id = result.landed, result.load.crawl_id
     typer.echo(
-        f"import {crawl_id}: {landed.accounts} account(s) stored, {landed.rejected} row(s) rejected"
+        f"import {crawl_id}: {result.load.profiles_written} account(s) stored, {landed.rejected} row(s) rejected"
         + (f" ({landed.note})" if landed.note else "")
         + f"; read as {describe(landed.encoding)}"
     )

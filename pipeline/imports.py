@@ -25,8 +25,7 @@ BATCH = "00000000-000001"  # <attempt>-<number>: an import has one attempt and o
 @dataclass(frozen=True)
 class LandedImport:
     crawl_key: str  # its name in the landing area, and in raw.crawl_runs once loaded
-    accounts: int
-    rejected: int
+    rejected: int  # rows of the CSV rejected, with their reasons (what the load stores is in its summary)
     note: str | None = None
     encoding: str = "utf-8"  # the codec the CSV was read with
 
@@ -77,4 +76,4 @@ def land_study_csv(landing: Landing, path: Path, parsed: StudyCsv, as_of: date) 
         if landing.fs.exists(landing.path(crawl_key)):
             landing.remove_crawl(crawl_key)
         raise
-    return LandedImport(crawl_key, len(parsed.accepted), len(parsed.rejected), note, parsed.encoding)
+    return LandedImport(crawl_key, len(parsed.rejected), note, parsed.encoding)
