@@ -13,9 +13,9 @@ from flows.run_names import name_run, started
 from flows.runs import record_process
 from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs, steps
-from pipeline.persona_guide import FIT_SCORE, count, look, percent, score
 from pipeline.settings import ClusteringConfig, load_settings
 from pipeline.steps import member_folder
+from reports.persona_guide import FIT_SCORE, count, look, percent, score
 
 
 def run_name() -> str:

@@ -497,8 +497,8 @@ def accounts_import(
     Example: kic accounts import accounts.csv --encoding cp949
     """
     from pipeline import jobs
-    from pipeline.account_lists import read_account_list
-    from pipeline.text_files import describe
+    from readers.account_lists import read_account_list
+    from readers.text_files import describe
 
     listed = read_account_list(path, encoding)
     with showing("kic accounts import") as shown:
@@ -556,7 +556,7 @@ def import_csv(
     Example: kic import-csv beauty_data_extend.csv --as-of 2020-06-01
     """
     from pipeline import jobs
-    from pipeline.text_files import describe
+    from readers.text_files import describe
 
     settings = settings_for(warehouse)
     with showing("kic import-csv") as shown:

@@ -18,8 +18,8 @@ import pandas as pd
 
 from pipeline import steps
 from pipeline.crawl import CrawlRequest, CrawlSummary
-from pipeline.imports import LandedImport
 from pipeline.settings import ClusteringConfig, Settings
+from readers.study_import import LandedImport
 from transforms.features import FeatureSummary
 from warehouse.errors import KicError
 from warehouse.nights import NightReview

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,9 +19,9 @@ import pandas as pd
 import pytest
 
 from models.frames import CROSSED
-from pipeline.imports import land_study_csv
 from pipeline.storage import connect
-from pipeline.study_csv import BASE_COLUMNS, read_study_csv
+from readers.study_csv import BASE_COLUMNS, read_study_csv
+from readers.study_import import land_study_csv
 from sandbox.synthetic import Population
 from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features
 from warehouse import raw
@@ -31,6 +32,9 @@ from warehouse.util import utcnow
 from warehouse.vocabulary import RunStatus
 
 REPO = Path(__file__).resolve().parents[1]
+# The product's packages, as the wheel ships them (pyproject.toml): what tests walk over.
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+PACKAGES = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
 
 
 # The study's public data, shared by every session and CI; absent on a user's fresh clone.

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.account_lists import read_account_list
-from pipeline.study_csv import read_study_csv
+from readers.account_lists import read_account_list
+from readers.study_csv import read_study_csv
 from support import STUDY_HEADER
 from warehouse.errors import KicError
 

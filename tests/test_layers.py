@@ -6,12 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import REPO
+from support import PACKAGES, REPO
 
-# Imported for real in a fresh interpreter: the three the design names, the relations and the crawl's
-# pipeline. Every module of the lower layers is also checked statically (below).
-LOWER = ["warehouse.db", "models.recluster", "transforms.features", "transforms.relations", "scrapers.pipelines"]
-LOWER_PACKAGES = ["warehouse", "models", "transforms", "scrapers"]
+# Imported for real in a fresh interpreter: the three the design names, the relations, the crawl's
+# pipeline, the study's reader and the workbook. Every module of the lower layers is also checked
+# statically (below).
+LOWER = [
+    "warehouse.db",
+    "models.recluster",
+    "transforms.features",
+    "transforms.relations",
+    "scrapers.pipelines",
+    "readers.study_csv",
+    "reports.workbook",
+]
+LOWER_PACKAGES = ["warehouse", "models", "transforms", "scrapers", "readers", "reports"]
 
 # In a fresh interpreter: import the lower layers one by one, noting what each pulled in and
 # which files were opened.
@@ -88,8 +97,14 @@ def imports_of(package: str) -> list[tuple[str, str]]:
     return found
 
 
+def test_every_package_has_a_layer():
+    """A package added to the product is placed above or below the line these tests draw."""
+    assert sorted(PACKAGES) == sorted(LOWER_PACKAGES + [p for p in PACKAGES if p in UPPER])
+    assert not set(LOWER_PACKAGES) & UPPER
+
+
 def test_no_lower_module_imports_an_upper_layer():
-    """Statically, every module under warehouse/, models/, transforms/ and scrapers/."""
+    """Statically, every module under the lower packages (LOWER_PACKAGES)."""
     offenders = [
         f"{path}: {name}"
         for package in LOWER_PACKAGES
@@ -102,4 +117,21 @@ def test_no_lower_module_imports_an_upper_layer():
 def test_warehouse_imports_nothing_from_transforms():
     """warehouse/ is the storage mechanics below the relations transforms/ defines."""
     offenders = [f"{path}: {name}" for path, name in imports_of("warehouse") if name.split(".")[0] == "transforms"]
+    assert not offenders
+
+
+def test_warehouse_is_the_bottom_layer():
+    """Nor from any other lower package: the readers, the clusterers and the renderers sit on it."""
+    others = set(LOWER_PACKAGES) - {"warehouse"}
+    offenders = [f"{path}: {name}" for path, name in imports_of("warehouse") if name.split(".")[0] in others]
+    assert not offenders
+
+
+def test_the_renderers_do_not_read_the_inputs_nor_cluster():
+    """reports/ draws what it is given: it reads no user file and fits nothing."""
+    offenders = [
+        f"{path}: {name}"
+        for path, name in imports_of("reports")
+        if name.split(".")[0] in {"readers", "models", "scrapers"}
+    ]
     assert not offenders

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from pipeline.imports import land_study_csv
-from pipeline.study_csv import read_study_csv
+from readers.study_csv import read_study_csv
+from readers.study_import import land_study_csv
 from scrapers.usernames import normalize_account
 from support import derive, import_study
 from warehouse.errors import KicError

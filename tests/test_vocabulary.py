@@ -18,7 +18,7 @@ from enum import Enum
 
 import pytest
 
-from support import REPO
+from support import PACKAGES, REPO
 from transforms.relations import Column, relations
 from warehouse.db import migrations
 
@@ -30,7 +30,7 @@ SQL_TEXTS = {
     **{f"migration {v:03d}_{name}": sql for v, name, sql in migrations()},
     **{
         str(path.relative_to(REPO)): path.read_text(encoding="utf-8")
-        for package in ("warehouse", "transforms", "pipeline", "models", "scrapers")
+        for package in PACKAGES
         for path in (REPO / package).rglob("*.py")
     },
 }

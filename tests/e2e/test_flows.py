@@ -19,9 +19,9 @@ from flows.nightly_refresh import nightly_refresh
 from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
-from pipeline.persona_guide import look
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.storage import connect
+from reports.persona_guide import look
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.text_files import check_file, choose_encoding, decode_error
+from readers.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import PROFILE_URL, USERNAME
 from warehouse.errors import KicError
 from warehouse.util import first_line

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.study_csv import MEAN_COLUMNS, StudyCsv
+from readers.study_csv import MEAN_COLUMNS, StudyCsv
 from warehouse.landing import Landing, new_crawl_key
 from warehouse.util import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus, Source

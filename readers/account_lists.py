@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.text_files import check_file, choose_encoding, decode_error
+from readers.text_files import check_file, choose_encoding, decode_error
 from scrapers.usernames import normalize_account
 from warehouse.errors import KicError
 
