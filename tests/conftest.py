@@ -164,13 +164,26 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_itemcollected(item):
     """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
-    `-m "not e2e"`), and runs on one pytest-xdist worker, so that the server starts once.
-    Every other test runs on the worker that runs the rest of its file, so that a module's
-    fixtures (a built warehouse, the study's clustering) are built once, not once per worker."""
-    if "prefect_harness" in getattr(item, "fixturenames", ()) or item.path.is_relative_to(E2E_DIR):
+    `-m "not e2e"`), as is all of tests/e2e/; what needs the server runs on one pytest-xdist
+    worker, so that the server starts once.
+    A test that uses a fixture built once per module (a built warehouse, the study's clustering)
+    runs on the worker that runs the module's other such tests, so that it is built once, not once
+    per worker; every other test goes to whichever worker is free, which keeps both busy to the end."""
+    if item.path.is_relative_to(E2E_DIR):
+        item.add_marker(pytest.mark.e2e)
+    if "prefect_harness" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.e2e)
         item.add_marker(pytest.mark.xdist_group("prefect_harness"))
     elif "pipeline_warehouse" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group("pipeline_warehouse"))  # built once
-    else:
+    elif uses_a_module_fixture(item):
         item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def uses_a_module_fixture(item) -> bool:
+    """Whether `item` resolves a fixture of module (or class or package) scope: pytest's record
+    of the fixtures a test uses, the definitions that apply last."""
+    fixtures = getattr(item, "_fixtureinfo", None)
+    return fixtures is not None and any(
+        definitions[-1].scope in ("module", "class", "package") for definitions in fixtures.name2fixturedefs.values()
+    )
