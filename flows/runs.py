@@ -60,8 +60,12 @@ def process_died(run: FlowRun, booted: datetime | None) -> bool:
     return not process_alive(int(pid))
 
 
-def crash_abandoned_runs(client: SyncPrefectClient) -> list[FlowRun]:
-    """Set to Crashed every Running or Pending flow run whose process is known dead; return them."""
+def crash_abandoned_runs(client: SyncPrefectClient | None = None) -> list[FlowRun]:
+    """Set to Crashed every Running or Pending flow run whose process is known dead; return them.
+    Without `client`, through a client of the API Prefect is pointed at."""
+    if client is None:
+        with get_client(sync_client=True) as opened:
+            return crash_abandoned_runs(opened)
     states = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
     runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=states)))
     booted = boot_time()

@@ -35,6 +35,8 @@ def prefect_api() -> Iterator[str]:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kic")
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 
+    from flows.runs import crash_abandoned_runs
+
     configured = PREFECT_API_URL.value()
     if configured:
         crash_abandoned_runs()
@@ -53,16 +55,6 @@ def prefect_api() -> Iterator[str]:
                 yield f"a temporary local server at {server.api_url} (its runs kept in PREFECT_HOME)"
             finally:
                 drain_to_server()
-
-
-def crash_abandoned_runs() -> list[str]:
-    """Mark Crashed the runs an earlier process left Running when it died (see flows.runs); their names."""
-    from prefect.client.orchestration import get_client
-
-    from flows import runs
-
-    with get_client(sync_client=True) as client:
-        return [run.name for run in runs.crash_abandoned_runs(client)]
 
 
 def drain_to_server(timeout: float = 10) -> None:

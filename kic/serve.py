@@ -254,8 +254,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.runs import ensure_crash_automation
-    from kic.prefect_api import crash_abandoned_runs
+    from flows.runs import crash_abandoned_runs, ensure_crash_automation
     from kic.progress import showing
     from pipeline import jobs
     from pipeline.storage import open_warehouse
@@ -284,7 +283,7 @@ def serve_until_stopped(settings: Settings, port: int, echo: Callable[[str], Non
                 shown.say("marking runs whose process died as crashed")
                 with temporary_settings({PREFECT_API_URL: stack.api_url}):
                     ensure_crash_automation()
-                    crashed = crash_abandoned_runs()
+                    crashed = [run.name for run in crash_abandoned_runs()]
             if crashed:
                 echo(f"marked crashed: {len(crashed)} run(s) whose process had died ({', '.join(crashed)})")
             echo(f"Prefect UI: {stack.url}  (runs: {stack.url}/runs, deployments: {stack.url}/deployments)")
