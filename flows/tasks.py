@@ -1,5 +1,10 @@
 """Turning the pipeline's steps into Prefect tasks: named as the step, retried only if it does I/O,
-and then only on errors a retry can fix."""
+and then only on errors a retry can fix.
+
+A step becomes a task only through `as_task`, so a step has one retry policy wherever it runs.
+What a flow does itself (its artifacts, its run's name, starting a shard's run) is not a step:
+those few tasks are written with Prefect's own `@task` beside their flow, with one of the
+policies below, or none where a retry belongs elsewhere (a shard's run retries itself)."""
 
 import errno
 import logging
