@@ -60,10 +60,12 @@ def test_opening_an_older_warehouse_upgrades_it_and_keeps_its_data(warehouse_pat
     assert [v for (v,) in applied] == list(range(1, latest_version() + 1))
 
 
-def test_failed_migration_leaves_the_schema_version_unchanged(warehouse_path, monkeypatch):
+@pytest.mark.parametrize("failing", [2, latest_version()], ids=["the first pending", "the last"])
+def test_failed_migration_leaves_the_schema_version_unchanged(warehouse_path, monkeypatch, failing):
+    """Pending migrations go in together: one failing, even the last, leaves none of them applied."""
     con = duckdb.connect(str(warehouse_path))
     migrate_to(con, 1)
-    broken = [(v, n, s if v != 2 else s + "\nCREATE TABLE raw.posts (x INT);") for v, n, s in migrations()]
+    broken = [(v, n, s if v != failing else s + "\nCREATE TABLE raw.posts (x INT);") for v, n, s in migrations()]
     monkeypatch.setattr("warehouse.db.migrations", lambda: broken)
     with pytest.raises(duckdb.Error):
         migrate(con)

@@ -81,21 +81,20 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply every pending migration, each in its own transaction."""
+    """Apply every pending migration, all in one transaction: the warehouse is at the version it
+    had or at the newest, never in between (and a new one is created in one commit)."""
     current = schema_version(con)
     newest = latest_version()
     if current > newest:
         raise KicError(f"warehouse schema version {current} is newer than this kic knows ({newest}); upgrade kic")
-    applied = []
-    for version, name, sql in migrations():
-        if version <= current:
-            continue
+    pending = [(version, name, sql) for version, name, sql in migrations() if version > current]
+    if pending:
         with transaction(con):
             con.execute(SCHEMA_VERSION_DDL)
-            con.execute(sql)
-            con.execute("INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name])
-        applied.append(version)
-    return applied
+            for version, name, sql in pending:
+                con.execute(sql)
+                con.execute("INSERT INTO meta.schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    return [version for version, _, _ in pending]
 
 
 def apply_views(con: duckdb.DuckDBPyConnection, views: str) -> bool:
