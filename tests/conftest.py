@@ -42,7 +42,7 @@ def pytest_configure(config):
     # inherit it), never in the user's ~/.prefect, and removed when the process ends.
     # Temporary files (pytest's tmp_path, and every subprocess's) go to a memory file system
     # when there is one with room: DuckDB syncs each commit and checkpoint to disk, which cost
-    # the inner loop a sixth of its time on this machine's disk. A TMPDIR the user set is kept.
+    # the inner loop seconds on this machine's disk. A TMPDIR the user set is kept.
     if "TMPDIR" not in os.environ and has_room(MEMORY_DISK, MEMORY_DISK_ROOM):
         environment.setenv("TMPDIR", str(MEMORY_DISK))
         environment.setattr(tempfile, "tempdir", str(MEMORY_DISK))
