@@ -149,20 +149,25 @@ def test_a_shard_paced_by_its_quota_is_never_throttled(headers, calls, window, c
     assert run.ended_at <= (total / (calls * 0.85) + 1) * window + total * 2 * latency / concurrency + window
 
 
-@pytest.mark.parametrize("calls,window,concurrency,latency,total", SHAPES)
-def test_a_shard_told_too_high_a_limit_learns_from_the_usage_headers_before_any_throttle(
-    calls, window, concurrency, latency, total
-):
+def told_too_high_a_limit(calls, window, concurrency, latency, total, headers):
+    """A shard told a limit 25 times the server's."""
     clock = VirtualClock()
-    run = run_shard(
+    return run_shard(
         total,
         Quota(calls * 25, window),
         RollingQuota(calls, window, clock),
         clock,
         concurrency=concurrency,
         latency=latency,
-        headers=True,
+        headers=headers,
     )
+
+
+@pytest.mark.parametrize("calls,window,concurrency,latency,total", SHAPES)
+def test_a_shard_told_too_high_a_limit_learns_from_the_usage_headers_before_any_throttle(
+    calls, window, concurrency, latency, total
+):
+    run = told_too_high_a_limit(calls, window, concurrency, latency, total, headers=True)
     assert (run.answered, run.throttled) == (total, 0)
 
 
@@ -170,16 +175,7 @@ def test_a_shard_told_too_high_a_limit_learns_from_the_usage_headers_before_any_
 def test_without_usage_headers_a_shard_told_too_high_a_limit_is_throttled_in_its_first_window_only(
     calls, window, concurrency, latency, total
 ):
-    clock = VirtualClock()
-    run = run_shard(
-        total,
-        Quota(calls * 25, window),
-        RollingQuota(calls, window, clock),
-        clock,
-        concurrency=concurrency,
-        latency=latency,
-        headers=False,
-    )
+    run = told_too_high_a_limit(calls, window, concurrency, latency, total, headers=False)
     assert run.answered == total and run.deferred == 0
     assert 0 < run.throttled <= concurrency and max(run.throttled_at) < window
 
