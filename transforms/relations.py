@@ -2,8 +2,8 @@
 
 `sql/<schema>/<name>.sql` holds a relation's SQL and `<name>.toml` beside it its contract:
 what it is, its grain and key, the views and macros it reads (`depends_on`, for the order
-they are created in), and its columns (description; unit, accepted values, pattern, bounds
-where they apply). A contract with no SQL beside it states what transforms/ relies on in a
+they are created in), and its columns (description; unit, not null, accepted values,
+pattern, bounds where they apply). A contract with no SQL beside it states what transforms/ relies on in a
 table the migrations create and something else writes (the raw tables: dbt's sources); a
 contract in `sql/macros/` is a scalar macro generated from it (the follower tiers).
 
@@ -28,7 +28,17 @@ SQL_DIR = Path(__file__).parent / "sql"
 MACROS = "macros"  # the folder of generated scalar macros, created in DuckDB's `main` schema
 # What a contract may say: a misspelt key is an error, not a silently ignored statement.
 CONTRACT_KEYS = {"description", "grain", "key", "depends_on", "columns", "columns_of", "arguments", "filters"}
-COLUMN_KEYS = {"description", "unit", "accepted_values", "vocabulary", "pattern", "min", "max", "upper_bounds"}
+COLUMN_KEYS = {
+    "description",
+    "unit",
+    "not_null",
+    "accepted_values",
+    "vocabulary",
+    "pattern",
+    "min",
+    "max",
+    "upper_bounds",
+}
 CREATED = re.compile(r"^CREATE OR REPLACE (VIEW|MACRO) [a-z_]+\.[a-z_]+(\([^)]*\) AS TABLE\b)?", re.M)
 
 
@@ -37,6 +47,7 @@ class Column:
     name: str
     description: str
     unit: str | None = None
+    not_null: bool = False  # every row has a value (dbt's not_null test)
     accepted_values: tuple[str, ...] | None = None
     vocabulary: str | None = None  # "module:NAME" of the Python definition of its values
     pattern: str | None = None  # a regular expression every value matches
@@ -215,7 +226,7 @@ def markdown(text: str) -> str:
 
 def values(column: Column) -> str:
     """What a column's values may be, in a few words."""
-    said = []
+    said = ["not null"] if column.not_null else []
     if column.accepted_values:
         said.append(", ".join(column.accepted_values))
     if column.upper_bounds:

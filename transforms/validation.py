@@ -62,11 +62,14 @@ ROW_COUNT = "expect_table_row_count_to_be_between"
 
 def contract_checks(table: str) -> list:
     """What the table's contract (transforms/sql/) states of its rows: its key unique, and each
-    column's accepted values, pattern and bounds. A lower bound alone (counts and means: never
-    negative) comes with MAX_PLAUSIBLE_COUNT above, so that no value overflows the features."""
+    column's values present (not_null), accepted values, pattern and bounds. A lower bound alone
+    (counts and means: never negative) comes with MAX_PLAUSIBLE_COUNT above, so that no value
+    overflows the features."""
     contract = relation(table)
     checks = [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(contract.contract.key))]
     for column in contract.columns.values():
+        if column.not_null:
+            checks.append(gxe.ExpectColumnValuesToNotBeNull(column=column.name))
         if column.accepted_values:
             checks.append(gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column.accepted_values)))
         if column.pattern:
@@ -94,9 +97,6 @@ def raw_profiles_suite(columns: list[str]) -> gx.ExpectationSuite:
         "raw_profiles",
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            gxe.ExpectColumnValuesToNotBeNull(column="username"),
-            gxe.ExpectColumnValuesToNotBeNull(column="followers"),
-            gxe.ExpectColumnValuesToNotBeNull(column="fetched_at"),
             *contract_checks("raw.profiles"),
         ],
     )
@@ -108,9 +108,6 @@ def raw_posts_suite(columns: list[str]) -> gx.ExpectationSuite:
         "raw_posts",
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
-            gxe.ExpectColumnValuesToNotBeNull(column="post_id"),
-            gxe.ExpectColumnValuesToNotBeNull(column="username"),
-            gxe.ExpectColumnValuesToNotBeNull(column="taken_at"),
             # A post cannot be published after it was fetched.
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="fetched_at", column_B="taken_at", or_equal=True),
             *contract_checks("raw.posts"),
@@ -137,8 +134,6 @@ def features_suite(columns: list[str]) -> gx.ExpectationSuite:
         [
             gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
-            gxe.ExpectColumnValuesToNotBeNull(column="username"),
-            gxe.ExpectColumnValuesToNotBeNull(column="observed_on"),  # every number has an age
             # What clustering needs of a clusterable row (a bound the contract cannot state: on some rows only).
             gxe.ExpectColumnValuesToBeBetween(
                 column="follower", min_value=1, max_value=MAX_PLAUSIBLE_COUNT, row_condition=clusterable
