@@ -2,20 +2,15 @@
 -- when to_version's personas were redrawn, renamed for the same persona id under another
 -- name, changed when either snapshot is older than persona frames; new / dropped.
 CREATE OR REPLACE MACRO clusters.persona_changes(from_version, to_version) AS TABLE
-WITH prev AS (
-    SELECT a.username, a.persona, a.er, a.active_rate, p.persona_id, p.er_level, p.active_rate_level,
-           p.follower_tier
+WITH placed AS (  -- each influencer of the two snapshots, with its persona's id and levels
+    SELECT a.version, a.username, a.persona, a.er, a.active_rate, p.persona_id, p.er_level,
+           p.active_rate_level, p.follower_tier
     FROM clusters.assignments AS a
     LEFT JOIN clusters.profiles AS p ON p.version = a.version AND p.cluster = a.cluster
-    WHERE a.version = from_version
+    WHERE a.version IN (from_version, to_version)
 ),
-cur AS (
-    SELECT a.username, a.persona, a.er, a.active_rate, p.persona_id, p.er_level, p.active_rate_level,
-           p.follower_tier
-    FROM clusters.assignments AS a
-    LEFT JOIN clusters.profiles AS p ON p.version = a.version AND p.cluster = a.cluster
-    WHERE a.version = to_version
-),
+prev AS (FROM placed WHERE version = from_version),
+cur AS (FROM placed WHERE version = to_version),
 frames AS (
     SELECT (SELECT frame_id FROM clusters.snapshots WHERE version = from_version) AS from_frame,
            t.frame_id AS to_frame, t.frame_why, f.space_scale
