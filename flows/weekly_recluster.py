@@ -15,7 +15,7 @@ from flows.tasks import PURE_TASK, as_task
 from pipeline import jobs, steps
 from pipeline.settings import ClusteringConfig, load_settings
 from pipeline.steps import member_folder
-from reports.persona_guide import FIT_SCORE, count, look, percent, score
+from renderers.persona_guide import FIT_SCORE, count, look, percent, score
 
 
 def run_name() -> str:

@@ -55,7 +55,7 @@ from warehouse.vocabulary import CRAWL_SOURCES
 if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations, matplotlib): only the steps that need them
     from models.frames import Standing
     from models.recluster import Probe, SnapshotDraft
-    from reports.snapshot_page import Chart
+    from renderers.snapshot_page import Chart
     from transforms.validation import Validation
     from warehouse.report import ReportData
 
@@ -462,7 +462,7 @@ def export(
     progress: Callable[[int, int], None] | None = None,
 ) -> Export:
     """Write a snapshot's influencers (one persona's, if named) to a csv, parquet or xlsx file, atomically."""
-    from reports.workbook import write_workbook
+    from renderers.workbook import write_workbook
 
     check_output(settings, output)
     with open_readable(settings) as con:
@@ -486,7 +486,7 @@ def report(
     settings: Settings, version: int | None, output: Path | None = None, progress: Callable[[str], None] | None = None
 ) -> Report:
     """Write a snapshot's report (persona cards, charts, member lists) as one HTML file and CSVs beside it."""
-    from reports.snapshot_page import draw, render  # matplotlib: imported only to draw
+    from renderers.snapshot_page import draw, render  # matplotlib: imported only to draw
     from warehouse.export import require_current_views
     from warehouse.report import read_report_data, write_member_list
     from warehouse.snapshots import resolve_version
@@ -550,7 +550,7 @@ def member_folder(report: Path) -> Path:
 @io_step
 def write_validation_summary(settings: Settings) -> Path:
     """Write the offline validation summary (data_docs/offline.html) from the quality tables, atomically."""
-    from reports.validation_page import render_validation_summary
+    from renderers.validation_page import render_validation_summary
     from warehouse.validation_summary import read_validation_summary
 
     with open_warehouse(settings, read_only=True) as con:

@@ -154,8 +154,8 @@ def test_the_workbook_has_a_summary_then_a_sheet_per_persona_ready_to_hand_on(wa
     on every column, widths, number formats, clickable profile links, real dates."""
     from openpyxl import load_workbook
 
-    from reports.persona_guide import look, meaning
-    from reports.workbook import SUMMARY_COLUMNS
+    from renderers.persona_guide import look, meaning
+    from renderers.workbook import SUMMARY_COLUMNS
 
     output = tmp_path / "influencers.xlsx"
     export(warehouse, "-o", output)
@@ -259,7 +259,7 @@ def test_xlsx_is_refused_when_a_persona_outgrows_an_excel_sheet(tmp_path, monkey
     for Excel's 1,048,576, so that the test writes 100 rows, not a million). Two personas, 149
     influencers in all: the limit is per sheet. Past Excel's hyperlinks per sheet (40 here) a
     profile link is a HYPERLINK formula."""
-    from reports import workbook
+    from renderers import workbook
 
     assert export_module.EXCEL_MAX_ROWS == 1_048_576  # Excel's rows per sheet
     assert workbook.MAX_LINKS_PER_SHEET == 65_530  # Excel's hyperlinks per sheet

@@ -115,7 +115,7 @@ def test_the_report_is_one_offline_file_with_every_chart(warehouse, latest_repor
     assert "Snapshot 2" in page and "kmeans-k4" in page and "typical ER (median)" in page
     with connect(warehouse, read_only=True) as con:
         first = read_report_data(con, 1)
-    from reports.snapshot_page import render
+    from renderers.snapshot_page import render
 
     assert "The first snapshot: nothing to compare with." in render(first, [])
 
@@ -124,7 +124,7 @@ def test_a_card_per_persona_best_first_with_its_meaning_figures_and_best_fits(wa
     """Each persona of the snapshot has a card, in rank order: plain words for its levels, the
     campaigns it suits, its figures formatted for people, its ten best fits linked to their
     profiles, and its whole member list in a CSV beside the page, best fit first."""
-    from reports.persona_guide import look, meaning, suits
+    from renderers.persona_guide import look, meaning, suits
 
     _, output = latest_report
     page = output.read_text(encoding="utf-8")
@@ -196,7 +196,7 @@ def test_the_fit_score_ranks_by_buying_intent_then_trust_within_each_persona(war
 def test_a_persona_keeps_its_colour_from_one_report_to_the_next(warehouse):
     """Colours follow persona ids, not ranks or names: an id present in both snapshots has the
     same colour in both reports, and the personas of one report are told apart."""
-    from reports.snapshot_page import render
+    from renderers.snapshot_page import render
 
     pages = {}
     with connect(warehouse, read_only=True) as con:
@@ -213,7 +213,7 @@ def test_a_persona_keeps_its_colour_from_one_report_to_the_next(warehouse):
 
 
 def test_the_zero_line_is_counted_labelled_and_explained(warehouse):
-    from reports.snapshot_page import CHARTS, scatter
+    from renderers.snapshot_page import CHARTS, scatter
 
     with connect(warehouse, read_only=True) as con:
         data = read_report_data(con, 2)
@@ -255,7 +255,7 @@ def test_top_merges_are_the_top_of_the_tree_as_a_linkage(method, max_points):
     # SciPy's numbering: 13 truncated leaves 0..12, merge m makes node 13 + m, each used once.
     children = np.sort(np.concatenate([merges["left"], merges["right"]]))
     assert children.tolist() == list(range(12 + 12))
-    from reports.snapshot_page import tree_linkage  # matplotlib: imported by this file's worker only
+    from renderers.snapshot_page import tree_linkage  # matplotlib: imported by this file's worker only
 
     linkage, leaf_size = tree_linkage(merges)
     assert is_valid_linkage(linkage) and leaf_size.sum() == len(X)
@@ -313,7 +313,7 @@ def test_a_big_cohort_is_drawn_as_density_from_bounded_rows(tmp_path):
     assert set(data.points["cluster"]) == {1, 2}
     assert data.top.groupby("cluster").size().to_dict() == {1: 10, 2: 10}  # the cards' best fits, not everyone
     # No previous snapshot: no moves; no hierarchical candidate stored: no tree.
-    from reports.snapshot_page import draw, render
+    from renderers.snapshot_page import draw, render
 
     page = render(data, draw(data))
     assert page.count("data:image/png;base64,") == 4 and len(cards_of(page)) == 2
@@ -364,7 +364,7 @@ def test_the_report_shows_its_cards_best_fits_and_appendix_in_headless_chromium(
     """Chromium opens the report from disk: a card per persona in its colour, with its best fits
     linked to their profiles and a link to its member list (a file beside the page); every chart
     decoded, the diagnostics in the appendix; and a screenshot of the first screen."""
-    from reports.persona_guide import look
+    from renderers.persona_guide import look
 
     output = tmp_path / "report.html"
     assert cli("report", "-w", warehouse, "-o", output).returncode == 0

@@ -4,7 +4,7 @@ The file is written under a temporary name beside the target and renamed into pl
 complete, so a failed export leaves nothing behind and never replaces a file with a part
 of one. csv and parquet are written by DuckDB's COPY, streamed at any size, with the values
 as stored (ER and active_rate in percent, every digit); xlsx, a workbook for people (a
-summary sheet and a sheet per persona, reports/workbook.py), streamed from the same query
+summary sheet and a sheet per persona, renderers/workbook.py), streamed from the same query
 up to Excel's row limit per sheet.
 """
 
@@ -106,7 +106,7 @@ Progress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
 class WriteWorkbook(Protocol):
-    """Writes the xlsx workbook (reports.workbook): a summary sheet, then a sheet per persona,
+    """Writes the xlsx workbook (renderers.workbook): a summary sheet, then a sheet per persona,
     from the summary's rows and the export's rows (a result to fetch from); `progress(rows
     written)`, if given, as it goes."""
 

@@ -21,7 +21,7 @@ from flows.weekly_recluster import weekly_recluster
 from pipeline import steps
 from pipeline.settings import ClusteringConfig, Settings
 from pipeline.storage import connect
-from reports.persona_guide import look
+from renderers.persona_guide import look
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.persona_guide import FIT_SCORE, look, meaning, suits
+from renderers.persona_guide import FIT_SCORE, look, meaning, suits
 from warehouse.util import utcnow
 
 SUMMARY_SHEET = "personas"

@@ -3,7 +3,7 @@
 Pure: from ReportData (warehouse/report.py) to HTML text. Every chart is a PNG embedded as
 a data: URL, so the file opens offline and loads nothing from anywhere; the only links are
 to the influencers' profiles and to each persona's member list, a CSV beside the page.
-The page is a Jinja2 template (reports/templates/snapshot_page.html), escaped automatically.
+The page is a Jinja2 template (renderers/templates/snapshot_page.html), escaped automatically.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
-from reports.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, count, day, look, meaning, percent, score, suits
+from renderers.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, count, day, look, meaning, percent, score, suits
 from warehouse.ages import cohort_line
 from warehouse.report import LOG_FLOOR, ReportData
 
