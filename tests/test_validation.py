@@ -221,25 +221,21 @@ def test_data_docs_are_rendered_unless_turned_off_and_the_offline_summary_always
     assert recorded == [(str(index.resolve()) if data_docs else None,)]
 
 
-@pytest.mark.parametrize(
-    "table", ["raw.profiles", "raw.posts", "raw.imported_media_means", "features.influencer_features"]
-)
-def test_the_columns_a_contract_says_are_never_null_are_checked_so_and_no_other(table):
-    """not_null is stated once, in the contract: the suite checks exactly those columns on every
+def test_the_columns_a_contract_says_are_never_null_are_checked_so_and_no_other():
+    """not_null is stated once, in the contract: each suite checks exactly those columns on every
     row (the features' clusterable-only checks are conditions of clustering, not of the table)."""
     import great_expectations.expectations as gxe
 
     from transforms import validation
     from transforms.relations import relation
 
-    suite = {
-        "raw.profiles": validation.raw_profiles_suite,
-        "raw.posts": validation.raw_posts_suite,
-        "raw.imported_media_means": validation.raw_imported_means_suite,
-        "features.influencer_features": validation.features_suite,
-    }[table](["username"])
-    checked = {
-        e.column for e in suite.expectations if isinstance(e, gxe.ExpectColumnValuesToNotBeNull) and not e.row_condition
-    }
-    assert checked == {c.name for c in relation(table).columns.values() if c.not_null}
-    assert table == "raw.imported_media_means" or checked  # the others state some
+    suites = {**validation.RAW_SUITES, validation.FEATURES_TABLE: validation.features_suite}
+    assert len(suites) == 4
+    for table, make_suite in suites.items():
+        checked = {
+            e.column
+            for e in make_suite(["username"]).expectations
+            if isinstance(e, gxe.ExpectColumnValuesToNotBeNull) and not e.row_condition
+        }
+        assert checked == {c.name for c in relation(table).columns.values() if c.not_null}, table
+        assert table == "raw.imported_media_means" or checked, table  # the others state some
