@@ -118,6 +118,22 @@ def append_raw(con, table: str, rows: pd.DataFrame | list[dict]) -> None:
         insert_frame(con, f"raw.{table}", frame)
 
 
+def post(username: str, n: int, kind="image", likes=10, comments=1, **columns) -> dict:
+    """A crafted raw.posts row for add_crawl: the account's n-th post, an image of the feed taken
+    before FETCHED_AT unless `kind` and `columns` (media_type, product_type, taken_at, …) say otherwise."""
+    return {
+        "username": username,
+        "post_id": f"{username}-{n}",
+        "kind": kind,
+        "likes": likes,
+        "comments": comments,
+        "media_type": "GraphImage",
+        "product_type": "feed",
+        "taken_at": datetime(2026, 10, 1, tzinfo=UTC),
+        **columns,
+    }
+
+
 def add_crawl(
     con,
     on: date,

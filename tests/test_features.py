@@ -2,35 +2,19 @@ from datetime import date, timedelta
 
 import pytest
 
-from support import add_crawl, derive, mark_validated
+from readers.study_csv import MEAN_COLUMNS
+from support import add_crawl, derive, mark_validated, post
 from transforms.features import load_clusterable, staleness
 from warehouse.errors import KicError
 
 DAY = date(2026, 11, 1)
 
 
-def post(username, n, kind, likes, comments, media_type="GraphImage", product_type="feed"):
-    return {
-        "username": username,
-        "post_id": f"{username}-{n}",
-        "kind": kind,
-        "likes": likes,
-        "comments": comments,
-        "media_type": media_type,
-        "product_type": product_type,
-    }
-
-
 def features(con, on=DAY):
     derive(con, on)
     columns = [
         "username",
-        "image_love",
-        "image_comment",
-        "video_love",
-        "video_comment",
-        "igtv_love",
-        "igtv_comment",
+        *MEAN_COLUMNS,
         "er",
         "active_rate",
         "posts_observed",

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.storage import connect, publish_copy
-from support import add_crawl, derive
+from support import add_crawl, derive, post
 from warehouse.db import insert_frame
 
 START = date(2026, 1, 1)
@@ -28,24 +28,12 @@ def jumper(n: int) -> int:
     return steady(n) + (3_000 if n >= JUMP_DAY else 0)  # 3,000 followers bought on one day, kept
 
 
-def image_post(username: str, n: int) -> dict:
-    return {
-        "username": username,
-        "post_id": f"{username}-{n}",
-        "kind": "image",
-        "likes": 100,
-        "comments": 10,
-        "media_type": "GraphImage",
-        "product_type": "feed",
-    }
-
-
 def crawl_day(con, n: int, followers: dict[str, int]) -> None:
     add_crawl(
         con,
         day(n),
         [{"username": name, "followers": count} for name, count in followers.items()],
-        [image_post(name, n) for name in followers],
+        [post(name, n, likes=100, comments=10) for name in followers],
     )
 
 

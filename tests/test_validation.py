@@ -8,24 +8,13 @@ import pytest
 from pipeline import jobs, steps
 from pipeline.settings import Settings
 from pipeline.storage import connect
-from support import add_crawl, mark_validated
+from support import add_crawl, mark_validated, post
 from warehouse import quality
 from warehouse.errors import KicError
 from warehouse.quality import chunks, crawl_rows
 
 DAY = date(2026, 11, 1)
 FUTURE = datetime(2030, 1, 1, tzinfo=UTC)  # after the crawl fetched it: a bad post
-
-
-def post(username, n, likes=10, comments=1, kind="image", taken_at=None):
-    return {
-        "username": username,
-        "post_id": f"{username}-{n}",
-        "kind": kind,
-        "likes": likes,
-        "comments": comments,
-        "taken_at": taken_at or datetime(2026, 10, 1, tzinfo=UTC),
-    }
 
 
 @pytest.fixture
