@@ -33,7 +33,7 @@ import fsspec
 import pandas as pd
 
 from warehouse.errors import KicError, duckdb_errno
-from warehouse.util import known_dead, this_process, utcnow
+from warehouse.util import in_memory, known_dead, this_process, utcnow
 
 # account_outcomes last: it commits. imported_media_means and rejected_rows: a CSV import's.
 BATCH_TABLES = ("posts", "profiles", "imported_media_means", "rejected_rows", "discovered", "account_outcomes")
@@ -111,7 +111,7 @@ class Landing:
 
     def put_frame(self, path: str, frame: pd.DataFrame) -> None:
         def write(local: str) -> None:
-            with duckdb.connect() as con:  # an in-memory DuckDB, not the warehouse: it writes Parquet
+            with in_memory() as con:  # not the warehouse: DuckDB writes the Parquet
                 con.register("batch", frame)
                 try:
                     con.execute(f"COPY batch TO '{local}' (FORMAT parquet)").fetchall()
