@@ -99,6 +99,15 @@ def con(warehouse_path, new_warehouse):
 
 
 @pytest.fixture
+def small_grid():
+    """The KIC_* settings of support.SMALL_GRID (one K-means candidate, K = 3) for this test."""
+    from support import SMALL_GRID, environment
+
+    with environment(SMALL_GRID):
+        yield
+
+
+@pytest.fixture
 def small_disk(tmp_path):
     """A real 32 MiB file system (tmpfs), for a disk that fills up; skipped where mounting is not permitted."""
     mount_point = tmp_path / "small-disk"

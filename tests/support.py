@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -334,6 +336,16 @@ SMALL_GRID = {
     "KIC_CLUSTERING__PUBLISH": "kmeans-k3",
     "KIC_CLUSTERING__MIN_PERSONAS": "3",
 }
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in the environment for the block, as a user's shell sets KIC_*; restored after
+    (for fixtures of module scope, which cannot take pytest's function-scoped monkeypatch)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
 
 
 @dataclass(frozen=True)

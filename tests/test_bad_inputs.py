@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from support import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli
+from support import SMALL_GRID, STUDY_HEADER, Files, assert_one_line_error, cli, environment
 
 HEADER = STUDY_HEADER
 
@@ -172,9 +172,7 @@ def built(tmp_path_factory):
     csv = folder / "cohort.csv"
     rows = [study_row(f"acct.{i:02d}", follower=str(1000 + 137 * i), image_love=str(30 + 3 * i)) for i in range(30)]
     csv.write_text(HEADER + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in SMALL_GRID.items():
-            env.setenv(name, value)
+    with environment(SMALL_GRID):
         for args in (["import-csv", csv, "--as-of", "2026-11-01"], ["recluster"]):
             result = cli(*args, "-w", folder / WAREHOUSE)
             assert result.returncode == 0, result.stderr
@@ -297,10 +295,8 @@ def test_a_damaged_file_is_one_line_naming_it_and_stays_as_it_is(workdir, name, 
     assert every_file(workdir) == names
 
 
-def test_a_damaged_copy_is_made_anew_by_a_recluster_with_nothing_new(workdir, monkeypatch):
+def test_a_damaged_copy_is_made_anew_by_a_recluster_with_nothing_new(workdir, small_grid):
     """The next writing command publishes, even one that stores nothing."""
-    for name, value in SMALL_GRID.items():
-        monkeypatch.setenv(name, value)
     with (workdir / "analytics.duckdb").open("r+b") as file:
         file.seek(12288)
         file.write(b"\xde\xad" * 2048)

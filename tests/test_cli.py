@@ -14,7 +14,6 @@ from sandbox.settings import SandboxSettings
 from sandbox.synthetic import Population
 from support import (
     MAIN_JOB_DAYS,
-    SMALL_GRID,
     assert_one_line_error,
     cli,
     kic,
@@ -139,9 +138,7 @@ def test_settings_come_from_kic_toml_and_env_overrides_it(tmp_path, monkeypatch)
     assert (tmp_path / "from-env.duckdb").exists()
 
 
-def test_recluster_refuses_stale_features_and_kic_features_validates_them(tmp_path, monkeypatch):
-    for name, value in SMALL_GRID.items():
-        monkeypatch.setenv(name, value)
+def test_recluster_refuses_stale_features_and_kic_features_validates_them(tmp_path, small_grid):
     warehouse = tmp_path / "w.duckdb"
     population = Population(60, seed=8)
     with connect(warehouse) as con:

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from support import SMALL_GRID, STUDY_HEADER, assert_one_line_error, cli, fill
+from support import SMALL_GRID, STUDY_HEADER, assert_one_line_error, cli, environment, fill
 
 WAREHOUSE = "warehouse.duckdb"
 
@@ -39,9 +39,7 @@ def rows(path: Path, sql: str):
 def built(tmp_path_factory):
     """A warehouse with one import, one snapshot, its copy: made by the CLI, copied by each test."""
     folder = tmp_path_factory.mktemp("disk-full")
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in SMALL_GRID.items():
-            env.setenv(name, value)
+    with environment(SMALL_GRID):
         for args in (["import-csv", cohort_csv(folder / "c.csv", 60), "--as-of", "2026-11-01"], ["recluster"]):
             result = cli(*args, "-w", folder / "data" / WAREHOUSE)
             assert result.returncode == 0, result.stderr
@@ -49,9 +47,7 @@ def built(tmp_path_factory):
 
 
 @pytest.fixture
-def data(built, tmp_path, monkeypatch):
-    for name, value in SMALL_GRID.items():
-        monkeypatch.setenv(name, value)
+def data(built, tmp_path, small_grid):
     return Path(shutil.copytree(built, tmp_path / "data"))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.storage import connect
 from sandbox.synthetic import Population
-from support import SMALL_GRID, assert_one_line_error, cli, derive, synthetic_crawl
+from support import assert_one_line_error, cli, derive, synthetic_crawl
 
 
 def test_a_kic_toml_that_is_not_utf8_is_named(tmp_path, monkeypatch):
@@ -68,9 +68,7 @@ def whole(tmp_path_factory):
 @pytest.mark.parametrize(
     "command", [["sql", "SELECT count(*) FROM raw.profiles"], ["recluster"], ["features"]], ids=lambda c: c[0]
 )
-def test_a_warehouse_cut_short_is_named_and_left_as_it_is(whole, tmp_path, monkeypatch, kept, command):
-    for name, value in SMALL_GRID.items():
-        monkeypatch.setenv(name, value)
+def test_a_warehouse_cut_short_is_named_and_left_as_it_is(whole, tmp_path, kept, command, small_grid):
     warehouse = tmp_path / "warehouse.duckdb"
     cut = whole[: int(len(whole) * kept)]
     warehouse.write_bytes(cut)

@@ -18,7 +18,7 @@ from models.hierarchical import DENDROGRAM_MERGES, build_tree, top_merges
 from pipeline import steps
 from pipeline.settings import Settings
 from pipeline.storage import connect
-from support import STUDY_HEADER, assert_one_line_error, cli, headless_chromium
+from support import STUDY_HEADER, assert_one_line_error, cli, environment, headless_chromium
 from warehouse.db import insert_frame
 from warehouse.report import POINTS_MAX, read_report_data
 
@@ -44,9 +44,7 @@ def warehouse(tmp_path_factory):
     ]
     (folder / "cohort.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     path = folder / "warehouse.duckdb"
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in GRID.items():
-            env.setenv(name, value)
+    with environment(GRID):
         for args in (
             ["import-csv", folder / "cohort.csv", "--as-of", "2026-11-01"],
             ["recluster", "--publish", "kmeans-k3"],
