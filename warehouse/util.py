@@ -43,6 +43,10 @@ def memory_database() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
+# A forked child makes its own: DuckDB's threads and locks do not survive a fork.
+os.register_at_fork(after_in_child=memory_database.cache_clear)
+
+
 def write_atomically(output: Path, write_to: Callable[[Path], object]) -> None:
     """Call `write_to(temporary path)` beside `output`, then rename it to `output`; on any
     failure remove the temporary file and leave `output` as it was."""
