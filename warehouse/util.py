@@ -35,16 +35,14 @@ def in_memory() -> duckdb.DuckDBPyConnection:
     """A connection of its own (threads may each use one at once) to this process's in-memory
     DuckDB, for work on files that is no warehouse's (writing Parquet): opening a DuckDB costs
     about 15 ms, its catalogue of functions built anew; a connection to an open one, nothing."""
-    return memory_database().cursor()
+    return memory_database(os.getpid()).cursor()
 
 
 @cache
-def memory_database() -> duckdb.DuckDBPyConnection:
+def memory_database(pid: int) -> duckdb.DuckDBPyConnection:
+    """One per process: a forked child makes its own, and never touches (nor frees) its parent's,
+    whose DuckDB threads it does not have."""
     return duckdb.connect()
-
-
-# A forked child makes its own: DuckDB's threads and locks do not survive a fork.
-os.register_at_fork(after_in_child=memory_database.cache_clear)
 
 
 def write_atomically(output: Path, write_to: Callable[[Path], object]) -> None:
