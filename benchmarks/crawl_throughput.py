@@ -22,17 +22,18 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import steps
 from pipeline.crawl import (
     SANDBOX_SCRAPY_SETTINGS,
     CrawlRequest,
     crawl_env,
-    load,
     open_crawl,
     pacing,
     plan_crawl,
     scrapy_command,
 )
 from pipeline.settings import Settings
+from pipeline.storage import connect
 from sandbox.server import Sandbox
 from sandbox.settings import SandboxSettings
 from scrapers.extensions import ProgressLines
@@ -75,7 +76,7 @@ def timed_crawl(settings: Settings, base_url: str, usernames: Path, log: Path, e
             raise SystemExit(f"crawl failed:\n{said}")
     total = time.perf_counter() - started
     loading = time.perf_counter()
-    load(settings, opened.crawl_key)
+    steps.load(settings, opened.crawl_key)
     return {
         "load_seconds": time.perf_counter() - loading,
         "accounts": done,
@@ -88,15 +89,15 @@ def timed_crawl(settings: Settings, base_url: str, usernames: Path, log: Path, e
 def bulk_insert_rate(warehouse: Path, scratch: Path) -> tuple[int, float]:
     """Rows/s of one plain INSERT per table, of the rows the pipeline wrote, into a fresh file."""
     # Both DuckDB crawls wrote the same accounts; the bulk insert takes all their rows at once.
-    source = duckdb.connect(str(warehouse), read_only=True)
-    frames = {t: source.execute(f"SELECT * FROM raw.{t}").df() for t in RAW_TABLES}
-    ddl = {
-        t: source.execute(
-            f"SELECT sql FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = '{t}'"
-        ).fetchall()[0][0]
-        for t in RAW_TABLES
-    }
-    source.close()
+    with connect(warehouse, read_only=True) as source:
+        frames = {t: source.execute(f"SELECT * FROM raw.{t}").df() for t in RAW_TABLES}
+        ddl = {
+            t: source.execute(
+                f"SELECT sql FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = '{t}'"
+            ).fetchall()[0][0]
+            for t in RAW_TABLES
+        }
+    # A bare scratch file, not a warehouse: the raw tables alone, to time one plain INSERT each.
     target = duckdb.connect(str(scratch))
     target.execute("CREATE SCHEMA raw").fetchall()
     for sql in ddl.values():
@@ -128,14 +129,13 @@ def main() -> None:
             for i, kind in enumerate(("discard", "landing", "landing", "discard")):
                 extra = discard_pipeline if kind == "discard" else {}
                 runs[kind].append(timed_crawl(settings, sandbox.url, usernames, tmp / f"{i}.log", extra))
-        con = duckdb.connect(str(settings.warehouse), read_only=True)
-        stats = [
-            shard
-            for (s,) in con.execute("SELECT stats FROM raw.crawl_runs ORDER BY crawl_id").fetchall()
-            for shard in json.loads(s).values()
-            if shard and "kic/rows_written" in shard  # the discard pipeline's crawls landed nothing
-        ]
-        con.close()
+        with connect(settings.warehouse, read_only=True) as con:
+            stats = [
+                shard
+                for (s,) in con.execute("SELECT stats FROM raw.crawl_runs ORDER BY crawl_id").fetchall()
+                for shard in json.loads(s).values()
+                if shard and "kic/rows_written" in shard  # the discard pipeline's crawls landed nothing
+            ]
         pipeline_rows = sum(s["kic/rows_written"] for s in stats)
         pipeline_seconds = sum(s["kic/write_seconds"] for s in stats)
         bulk_rows, bulk_rate = bulk_insert_rate(settings.warehouse, tmp / "bulk.duckdb")

@@ -43,7 +43,7 @@ import duckdb
 
 from models import personas
 from pipeline.storage import connect, publish_copy
-from warehouse.db import STORAGE_COMPATIBILITY, transaction
+from warehouse.db import transaction
 from warehouse.publish import COLUMNS, PARTITION_FILES, PARTITIONED, published_dir
 
 FIRST_NIGHT = date(2025, 1, 1)
@@ -96,7 +96,7 @@ SELECT username, $day, $night, 'web', media_count, followers, follows, open_acco
        CASE WHEN clusterable THEN (image_love + image_comment) / followers * 100 END,
        CASE WHEN clusterable THEN image_comment / (image_love + 1) * 100 END,
        12, clusterable, CASE WHEN NOT clusterable THEN 'private account' END,
-       $day + INTERVAL 6 HOUR
+       $day + INTERVAL 6 HOUR, $day, $day + INTERVAL 3 HOUR
 FROM (
     SELECT {username} AS username, {media_count} AS media_count, {followers} AS followers, {follows} AS follows,
            i % 50 <> 0 AS open_account, i % 20 = 0 AS official_account, {likes} AS image_love,
@@ -121,16 +121,19 @@ SELECT 'raw_profiles-' || $night, 'raw.profiles', $night, {username}, NULL, NULL
 FROM range(0, $rows, greatest($rows // 100, 1)) AS t(i)
 """
 SNAPSHOT = """
-INSERT INTO clusters.snapshots
+INSERT INTO clusters.snapshots (version, created_at, feature_date, n_influencers, data_fingerprint, code_version,
+                               parameters, published_candidate, n_clusters)
 VALUES ($version, $day + INTERVAL 7 HOUR, $day, $rows, md5($version::VARCHAR), 'benchmark', '{{}}', 'kmeans-k6', 6);
 INSERT INTO clusters.candidates (version, candidate, algorithm, k, threshold, n_clusters, silhouette, sse, sizes,
                                  is_published, method)
 SELECT $version, 'kmeans-k' || k, 'kmeans', k, NULL, k, 0.5, 1e6 / k, [($rows // k)::INTEGER], k = 6, 'scalable'
 FROM range(2, 9) AS t(k);
 INSERT INTO clusters.kmeans_elbow SELECT $version, k, 1e6 / k FROM range(1, 11) AS t(k);
-INSERT INTO clusters.profiles
-SELECT $version, c, $rows // 6, 1, 1, 1, 1, 1000, 'middle', 'middle', $personas[c + 1], c + 1 FROM range(6) AS t(c);
-INSERT INTO clusters.assignments
+INSERT INTO clusters.profiles (version, cluster, size, mean_er, median_er, mean_active_rate, median_active_rate,
+                              median_follower, er_level, active_rate_level, persona, rank, persona_id)
+SELECT $version, c, $rows // 6, 1, 1, 1, 1, 1000, 'middle', 'middle', $personas[c + 1], c + 1, c + 1
+FROM range(6) AS t(c);
+INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate)
 SELECT $version, {username}, (i * 7 + $version) % 6, $personas[(i * 7 + $version) % 6 + 1], {likes} / 1000, {comments}
 FROM range($rows) AS t(i)
 """
@@ -150,15 +153,12 @@ class History:
                 con.execute(f"CREATE OR REPLACE TABLE {table} AS FROM {table} LIMIT 0")  # no key index
             run(con, WATCHLIST.format(username=USERNAME), {"rows": influencers})
 
-    def open(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.warehouse), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
-
     def add_night(self, timed: bool) -> None:
         self.nights += 1
         rows = self.influencers if timed else self.old_rows
         values = {"username": USERNAME, **(RANDOM if timed else PLAIN)}
         params = {"night": self.nights, "day": FIRST_NIGHT + timedelta(days=self.nights - 1), "rows": rows}
-        with self.open() as con, transaction(con):
+        with connect(self.warehouse) as con, transaction(con):
             for sql in (CRAWL_RUN, PROFILES, OUTCOMES, FEATURES, VALIDATIONS):
                 run(con, sql.format(**values), params)
         if not timed and self.nights % WEEK == 0:
@@ -169,7 +169,7 @@ class History:
         rows = self.influencers if timed else self.old_rows
         values = {"username": USERNAME, **(RANDOM if timed else PLAIN)}
         day = FIRST_NIGHT + timedelta(days=self.nights - 1)
-        with self.open() as con, transaction(con):
+        with connect(self.warehouse) as con, transaction(con):
             run(
                 con,
                 SNAPSHOT.format(**values),
@@ -191,7 +191,7 @@ def timed_publish(warehouse: Path, copy: Path) -> float:
 
 def listing_seconds(warehouse: Path) -> float:
     """How long listing every partition and its fingerprint takes (part of every publish)."""
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with connect(warehouse, read_only=True) as con:
         start = time.perf_counter()
         for table, (_, fingerprints) in PARTITIONED.items():
             schema, name = table.split(".")

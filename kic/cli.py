@@ -84,7 +84,9 @@ def interrupted(exc: BaseException | None) -> bool:
 app = typer.Typer(
     cls=KicGroup,
     help="Cluster Instagram beauty influencers into marketing personas, snapshot by snapshot.",
+    epilog="Example: kic run  (the main job on the local sandbox), then kic show; kic COMMAND --help for each.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width (rich mode keeps the source's line breaks)
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -459,7 +461,11 @@ def sandbox(
             typer.echo("sandbox stopped")
 
 
-accounts_app = typer.Typer(help="The watchlist: accounts crawled when a crawl names none.", no_args_is_help=True)
+accounts_app = typer.Typer(
+    help="The watchlist: accounts crawled when a crawl names none.",
+    epilog="Example: kic accounts add some.beauty.account, then kic accounts list",
+    no_args_is_help=True,
+)
 app.add_typer(accounts_app, name="accounts")
 
 
@@ -687,8 +693,10 @@ def show(
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """The cluster table of a snapshot: one row per persona, best first; mean ER and active_rate in percent;
-    how old each persona's numbers are (its oldest observation, the share older than 7 days).
+    """The cluster table of a snapshot: one row per persona, best first.
+
+    Mean ER and active_rate in percent; how old each persona's numbers are (its oldest
+    observation, the share older than 7 days).
 
     Example: kic show 3 --format csv
     """
@@ -764,8 +772,9 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced if it exists).")] = ...,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Export a snapshot's influencers, one row each, best persona first, then best fit: profile
-    URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
+    """Export a snapshot's influencers, one row each, as csv, parquet or xlsx.
+
+    Best persona first, then best fit: profile URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
     7 and 28 days, the follower-jump flag, when observed, the feature date and the snapshot. xlsx:
     a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
     parquet: the values as stored.
@@ -799,8 +808,9 @@ def report(
     ] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Write a snapshot's report as one self-contained HTML file: a card per persona (what it means,
-    what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
+    """Write a snapshot's report as one self-contained HTML file.
+
+    A card per persona (what it means, what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
     active_rate (%), persona sizes over time and the moves since the last; the K-means elbow,
     silhouettes and the hierarchical tree in an appendix. Each persona's whole member list, best
     fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/).
@@ -829,8 +839,9 @@ def changes(
     warehouse: WarehouseOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Who changed persona between two snapshots (default: the two latest), and why: ER and
-    active_rate (%) and their levels before and after, persona names and ids.
+    """Who changed persona between two snapshots (default: the two latest), and why.
+
+    For each influencer: ER and active_rate (%) and their levels before and after, persona names and ids.
 
     Example: kic changes 3 7 --format csv
     """

@@ -30,6 +30,7 @@ from warehouse import raw
 from warehouse.db import insert_frame, migrate, migrations
 from warehouse.landing import Landing, new_crawl_key, shard_name
 from warehouse.loading import load_crawl
+from warehouse.snapshots import store_snapshot
 from warehouse.util import utcnow
 from warehouse.vocabulary import AccountStatus, RunStatus, Source
 
@@ -474,3 +475,8 @@ def headless_chromium(flags: list[str], *args: str) -> subprocess.CompletedProce
             text=True,
             timeout=120,
         )
+
+
+def store_new_snapshot(con, content) -> int:
+    """Store `content` as the next snapshot, whatever the latest one holds (`kic recluster --force`)."""
+    return store_snapshot(con, content, unless_unchanged=False)[0]

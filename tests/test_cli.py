@@ -329,3 +329,6 @@ def test_every_commands_help_ends_with_an_example_that_parses():
         words = shlex.split(last.removeprefix("Example: "))
         assert words[: 1 + len(path)] == ["kic", *path], (path, last)
         command.make_context(" ".join(path), words[1 + len(path) :])  # raises if they do not parse
+    # The command itself and the accounts group end theirs with an example too (their epilog).
+    for path, command in ([], group), (["accounts"], group.commands["accounts"]):
+        assert command.epilog.startswith(" ".join(["Example: kic", *path])), (path, command.epilog)

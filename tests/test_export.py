@@ -14,11 +14,10 @@ from models.config import ClusteringConfig
 from models.recluster import recluster
 from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
-from support import assert_one_line_error, cli, derive, subprocess_env, synthetic_crawl
+from support import assert_one_line_error, cli, derive, store_new_snapshot, subprocess_env, synthetic_crawl
 from transforms.features import load_clusterable
 from warehouse import export as export_module
 from warehouse.publish import published_dir
-from warehouse.snapshots import write_snapshot
 
 FIRST = date(2026, 4, 1)
 SNAPSHOT_DAY = FIRST + timedelta(days=28)
@@ -80,7 +79,7 @@ def warehouse(tmp_path_factory):
                     [crawl_id, crawl_id],
                 ).fetchall()
             derive(con, day)
-        write_snapshot(con, recluster(load_clusterable(con, SNAPSHOT_DAY), CLUSTERING, SNAPSHOT_DAY))
+        store_new_snapshot(con, recluster(load_clusterable(con, SNAPSHOT_DAY), CLUSTERING, SNAPSHOT_DAY))
     publish_copy(path, path.with_name("analytics.duckdb"))
     return path
 

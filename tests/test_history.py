@@ -38,7 +38,7 @@ def crawl_day(con, n: int, followers: dict[str, int]) -> None:
 
 
 def snapshot(con, version: int, on: date, personas: dict[str, str]) -> None:
-    """A snapshot row and its assignments, written directly (what write_snapshot stores)."""
+    """A snapshot row and its assignments, written directly (what store_snapshot stores)."""
     con.execute(
         "INSERT INTO clusters.snapshots (version, created_at, feature_date, n_influencers, data_fingerprint, "
         "code_version, parameters, published_candidate, n_clusters) "

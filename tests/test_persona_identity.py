@@ -13,8 +13,8 @@ from pipeline import jobs, steps
 from pipeline.settings import Settings
 from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
-from support import assert_one_line_error, cli, derive, migrate_to, synthetic_crawl
-from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot, write_snapshot
+from support import assert_one_line_error, cli, derive, migrate_to, store_new_snapshot, synthetic_crawl
+from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot
 
 DAY_1, DAY_2, DAY_3 = date(2026, 5, 1), date(2026, 5, 8), date(2026, 5, 15)
 POPULATION = Population(100, seed=11)
@@ -34,7 +34,7 @@ class Cluster:
 
 @dataclass(frozen=True)
 class CraftedSnapshot:
-    """What write_snapshot stores, with clusters laid out by hand over a date's real features."""
+    """What store_snapshot stores, with clusters laid out by hand over a date's real features."""
 
     feature_date: date
     fingerprint: str
@@ -139,13 +139,13 @@ def events(con, version):
 
 def test_personas_keep_their_ids_new_ones_get_new_ids_and_vanished_ones_are_recorded(two_dates):
     con = two_dates
-    assert write_snapshot(con, crafted(con, DAY_1, LAYOUT_A)) == 1
+    assert store_new_snapshot(con, crafted(con, DAY_1, LAYOUT_A)) == 1
     assert events(con, 1) == [
         (1, "new", 1, None, None, "Low"),
         (2, "new", 2, None, None, "Mid"),
         (3, "new", 3, None, None, "Top"),
     ]
-    assert write_snapshot(con, crafted(con, DAY_2, LAYOUT_B)) == 2
+    assert store_new_snapshot(con, crafted(con, DAY_2, LAYOUT_B)) == 2
     assert events(con, 2) == [
         (1, "continued", 1, 1, "members", "Low"),
         (2, "continued", 2, 2, "members", "Mid"),
@@ -154,7 +154,7 @@ def test_personas_keep_their_ids_new_ones_get_new_ids_and_vanished_ones_are_reco
     ]
     jaccard = dict(con.execute("SELECT cluster, jaccard FROM clusters.persona_events WHERE version = 2").fetchall())
     assert jaccard[1] == pytest.approx(0.9, abs=0.05) and jaccard[2] == pytest.approx(0.6, abs=0.05)
-    assert write_snapshot(con, crafted(con, DAY_3, LAYOUT_C)) == 3
+    assert store_new_snapshot(con, crafted(con, DAY_3, LAYOUT_C)) == 3
     assert events(con, 3) == [
         (1, "continued", 1, 1, "members", "Low"),
         (2, "continued", 2, 2, "members", "Mid"),
@@ -168,12 +168,12 @@ def test_personas_keep_their_ids_new_ones_get_new_ids_and_vanished_ones_are_reco
 
 def test_a_snapshot_whose_persona_matching_fails_is_not_stored_at_all(two_dates):
     con = two_dates
-    write_snapshot(con, crafted(con, DAY_1, LAYOUT_A))
+    store_new_snapshot(con, crafted(con, DAY_1, LAYOUT_A))
     # A real failure in the last statement of the write: an event row already holds the key
     # the matching writes for version 2.
     con.execute("INSERT INTO clusters.persona_events (version, persona_id, event) VALUES (2, 1, 'new')")
     with pytest.raises(duckdb.ConstraintException):
-        write_snapshot(con, crafted(con, DAY_2, LAYOUT_B))
+        store_new_snapshot(con, crafted(con, DAY_2, LAYOUT_B))
     stored = con.execute(
         "SELECT (SELECT count(*) FROM clusters.snapshots), (SELECT count(*) FROM clusters.profiles WHERE version = 2), "
         "(SELECT count(*) FROM clusters.assignments WHERE version = 2), (SELECT count(*) FROM clusters.persona_events)"
@@ -254,7 +254,7 @@ def features_of(con, day):
 def test_kic_changes_explains_each_redraw_with_values_levels_and_personas_before_and_after(two_dates, warehouse_path):
     con = two_dates
     a, b = crafted(con, DAY_1, LAYOUT_A), crafted(con, DAY_2, LAYOUT_B)
-    write_snapshot(con, a), write_snapshot(con, b)
+    store_new_snapshot(con, a), store_new_snapshot(con, b)
     expected = expected_moves(con, a, b)
     before, after = features_of(con, DAY_1), features_of(con, DAY_2)
     con.close()
@@ -283,13 +283,13 @@ def test_kic_changes_explains_each_redraw_with_values_levels_and_personas_before
 
 def test_kic_changes_reads_the_analysts_copy_and_refuses_a_missing_version_in_one_line(two_dates, warehouse_path):
     con = two_dates
-    write_snapshot(con, crafted(con, DAY_1, LAYOUT_A))
+    store_new_snapshot(con, crafted(con, DAY_1, LAYOUT_A))
     con.close()
     settings = Settings(warehouse=warehouse_path)
     assert_one_line_error(cli("changes", "-w", warehouse_path), "snapshot 1 is the first")
     publish_copy(settings.warehouse, settings.analytics_path)
     with connect(warehouse_path) as con:  # stored, not published: the copy does not know it yet
-        write_snapshot(con, crafted(con, DAY_2, LAYOUT_B))
+        store_new_snapshot(con, crafted(con, DAY_2, LAYOUT_B))
     assert_one_line_error(cli("changes", "1", "2", "-w", warehouse_path), "no snapshot version 2")
     assert_one_line_error(cli("changes", "7", "1", "-w", warehouse_path), "no snapshot version 7")
     publish_copy(settings.warehouse, settings.analytics_path)

@@ -16,11 +16,17 @@ from sandbox.settings import SandboxSettings
 from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
-from support import append_raw, assert_every_move_is_explained_by_the_movers_numbers, derive, mark_validated
+from support import (
+    append_raw,
+    assert_every_move_is_explained_by_the_movers_numbers,
+    derive,
+    mark_validated,
+    store_new_snapshot,
+)
 from transforms.features import load_clusterable
 from warehouse import raw
 from warehouse.db import transaction
-from warehouse.snapshots import read_standing, write_snapshot
+from warehouse.snapshots import read_standing
 from warehouse.util import utcnow
 
 START = date(2026, 3, 2)  # a Monday
@@ -130,7 +136,7 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
             if day.weekday() == 6:  # Sunday night: the weekly recluster, through the standing persona frame
                 stood = read_standing(con, day)
                 standing = None if stood is None else standing_of(stood)
-                write_snapshot(con, recluster(load_clusterable(con, day), cfg, day, standing=standing))
+                store_new_snapshot(con, recluster(load_clusterable(con, day), cfg, day, standing=standing))
         fingerprints = [
             f for (f,) in con.execute("SELECT data_fingerprint FROM clusters.snapshots ORDER BY version").fetchall()
         ]

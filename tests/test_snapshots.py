@@ -8,10 +8,9 @@ import pytest
 from models.config import ClusteringConfig
 from models.recluster import recluster
 from sandbox.synthetic import Population
-from support import derive, synthetic_crawl
+from support import derive, store_new_snapshot, synthetic_crawl
 from transforms.features import load_clusterable
 from warehouse.errors import KicError
-from warehouse.snapshots import write_snapshot
 
 CFG = ClusteringConfig(kmeans_k=[3, 4], kmedoids_k=[3], elbow_k=[1, 2, 3])
 SNAPSHOT_TABLES = ["snapshots", "candidates", "kmeans_elbow", "assignments", "profiles"]
@@ -37,12 +36,12 @@ def clustering(con):
 
 
 def test_reclustering_twice_gives_two_snapshots_and_leaves_the_first_unchanged(con, clustering):
-    first = write_snapshot(con, clustering)
+    first = store_new_snapshot(con, clustering)
     before = dump(con, first)
     later = date(2026, 5, 8)
     synthetic_crawl(con, Population(200, seed=11), later)
     derive(con, later)
-    second = write_snapshot(con, recluster(load_clusterable(con, later), CFG, later))
+    second = store_new_snapshot(con, recluster(load_clusterable(con, later), CFG, later))
     assert (first, second) == (1, 2)
     assert dump(con, first) == before
     assert len(before["assignments"]) == clustering.n_influencers
@@ -57,7 +56,7 @@ def test_reclustering_twice_gives_two_snapshots_and_leaves_the_first_unchanged(c
 
 
 def test_snapshot_records_candidates_elbow_and_parameters(con, clustering):
-    version = write_snapshot(con, clustering)
+    version = store_new_snapshot(con, clustering)
     candidates = con.execute(
         "SELECT candidate, is_published, list_sum(sizes), silhouette FROM clusters.candidates WHERE version = ?",
         [version],
@@ -78,7 +77,7 @@ def test_snapshot_records_candidates_elbow_and_parameters(con, clustering):
 
 
 def crafted_snapshot(con, version, rows):
-    """A snapshot row and its assignments, written directly (what write_snapshot stores)."""
+    """A snapshot row and its assignments, written directly (what store_snapshot stores)."""
     con.execute(
         "INSERT INTO clusters.snapshots (version, created_at, feature_date, n_influencers, data_fingerprint, "
         "code_version, parameters, published_candidate, n_clusters) "
@@ -128,7 +127,7 @@ def test_changes_lists_influencers_whose_persona_differs_between_the_two_latest(
 
 
 def test_assignments_are_joined_back_to_the_influencers_by_their_place_in_the_clustered_order(con, clustering):
-    version = write_snapshot(con, clustering)
+    version = store_new_snapshot(con, clustering)
     stored = con.execute(
         "SELECT a.username, a.er, a.cluster, a.persona, p.persona FROM clusters.assignments a "
         "JOIN clusters.profiles p USING (version, cluster) WHERE version = ? ORDER BY a.username",
@@ -150,17 +149,17 @@ def test_a_snapshot_of_features_that_changed_meanwhile_is_refused(con, clusterin
     )
     before = counts(con)
     with pytest.raises(KicError, match="changed while they were being clustered"):
-        write_snapshot(con, clustering)
+        store_new_snapshot(con, clustering)
     assert counts(con) == before
 
 
 def test_a_failure_in_the_middle_of_a_snapshot_write_leaves_no_partial_snapshot(con, clustering):
-    write_snapshot(con, clustering)
+    store_new_snapshot(con, clustering)
     before = counts(con)
     # A real failure after the snapshot row and candidates are inserted: the profiles break
     # their table's key.
     broken = replace(clustering, profiles=pd.concat([clustering.profiles, clustering.profiles.head(1)]))
     with pytest.raises(duckdb.ConstraintException):
-        write_snapshot(con, broken)
+        store_new_snapshot(con, broken)
     assert counts(con) == before
-    assert write_snapshot(con, clustering) == 2  # the version number was not burnt either
+    assert store_new_snapshot(con, clustering) == 2  # the version number was not burnt either

@@ -220,21 +220,17 @@ def clusterable_fingerprint(con: duckdb.DuckDBPyConnection, feature_date) -> str
     return scalar(con, CLUSTERABLE_FINGERPRINT, [feature_date])
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, content: SnapshotContent) -> int:
-    """Store a clustering as the next snapshot version, all of it in one transaction.
-
-    Refused if the features it was built on changed since they were read (a nightly
-    refresh re-deriving that date meanwhile): the rows would not line up.
-    """
-    return store_snapshot(con, content, unless_unchanged=False)[0]
-
-
 def store_snapshot(
     con: duckdb.DuckDBPyConnection, content: SnapshotContent, *, unless_unchanged: bool
 ) -> tuple[int, bool]:
-    """`write_snapshot`, and whether it stored one; with `unless_unchanged`, nothing is stored when
-    the latest snapshot has the same data and clustering settings (its version is returned).
-    Decided inside the write transaction: two runs at once store one snapshot."""
+    """Store a clustering as the next snapshot version, all of it in one transaction; return the
+    version and whether it was stored. With `unless_unchanged`, nothing is stored when the latest
+    snapshot has the same data and clustering settings (its version is returned), decided inside
+    the write transaction: two runs at once store one snapshot.
+
+    Refused if the features it was built on changed since they were read (a nightly refresh
+    re-deriving that date meanwhile): the rows would not line up.
+    """
     row = {**content.snapshot_row(), "created_at": utcnow(), "code_version": code_version()}
     settings = {k: v for k, v in row["parameters"].items() if k not in DERIVED_PARAMETERS}
     row["parameters"] = json.dumps(row["parameters"])
