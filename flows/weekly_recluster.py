@@ -12,8 +12,9 @@ from prefect.runtime import flow_run
 from flows.run_names import name_run, started
 from flows.runs import record_process
 from flows.tasks import PURE_TASK, as_task
+from models.config import ClusteringConfig
 from pipeline import jobs, steps
-from pipeline.settings import ClusteringConfig, load_settings
+from pipeline.settings import load_settings
 from pipeline.steps import member_folder
 from renderers.persona_guide import FIT_SCORE, count, look, percent, score
 

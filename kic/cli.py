@@ -19,7 +19,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from kic.progress import showing
-from pipeline.settings import BEST_SILHOUETTE, Settings, config_file, load_settings
+from models.config import BEST_SILHOUETTE
+from pipeline.settings import Settings, config_file, load_settings
 from pipeline.storage import open_readable, reading
 from warehouse.errors import KicError
 from warehouse.vocabulary import CRAWL_SOURCES
@@ -774,10 +775,10 @@ def export(
 ) -> None:
     """Export a snapshot's influencers, one row each, as csv, parquet or xlsx.
 
-    Best persona first, then best fit: profile URL, persona, fit rank and score, followers, tier, ER and active_rate (%), follower growth over
-    7 and 28 days, the follower-jump flag, when observed, the feature date and the snapshot. xlsx:
-    a workbook with a summary sheet and a sheet per persona, formatted for people; csv and
-    parquet: the values as stored.
+    Best persona first, then best fit: profile URL, persona, fit rank and score, followers, tier, ER
+    and active_rate (%), follower growth over 7 and 28 days, the follower-jump flag, when observed,
+    the feature date and the snapshot. xlsx: a workbook with a summary sheet and a sheet per
+    persona, formatted for people; csv and parquet: the values as stored.
 
     Example: kic export 3 --persona "Low Cost High benefit" -o low-cost.csv
     """
@@ -810,10 +811,11 @@ def report(
 ) -> None:
     """Write a snapshot's report as one self-contained HTML file.
 
-    A card per persona (what it means, what it suits, its figures, its ten best fits linked to their profiles), personas on ER x
-    active_rate (%), persona sizes over time and the moves since the last; the K-means elbow,
-    silhouettes and the hierarchical tree in an appendix. Each persona's whole member list, best
-    fit first, is a CSV in a folder beside the page (snapshot-VERSION-members/).
+    A card per persona (what it means, what it suits, its figures, its ten best fits linked to their
+    profiles), personas on ER x active_rate (%), persona sizes over time and the moves since the
+    last; the K-means elbow, silhouettes and the hierarchical tree in an appendix. Each persona's
+    whole member list, best fit first, is a CSV in a folder beside the page (snapshot-VERSION-
+    members/).
 
     Example: kic report 3 -o report.html
     """

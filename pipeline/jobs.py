@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from models.config import ClusteringConfig
 from pipeline import steps
 from pipeline.crawl import CrawlRequest, CrawlSummary
-from pipeline.settings import ClusteringConfig, Settings
+from pipeline.settings import Settings
 from readers.study_import import LandedImport
 from transforms.features import FeatureSummary
 from warehouse.errors import KicError
@@ -38,7 +39,9 @@ def direct(step: Callable) -> Callable:
 
 
 @dataclass(frozen=True)
-class Features:
+class DerivedFeatures:
+    """What derive_features did: the features written, their validation, the crawls validated first."""
+
     summary: FeatureSummary
     validation: Validation
     crawl_validations: list[Validation]  # validations of crawls no run had validated yet
@@ -48,7 +51,7 @@ class Features:
 class Refresh:
     crawl: CrawlSummary
     validation: Validation
-    features: Features
+    features: DerivedFeatures
     review: NightReview | None = None  # the night as stored: plan, outcomes by reason, validations
 
     @property
@@ -71,7 +74,7 @@ class Import:
     landed: LandedImport
     load: CrawlSummary
     validation: Validation
-    features: Features
+    features: DerivedFeatures
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def validate_crawl(settings: Settings, crawl_id: int, *, call: Call = direct, re
     return validation
 
 
-def derive_features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:
+def derive_features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> DerivedFeatures:
     """Validate any crawl not validated yet, then derive, validate and store one date's features."""
     call(steps.upgrade_warehouse)(settings)
     # A crawl that fails here stays out of staging (its failure is on record); the rest go on.
@@ -133,7 +136,7 @@ def derive_features(settings: Settings, feature_date: date | None = None, *, cal
     call(steps.write_validation_summary)(settings)
     call(steps.require_table_checks)(rows.validation)
     summary = call(steps.write_features)(settings, rows)
-    return Features(summary, rows.validation, crawl_validations)
+    return DerivedFeatures(summary, rows.validation, crawl_validations)
 
 
 def refresh(
@@ -224,7 +227,7 @@ def import_csv(
     return Import(landed, loaded, validation, features)
 
 
-def features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> Features:
+def features(settings: Settings, feature_date: date | None = None, *, call: Call = direct) -> DerivedFeatures:
     """Derive one date's features (validated) and publish."""
     derived = derive_features(settings, feature_date, call=call)
     publish(settings, f"the features of {derived.summary.feature_date}", call=call)

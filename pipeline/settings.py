@@ -24,13 +24,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from models.config import BEST_SILHOUETTE, STUDY_CANDIDATE, ClusteringConfig
+from models.config import ClusteringConfig
 from warehouse.db import DEFAULT_LOCK_WAIT_SECONDS
 from warehouse.errors import KicError
 from warehouse.query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_SECONDS
 from warehouse.vocabulary import DEFAULT_MAX_OBSERVATION_AGE_DAYS
-
-__all__ = ["BEST_SILHOUETTE", "STUDY_CANDIDATE", "ClusteringConfig", "Settings", "config_file", "load_settings"]
 
 CONFIG_ENV = "KIC_CONFIG"
 DEFAULT_CONFIG_FILE = "kic.toml"

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 import pipeline.crawl  # by its full name: `crawl` is a step here
+from models.config import ClusteringConfig
 from pipeline.crawl import CrawlRequest, CrawlSummary, OpenedCrawl, ShardRun
 from pipeline.outputs import check_output
-from pipeline.settings import ClusteringConfig, Settings
+from pipeline.settings import Settings
 from pipeline.storage import open_readable, open_warehouse, publish_copy
 from readers import study_csv  # by its module: `read_study_csv` is a step here
 from readers.study_csv import StudyCsv

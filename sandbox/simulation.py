@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbox.quotas import RollingQuota
+from sandbox.quotas import Admission, RollingQuota
 from sandbox.server import graph_usage_headers
 from scrapers.quotas import Budget, Quota, Throttle, usage_of
 
@@ -58,7 +58,7 @@ def run_shard(
     budget = budget or Budget(quota, clock)
     answer_in = latency if callable(latency) else lambda: latency
     run = ShardRun()
-    pending: list[tuple[float, int, float, object, int]] = []  # (answer at, seq, sent at, admission, attempt)
+    pending: list[tuple[float, int, float, Admission, int]] = []  # (answer at, seq, sent at, admission, attempt)
     retries: list[int] = []  # attempts of throttled calls to make again, first
     left, seq = calls, 0
     while left or retries or pending:

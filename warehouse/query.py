@@ -23,30 +23,31 @@ from warehouse.errors import KicError
 from warehouse.publish import published_dir
 from warehouse.util import first_line
 
-Kind = duckdb.StatementType
-
 # What kic sql calls each kind of statement it refuses, and why (any other kind: the copy is read-only).
 REFUSED = {
-    Kind.COPY: (
+    duckdb.StatementType.COPY: (
         "COPY",
         "it writes no files (export with --format csv > FILE, or COPY … TO into a folder named by --allow-files DIR)",
     ),
-    Kind.EXPORT: ("EXPORT DATABASE", "it writes no files"),
-    Kind.ATTACH: (
+    duckdb.StatementType.EXPORT: ("EXPORT DATABASE", "it writes no files"),
+    duckdb.StatementType.ATTACH: (
         "ATTACH",
         "it reads the analysts' copy only (attaching the scheduler's warehouse would make runs wait)",
     ),
-    Kind.DETACH: ("DETACH", "it reads the analysts' copy only"),
-    Kind.LOAD: ("INSTALL and LOAD", "it loads no extensions"),
-    Kind.SET: (
+    duckdb.StatementType.DETACH: ("DETACH", "it reads the analysts' copy only"),
+    duckdb.StatementType.LOAD: ("INSTALL and LOAD", "it loads no extensions"),
+    duckdb.StatementType.SET: (
         "SET, RESET, USE and PRAGMA name = value",
         "its session is fixed; its limits are kic settings (sql_timeout_seconds, sql_max_rows)",
     ),
-    Kind.PRAGMA: ("PRAGMA", "its session is fixed (for the tables: SHOW ALL TABLES, DESCRIBE name)"),
-    Kind.CALL: ("CALL", "it runs one SELECT-like statement"),
-    Kind.EXPLAIN: ("EXPLAIN", "EXPLAIN ANALYZE would run its statement"),
+    duckdb.StatementType.PRAGMA: ("PRAGMA", "its session is fixed (for the tables: SHOW ALL TABLES, DESCRIBE name)"),
+    duckdb.StatementType.CALL: ("CALL", "it runs one SELECT-like statement"),
+    duckdb.StatementType.EXPLAIN: ("EXPLAIN", "EXPLAIN ANALYZE would run its statement"),
     # DuckDB runs a PIVOT without IN as two statements, the first creating a type.
-    Kind.MULTI: ("PIVOT without IN", "name the values it pivots on: PIVOT t ON col IN ('a', 'b') USING …"),
+    duckdb.StatementType.MULTI: (
+        "PIVOT without IN",
+        "name the values it pivots on: PIVOT t ON col IN ('a', 'b') USING …",
+    ),
 }
 SELECT_LIKE = "SELECT, FROM, WITH, VALUES, TABLE, DESCRIBE, SHOW, SUMMARIZE, PIVOT … IN"
 
@@ -71,7 +72,7 @@ def one_statement(sql: str, *, allow_copy: bool = False) -> duckdb.Statement:
         kind = statement.type
     except ValueError:  # a kind the Python client has no name for (e.g. UPDATE EXTENSIONS)
         kind = None
-    if kind == Kind.SELECT or (allow_copy and kind == Kind.COPY):
+    if kind == duckdb.StatementType.SELECT or (allow_copy and kind == duckdb.StatementType.COPY):
         return statement
     name = f"{kind.name} statements" if kind else "this kind of statement"
     name, why = REFUSED.get(kind, (name, "the analysts' copy is read-only"))
@@ -127,7 +128,7 @@ def run_query(
     folders = [files_folder(files)] if files is not None else []
     with guarded(path, timeout_seconds=timeout_seconds, folders=folders, lock_wait_seconds=lock_wait_seconds) as con:
         try:
-            if statement.type == Kind.COPY:
+            if statement.type == duckdb.StatementType.COPY:
                 return con.execute(statement.query).df()  # how many rows were written
             # One row past the limit tells that there were more, without fetching them all.
             frame = con.sql(statement.query).limit(max_rows + 1).df()

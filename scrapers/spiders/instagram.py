@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -148,7 +149,7 @@ class InstagramSpider(scrapy.Spider):
             fetched_at=utcnow(),
         )
 
-    def read(self, response) -> tuple[object | None, Outcome | None]:
+    def read(self, response) -> tuple[Any, Outcome | None]:
         """The answer's JSON, or the outcome that its status or body already decides."""
         status = response.status
         if 300 <= status < 400:

@@ -18,8 +18,9 @@ from prefect.client.schemas.filters import (
 from flows.nightly_refresh import nightly_refresh
 from flows.tasks import as_task
 from flows.weekly_recluster import weekly_recluster
+from models.config import ClusteringConfig
 from pipeline import steps
-from pipeline.settings import ClusteringConfig, Settings
+from pipeline.settings import Settings
 from pipeline.storage import connect
 from renderers.persona_guide import look
 from sandbox.server import Sandbox
