@@ -136,3 +136,19 @@ def test_a_case_that_makes_a_column_makes_exactly_its_accepted_values():
                 made[f"{r.name}.{column}"] = (quoted(body), set(stated.accepted_values))
     assert "features.influencer_features.not_clusterable_reason" in made
     assert {name: values for name, (values, _) in made.items()} == {name: stated for name, (_, stated) in made.items()}
+
+
+def test_python_and_sql_put_every_count_in_the_same_follower_tier(con):
+    """The tier table has one definition (the macro's contract, models.personas.FOLLOWER_TIERS
+    checked against it above); the two classifications that read it (numpy for the personas'
+    names, the SQL macro for exports and reports) agree on either side of every bound."""
+    from models.personas import FOLLOWER_TIERS, follower_tier
+
+    bounds = [bound for _, bound in FOLLOWER_TIERS if bound is not None]
+    counts = [0.0, *(bound + step for bound in bounds for step in (-1, -0.5, 0, 0.5, 1)), 5e9]
+    in_sql = con.execute(
+        "SELECT follower_tier(count) FROM unnest($counts::DOUBLE[]) WITH ORDINALITY AS t(count, i) ORDER BY i",
+        {"counts": counts},
+    ).fetchall()
+    assert [tier for (tier,) in in_sql] == list(follower_tier(counts))
+    assert con.execute("SELECT follower_tier(NULL)").fetchone() == (None,) and follower_tier([float("nan")])[0] is None
