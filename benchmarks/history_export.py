@@ -28,6 +28,7 @@ from meter import MIB, Meter  # this folder is on the path when the script runs
 
 from models import personas
 from pipeline.storage import connect, publish_copy
+from renderers.workbook import write_workbook
 from transforms.relations import view_sql
 from warehouse.export import export_snapshot
 
@@ -39,11 +40,9 @@ INSERT INTO raw.crawl_runs (crawl_id, source, as_of_date, started_at, finished_a
 SELECT d + 1, 'synthetic', $first + d::INT, now(), now(), 'succeeded' FROM range($days) AS t(d)
 """
 # Followers grow by 0.01 % to 1 % a day per influencer, with 0.2 % noise; 1 in 10,000 buys
-# 20 % more on the last day.
-# Followers grow by 0.01 % to 1 % a day per influencer, with 0.2 % noise; 1 in 10,000 buys
 # 20 % more on the last day. One day at a time, in the order nightly writes come.
 FEATURES_OF_A_DAY = """
-INSERT INTO features.influencer_features
+INSERT INTO features.influencer_features BY NAME  -- columns not named here (the means per media kind) are NULL
 SELECT
     username,
     ($first + $d::INT)::DATE AS feature_date,
@@ -55,13 +54,14 @@ SELECT
     100::BIGINT AS follow,
     true AS open_account,
     false AS official_account,
-    NULL, NULL, NULL, NULL, NULL, NULL,  -- the means per media kind: not read by the history
     random() * 10 AS er,
     random() * 10 AS active_rate,
     12 AS posts_observed,
     true AS is_clusterable,
     NULL AS not_clusterable_reason,
-    now() AS computed_at
+    now() AS computed_at,
+    ($first + $d::INT)::DATE AS observed_on,
+    now() AS observed_at
 FROM influencers
 """
 # Usernames as varied as real ones from their first letters (a shared prefix would make
@@ -79,8 +79,8 @@ VALUES (1, now(), $last, $influencers, 'benchmark', 'benchmark', '{}', 'benchmar
 """
 PROFILES = """
 INSERT INTO clusters.profiles (version, cluster, size, mean_er, median_er, mean_active_rate, median_active_rate,
-                               er_level, active_rate_level, persona, rank)
-SELECT 1, c + 1, 0, 0, 0, 0, 0, 'low', 'low', $personas[c + 1], c + 1 FROM range(6) AS t(c)
+                               er_level, active_rate_level, persona, rank, persona_id)
+SELECT 1, c + 1, 0, 0, 0, 0, 0, 'low', 'low', $personas[c + 1], c + 1, c + 1 FROM range(6) AS t(c)
 """
 ASSIGNMENTS = """
 INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate)
@@ -145,7 +145,7 @@ def main() -> None:
             for fmt in formats:
                 output = folder / f"export.{fmt}"
                 with meter.part(f"kic export --format {fmt}"):
-                    export_snapshot(con, None, None, fmt, output, views=view_sql())
+                    export_snapshot(con, None, None, fmt, output, write_workbook, views=view_sql())
                 print(f"{fmt}: {output.stat().st_size / MIB:,.0f} MiB")
         meter.running = False
         for name, (seconds, peak) in meter.parts.items():

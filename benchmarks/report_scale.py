@@ -58,9 +58,11 @@ SELECT c, 'synthetic', DATE '2026-03-08' + c::INTEGER, now(), now(), 'succeeded'
 """
 FEATURES = """
 INSERT INTO features.influencer_features (username, feature_date, crawl_id, source, follower, open_account,
-                                          official_account, er, active_rate, is_clusterable, computed_at)
+                                          official_account, er, active_rate, is_clusterable, computed_at,
+                                          observed_on, observed_at)
 SELECT a.username, s.feature_date, 1 + hash(a.username) % 3, 'synthetic', 1000 + hash(a.username) % 500000,
-       true, false, a.er, a.active_rate, true, now()
+       true, false, a.er, a.active_rate, true, now(),
+       DATE '2026-03-08' + (1 + hash(a.username) % 3)::INTEGER, now()
 FROM clusters.assignments AS a JOIN clusters.snapshots AS s USING (version)
 """
 SMALL_TABLES = """
