@@ -41,14 +41,18 @@ from pipeline.storage import connect
 from sandbox.synthetic import study_engagement, study_shaped_counts
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
-STUDY_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data" / "beauty_data_extend.csv"
+# The study's public data: $KIC_STUDY_DATA, else ../shared/seed/study-data beside the checkout.
+STUDY_DATA = Path(
+    os.environ.get("KIC_STUDY_DATA", Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data")
+)
+STUDY_FILE = STUDY_DATA / "beauty_data_extend.csv"
 MOVERS_SHARE = 0.01
 
 
 def base_numbers(n: int, seed: int = 7) -> pd.DataFrame | None:
     """follower, likes and comments (image means) of n influencers of the study's shape."""
     if n == 929:
-        path = Path(os.environ.get("KIC_STUDY_FILE", STUDY_FILE))
+        path = STUDY_FILE
         if not path.exists():
             return None
         rows = pd.read_csv(path)

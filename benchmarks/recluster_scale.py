@@ -41,7 +41,11 @@ from pipeline.storage import connect
 from sandbox.synthetic import study_shaped_cohort
 
 DAY = date(2026, 6, 1)
-STUDY_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data" / "beauty_data_extend.csv"
+# The study's public data: $KIC_STUDY_DATA, else ../shared/seed/study-data beside the checkout.
+STUDY_DATA = Path(
+    os.environ.get("KIC_STUDY_DATA", Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data")
+)
+STUDY_FILE = STUDY_DATA / "beauty_data_extend.csv"
 
 
 def cohort(n: int, kind: str, seed: int = 7) -> dict[str, np.ndarray]:
@@ -49,7 +53,7 @@ def cohort(n: int, kind: str, seed: int = 7) -> dict[str, np.ndarray]:
         return study_shaped_cohort(n, seed)
     import pandas as pd
 
-    rows = pd.read_csv(os.environ.get("KIC_STUDY_FILE", STUDY_FILE))
+    rows = pd.read_csv(STUDY_FILE)
     rng = np.random.default_rng(seed)
     picked = rng.integers(0, len(rows), n)
     jitter = np.exp(rng.normal(0, 0.1, (n, 2)))

@@ -1,9 +1,11 @@
-"""Progress lines for `kic crawl`'s progress bar (off unless KIC_PROGRESS is set).
+"""The crawl process's extensions: progress lines for `kic crawl`'s progress bar (off unless
+KIC_PROGRESS is set), and a heap frozen once the crawl has started.
 
-The crawl also reports its own crawl key on this channel, so the parent process never has
-to guess which run is its own.
+The crawl also reports its own crawl key on the progress channel, so the parent process never
+has to guess which run is its own.
 """
 
+import gc
 import json
 import sys
 
@@ -52,3 +54,23 @@ class ProgressLines:
         total = len(getattr(spider, "requested", ())) or self.done
         line = {"crawl_key": self.crawl_key, "done": self.done, "total": total, **extra}
         print(self.PREFIX + json.dumps(line), file=sys.stdout, flush=True)
+
+
+class FrozenStartupHeap:
+    """Moves every object alive once the engine has started (the modules imported, the spider,
+    the pipelines) out of the garbage collector's reach: they live as long as the crawl, and
+    the reactor allocates so fast that full collections run all the time, each walking them
+    all again (pandas and DuckDB, imported by the landing pipeline, are most of them). Frozen,
+    a local crawl with the landing pipeline made about 5 % more accounts a second
+    (benchmarks/crawl_throughput.py: 365 against 348, means of 4 and 2 runs). What is
+    allocated later is collected as usual."""
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        extension = cls()
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
+        return extension
+
+    def engine_started(self):
+        gc.collect()  # what import and set-up left behind goes now, not into the frozen heap
+        gc.freeze()

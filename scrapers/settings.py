@@ -68,7 +68,7 @@ KIC_CRAWL_KEY = ""  # set by `kic crawl` and the nightly flow; empty: the crawl 
 KIC_SHARD = "shard-001-of-001"  # which part of the crawl this process is
 KIC_BATCH_SIZE = 200  # accounts per landed batch
 KIC_PROGRESS = False  # progress lines on stdout, for `kic crawl`
-EXTENSIONS = {"scrapers.extensions.ProgressLines": 500}
+EXTENSIONS = {"scrapers.extensions.ProgressLines": 500, "scrapers.extensions.FrozenStartupHeap": 510}
 
 # --- Sources --------------------------------------------------------------------------
 KIC_WEB_BASE_URL = "https://www.instagram.com"

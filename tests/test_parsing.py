@@ -213,3 +213,28 @@ def test_spider_discovers_accounts_from_a_tag_page_once(spider):
     assert "max_id=QVFEbW9yZQ" in requests[-1].url
     again, _ = run(spider.parse_tag, response("http://ig.test/t", body=body), tag="뷰티", page=2)
     assert not [o for o in again if isinstance(o, Request)]  # known accounts, last page allowed
+
+
+def test_the_crawl_freezes_its_startup_heap_once_the_engine_has_started():
+    """Objects alive at the start (imported modules, spider, pipelines) leave the garbage
+    collector's reach, so that its full collections stop walking them over and over; enabled in
+    the project's settings, so every crawl (kic's, the flows', a hand-run one) has it."""
+    import gc
+
+    from scrapy import signals
+    from scrapy.utils.project import get_project_settings
+
+    from scrapers.extensions import FrozenStartupHeap
+
+    assert "scrapers.extensions.FrozenStartupHeap" in get_project_settings().getdict("EXTENSIONS")
+    crawler = get_crawler(InstagramSpider, {"EXTENSIONS": {}, "MEMUSAGE_ENABLED": False})
+    extension = FrozenStartupHeap.from_crawler(
+        crawler
+    )  # held, as Scrapy holds its extensions: signals keep weak references
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        crawler.signals.send_catch_log(signals.engine_started)
+        assert gc.get_freeze_count() > 0, extension
+    finally:
+        gc.unfreeze()
