@@ -814,8 +814,8 @@ def report(
     A card per persona (what it means, what it suits, its figures, its ten best fits linked to their
     profiles), personas on ER x active_rate (%), persona sizes over time and the moves since the
     last; the K-means elbow, silhouettes and the hierarchical tree in an appendix. Each persona's
-    whole member list, best fit first, is a CSV in a folder beside the page (snapshot-VERSION-
-    members/).
+    whole member list, best fit first, is a CSV in a folder beside the page
+    (snapshot-VERSION-members/).
 
     Example: kic report 3 -o report.html
     """

@@ -63,7 +63,8 @@ class FrozenStartupHeap:
     all again (pandas and DuckDB, imported by the landing pipeline, are most of them). Frozen,
     a local crawl with the landing pipeline made about 5 % more accounts a second
     (benchmarks/crawl_throughput.py: 365 against 348, means of 4 and 2 runs). What is
-    allocated later is collected as usual."""
+    allocated later is collected as usual, and a crawl is a process of its own
+    (`scrapy crawl`, started by pipeline.crawl): nothing frozen outlives it."""
 
     @classmethod
     def from_crawler(cls, crawler):
