@@ -52,10 +52,9 @@ MOVERS_SHARE = 0.01
 def base_numbers(n: int, seed: int = 7) -> pd.DataFrame | None:
     """follower, likes and comments (image means) of n influencers of the study's shape."""
     if n == 929:
-        path = STUDY_FILE
-        if not path.exists():
+        if not STUDY_FILE.exists():
             return None
-        rows = pd.read_csv(path)
+        rows = pd.read_csv(STUDY_FILE)
         return pd.DataFrame(
             {"follower": rows["follower"], "likes": rows["image_love"], "comments": rows["image_comment"]}
         ).astype(np.float64)

@@ -228,9 +228,8 @@ def test_the_crawl_freezes_its_startup_heap_once_the_engine_has_started():
 
     assert "scrapers.extensions.FrozenStartupHeap" in get_project_settings().getdict("EXTENSIONS")
     crawler = get_crawler(InstagramSpider, {"EXTENSIONS": {}, "MEMUSAGE_ENABLED": False})
-    extension = FrozenStartupHeap.from_crawler(
-        crawler
-    )  # held, as Scrapy holds its extensions: signals keep weak references
+    # Held, as Scrapy holds its extensions: signals keep weak references to their receivers.
+    extension = FrozenStartupHeap.from_crawler(crawler)
     gc.unfreeze()
     try:
         assert gc.get_freeze_count() == 0
