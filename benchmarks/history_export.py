@@ -29,8 +29,8 @@ from meter import MIB, Meter  # this folder is on the path when the script runs
 from models import personas
 from pipeline.storage import connect, publish_copy
 from renderers.workbook import write_workbook
+from transforms.export import export_snapshot
 from transforms.relations import view_sql
-from warehouse.export import export_snapshot
 
 LAST_DAY = date(2026, 6, 30)
 PERSONAS = sorted(set(personas.PERSONAS.values()))[:6]

@@ -847,7 +847,7 @@ def changes(
 
     Example: kic changes 3 7 --format csv
     """
-    from warehouse.snapshots import persona_changes
+    from transforms.changes import persona_changes
 
     settings = settings_for(warehouse)
     with showing("kic changes") as shown, open_readable(settings) as con:

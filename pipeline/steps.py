@@ -30,7 +30,9 @@ from pipeline.storage import open_readable, open_warehouse, publish_copy
 from readers import study_csv  # by its module: `read_study_csv` is a step here
 from readers.study_csv import StudyCsv
 from readers.study_import import LandedImport, land_study_csv
+from transforms.export import Export, export_snapshot
 from transforms.features import (
+    CLUSTERABLE,
     ClusterableFeatures,
     FeatureStream,
     FeatureSummary,
@@ -45,7 +47,6 @@ from transforms.relations import view_sql
 from warehouse import nights, quality, watchlist
 from warehouse.db import schema_version
 from warehouse.errors import KicError
-from warehouse.export import Export, export_snapshot
 from warehouse.landing import Landing
 from warehouse.loading import load_crawl, remove_loaded
 from warehouse.plans import Plan
@@ -57,8 +58,8 @@ if TYPE_CHECKING:  # slow imports (scikit-learn, Great Expectations, matplotlib)
     from models.frames import Standing
     from models.recluster import Probe, SnapshotDraft
     from renderers.snapshot_page import Chart
+    from transforms.report import ReportData
     from transforms.validation import Validation
-    from warehouse.report import ReportData
 
 log = logging.getLogger("kic.pipeline")
 
@@ -373,7 +374,7 @@ def read_standing_frame(settings: Settings, feature_date: date) -> Standing | No
 
     with open_warehouse(settings, read_only=True) as con:
         con.execute(f"SET memory_limit = '{STREAMING_DUCKDB_MEMORY}'")  # its join spills, not the arrays
-        rows = read_standing(con, feature_date)
+        rows = read_standing(con, CLUSTERABLE, feature_date)
     return None if rows is None else standing_of(rows)
 
 
@@ -408,7 +409,7 @@ def write_snapshot(settings: Settings, draft: SnapshotDraft, force: bool = False
     """Store the draft as the next snapshot, in one transaction; not if (unforced) the latest is the same."""
     with open_warehouse(settings) as con:
         con.execute(f"SET memory_limit = '{snapshot_duckdb_memory(draft.n_influencers)}'")
-        return store_snapshot(con, draft, unless_unchanged=not force)
+        return store_snapshot(con, draft, rows=CLUSTERABLE, unless_unchanged=not force)
 
 
 def snapshot_duckdb_memory(influencers: int) -> str:
@@ -488,8 +489,8 @@ def report(
 ) -> Report:
     """Write a snapshot's report (persona cards, charts, member lists) as one HTML file and CSVs beside it."""
     from renderers.snapshot_page import draw, render  # matplotlib: imported only to draw
-    from warehouse.export import require_current_views
-    from warehouse.report import read_report_data, write_member_list
+    from transforms.export import require_current_views
+    from transforms.report import read_report_data, write_member_list
     from warehouse.snapshots import resolve_version
 
     say = progress or (lambda text: None)

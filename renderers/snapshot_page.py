@@ -1,6 +1,6 @@
 """A snapshot's report: who to pick first (a card per persona), then its charts, in one HTML file.
 
-Pure: from ReportData (warehouse/report.py) to HTML text. Every chart is a PNG embedded as
+Pure: from ReportData (transforms/report.py) to HTML text. Every chart is a PNG embedded as
 a data: URL, so the file opens offline and loads nothing from anywhere; the only links are
 to the influencers' profiles and to each persona's member list, a CSV beside the page.
 The page is a Jinja2 template (renderers/templates/snapshot_page.html), escaped automatically.
@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
 from renderers.persona_guide import FIT_SCORE, NO_LONGER_PRESENT, count, day, look, meaning, percent, score, suits
+from transforms.report import LOG_FLOOR, ReportData
 from warehouse.ages import cohort_line
-from warehouse.report import LOG_FLOOR, ReportData
 
 NOT_IN = "(not in it)"
 TEMPLATES = Path(__file__).parent / "templates"

@@ -25,7 +25,7 @@ from pipeline.storage import connect
 from readers.study_csv import BASE_COLUMNS, read_study_csv
 from readers.study_import import land_study_csv
 from sandbox.synthetic import Population
-from transforms.features import FeatureStream, feature_date_or_latest, insert_features, summarize_features
+from transforms.features import CLUSTERABLE, FeatureStream, feature_date_or_latest, insert_features, summarize_features
 from warehouse import raw
 from warehouse.db import insert_frame, migrate, migrations
 from warehouse.landing import Landing, new_crawl_key, shard_name
@@ -479,4 +479,4 @@ def headless_chromium(flags: list[str], *args: str) -> subprocess.CompletedProce
 
 def store_new_snapshot(con, content) -> int:
     """Store `content` as the next snapshot, whatever the latest one holds (`kic recluster --force`)."""
-    return store_snapshot(con, content, unless_unchanged=False)[0]
+    return store_snapshot(con, content, rows=CLUSTERABLE, unless_unchanged=False)[0]

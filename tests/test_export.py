@@ -15,8 +15,8 @@ from models.recluster import recluster
 from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
 from support import assert_one_line_error, cli, derive, store_new_snapshot, subprocess_env, synthetic_crawl
+from transforms import export as export_module
 from transforms.features import load_clusterable
-from warehouse import export as export_module
 from warehouse.publish import published_dir
 
 FIRST = date(2026, 4, 1)

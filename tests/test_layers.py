@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,49 @@ def test_warehouse_imports_nothing_from_transforms_nor_any_other_lower_package()
     others = set(LOWER_PACKAGES) - {"warehouse"}
     assert "transforms" in others
     offenders = [f"{path}: {name}" for path, name in imports_of("warehouse") if name.split(".")[0] in others]
+    assert not offenders
+
+
+def strings_of(package: str) -> list[tuple[str, str]]:
+    """(module file, string) of every string literal under `package` but the docstrings."""
+    found = []
+    for path in (REPO / package).rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        found += [
+            (str(path.relative_to(REPO)), node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+        ]
+    return found
+
+
+def test_warehouse_sql_names_no_relation_of_transforms():
+    """Nor by name in its SQL: warehouse/ reads and writes the tables its migrations create; the
+    views and macros transforms/ defines are given to it (view_sql(), a snapshot's `rows`)."""
+    from transforms.relations import all_relations
+
+    defined = [relation for relation in all_relations().values() if relation.kind != "table"]
+    assert {"view", "table macro", "macro"} <= {relation.kind for relation in defined}
+    named = [
+        re.compile(
+            rf"\b{re.escape(r.name.split('.')[-1])}\s*\(" if r.name.startswith("main.") else rf"\b{re.escape(r.name)}\b"
+        )
+        for r in defined
+    ]
+    offenders = [
+        f"{path}: {pattern.pattern}"
+        for path, text in strings_of("warehouse")
+        for pattern in named
+        if pattern.search(text)
+    ]
     assert not offenders
 
 

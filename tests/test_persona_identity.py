@@ -14,7 +14,8 @@ from pipeline.settings import Settings
 from pipeline.storage import connect, publish_copy
 from sandbox.synthetic import Population
 from support import assert_one_line_error, cli, derive, migrate_to, store_new_snapshot, synthetic_crawl
-from warehouse.snapshots import clusterable_fingerprint, unchanged_snapshot
+from transforms.features import clusterable_fingerprint
+from warehouse.snapshots import unchanged_snapshot
 
 DAY_1, DAY_2, DAY_3 = date(2026, 5, 1), date(2026, 5, 8), date(2026, 5, 15)
 POPULATION = Population(100, seed=11)

@@ -12,7 +12,7 @@ from scipy.spatial.distance import pdist
 from models.candidates import compact, within_cluster_sse
 from models.hierarchical import build_tree, grid_cells, linkage_in_place
 from pipeline.steps import snapshot_duckdb_memory
-from warehouse.snapshots import clusterable_fingerprint
+from transforms.features import clusterable_fingerprint
 
 DAY = date(2026, 6, 1)
 

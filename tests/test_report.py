@@ -19,8 +19,8 @@ from pipeline import steps
 from pipeline.settings import Settings
 from pipeline.storage import connect
 from support import STUDY_HEADER, assert_one_line_error, cli, environment, headless_chromium
+from transforms.report import POINTS_MAX, read_report_data
 from warehouse.db import insert_frame
-from warehouse.report import POINTS_MAX, read_report_data
 
 HEADER = STUDY_HEADER
 GRID = {

@@ -23,7 +23,7 @@ from support import (
     mark_validated,
     store_new_snapshot,
 )
-from transforms.features import load_clusterable
+from transforms.features import CLUSTERABLE, load_clusterable
 from warehouse import raw
 from warehouse.db import transaction
 from warehouse.snapshots import read_standing
@@ -134,7 +134,7 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
                 )
             )
             if day.weekday() == 6:  # Sunday night: the weekly recluster, through the standing persona frame
-                stood = read_standing(con, day)
+                stood = read_standing(con, CLUSTERABLE, day)
                 standing = None if stood is None else standing_of(stood)
                 store_new_snapshot(con, recluster(load_clusterable(con, day), cfg, day, standing=standing))
         fingerprints = [

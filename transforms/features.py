@@ -19,7 +19,7 @@ from transforms.relations import relation
 from warehouse.db import scalar, transaction
 from warehouse.errors import KicError
 from warehouse.quality import CHUNK_ROWS, chunks
-from warehouse.snapshots import clusterable_fingerprint
+from warehouse.snapshots import rows_fingerprint
 from warehouse.vocabulary import DEFAULT_MAX_OBSERVATION_AGE_DAYS
 
 # The newest day any readable (finished and validated) crawl describes: the default feature date.
@@ -37,9 +37,12 @@ SELECT
 
 LATEST_FEATURE_DATE = "SELECT max(feature_date) FROM features.influencer_features"
 
-# Numbers only, in the order the snapshot writes them back (features.clusterable.row_index).
-CLUSTERABLE_FEATURES = """
-SELECT er, active_rate, follower FROM features.clusterable WHERE feature_date = ? ORDER BY row_index
+# The influencers a recluster takes, numbered in the order it takes them: the snapshot is
+# stored over this relation (warehouse.snapshots' `rows`).
+CLUSTERABLE = "features.clusterable"
+# Numbers only, in the order the snapshot writes them back (row_index).
+CLUSTERABLE_FEATURES = f"""
+SELECT er, active_rate, follower FROM {CLUSTERABLE} WHERE feature_date = ? ORDER BY row_index
 """
 
 FEATURE_SUMMARY = """
@@ -247,3 +250,8 @@ def load_clusterable(con: duckdb.DuckDBPyConnection, feature_date: date) -> Clus
         arrays["follower"],
         clusterable_fingerprint(con, feature_date),
     )
+
+
+def clusterable_fingerprint(con: duckdb.DuckDBPyConnection, feature_date: date) -> str:
+    """The fingerprint of a date's clusterable influencers, as their snapshot records it."""
+    return rows_fingerprint(con, CLUSTERABLE, feature_date)

@@ -34,15 +34,19 @@ FROM clusters.profiles WHERE version = ? ORDER BY rank
 """
 
 
-# The data a snapshot was built on: a feature date's clusterable (username, er, active_rate),
-# each row's md5 folded by count, xor and sum (order-free: a username is one row per date),
-# the three hashed by sha256. Computed where the data is, in one streaming pass, from the
-# rows of features.clusterable without its numbering (a sort): the string of every row in
-# username order took 3.7 GB at 10^7 influencers.
-CLUSTERABLE_FINGERPRINT = """
+# A snapshot is stored over the rows it was fitted on, as the layer above defines them: a
+# relation `{rows}` of (feature_date, username, er, active_rate, row_index), row_index being the
+# order the clusterers got them in (transforms.features.CLUSTERABLE). Storage knows no relation.
+
+# The data a snapshot was built on: a feature date's rows (username, er, active_rate), each
+# row's md5 folded by count, xor and sum (order-free: a username is one row per date), the
+# three hashed by sha256. Computed where the data is, in one streaming pass, without the
+# numbering (DuckDB drops the unused window, a sort): the string of every row in username
+# order took 3.7 GB at 10^7 influencers.
+ROWS_FINGERPRINT = """
 WITH hashed AS (
     SELECT md5_number(username || ':' || er::VARCHAR || ':' || active_rate::VARCHAR) AS h
-    FROM features.influencer_features WHERE feature_date = ? AND is_clusterable
+    FROM {rows} WHERE feature_date = ?
 )
 SELECT sha256(count(*)::VARCHAR || ':' || coalesce(bit_xor(h), 0)::VARCHAR || ':'
               || coalesce(sum((h >> 66)::BIGINT), 0)::VARCHAR)  -- exact: a double sum is not
@@ -53,7 +57,7 @@ FROM hashed
 INSERT_ASSIGNMENTS = """
 INSERT INTO clusters.assignments (version, username, cluster, persona, er, active_rate, assigned_by, distance_ratio)
 SELECT $version, f.username, c.cluster, p.persona, f.er, f.active_rate, c.assigned_by, c.distance_ratio
-FROM features.clusterable AS f
+FROM {rows} AS f
 JOIN cluster_per_row AS c ON c.row_index = f.row_index
 JOIN clusters.profiles AS p ON p.version = $version AND p.cluster = c.cluster
 WHERE f.feature_date = $feature_date
@@ -165,17 +169,15 @@ LEFT JOIN clusters.snapshots AS maker ON maker.version = f.frame_id
 ORDER BY s.version DESC LIMIT 1
 """
 FRAME_PERSONAS = "SELECT * EXCLUDE (frame_id) FROM clusters.frame_personas WHERE frame_id = ? ORDER BY cluster"
-# Where each clusterable influencer of a feature date stood in a snapshot, in row_index order.
+# Where each row of a feature date stood in a snapshot, in row_index order.
 STANDING_ROWS = """
 SELECT coalesce(a.cluster, 0) AS cluster, coalesce(a.er, 'NaN'::DOUBLE) AS er,
        coalesce(a.active_rate, 'NaN'::DOUBLE) AS active_rate
-FROM features.clusterable AS f
+FROM {rows} AS f
 LEFT JOIN clusters.assignments AS a ON a.version = $version AND a.username = f.username
 WHERE f.feature_date = $feature_date
 ORDER BY f.row_index
 """
-PERSONA_CHANGES = "SELECT * FROM clusters.persona_changes(?, ?) ORDER BY change, username"
-VERSION_BEFORE = "SELECT max(version) FROM clusters.snapshots WHERE version < ?"
 # The latest snapshot, to tell whether a run would store the same again.
 LATEST_SNAPSHOT = """
 SELECT version, data_fingerprint, parameters FROM clusters.snapshots ORDER BY version DESC LIMIT 1
@@ -216,14 +218,16 @@ def code_version() -> str:
     return f"{version}+g{commit}" if commit else version
 
 
-def clusterable_fingerprint(con: duckdb.DuckDBPyConnection, feature_date) -> str:
-    return scalar(con, CLUSTERABLE_FINGERPRINT, [feature_date])
+def rows_fingerprint(con: duckdb.DuckDBPyConnection, rows: str, feature_date) -> str:
+    """The fingerprint of a feature date's rows of relation `rows` (ROWS_FINGERPRINT)."""
+    return scalar(con, ROWS_FINGERPRINT.format(rows=rows), [feature_date])
 
 
 def store_snapshot(
-    con: duckdb.DuckDBPyConnection, content: SnapshotContent, *, unless_unchanged: bool
+    con: duckdb.DuckDBPyConnection, content: SnapshotContent, *, rows: str, unless_unchanged: bool
 ) -> tuple[int, bool]:
-    """Store a clustering as the next snapshot version, all of it in one transaction; return the
+    """Store a clustering of relation `rows` (a feature date's, numbered by row_index: see
+    ROWS_FINGERPRINT) as the next snapshot version, all of it in one transaction; return the
     version and whether it was stored. With `unless_unchanged`, nothing is stored when the latest
     snapshot has the same data and clustering settings (its version is returned), decided inside
     the write transaction: two runs at once store one snapshot.
@@ -240,14 +244,14 @@ def store_snapshot(
             standing = unchanged_snapshot(con, row["data_fingerprint"], settings) if unless_unchanged else None
             if standing is not None:
                 return standing, False
-            return insert_snapshot(con, row, content), True
+            return insert_snapshot(con, row, content, rows), True
     finally:
         con.unregister("cluster_per_row")
 
 
-def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: SnapshotContent) -> int:
+def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: SnapshotContent, rows: str) -> int:
     """The rows of a new snapshot, inside the caller's transaction."""
-    if clusterable_fingerprint(con, row["feature_date"]) != row["data_fingerprint"]:
+    if rows_fingerprint(con, rows, row["feature_date"]) != row["data_fingerprint"]:
         raise KicError(
             f"the features of {row['feature_date']} changed while they were being clustered: run the recluster again"
         )
@@ -257,11 +261,11 @@ def insert_snapshot(con: duckdb.DuckDBPyConnection, row: dict, content: Snapshot
     elif row["frame_id"] != standing_frame_id(con):
         raise KicError("another snapshot was stored while this one was fitted: run the recluster again")
     insert_frame(con, "clusters.snapshots", pd.DataFrame([{**row, "version": version}]))
-    for table, rows in content.tables().items():
-        insert_frame(con, f"clusters.{table}", rows.assign(version=version))
+    for table, frame in content.tables().items():
+        insert_frame(con, f"clusters.{table}", frame.assign(version=version))
     written = scalar(
         con,
-        f"WITH written AS ({INSERT_ASSIGNMENTS} RETURNING 1) SELECT count(*) FROM written",
+        f"WITH written AS ({INSERT_ASSIGNMENTS.format(rows=rows)} RETURNING 1) SELECT count(*) FROM written",
         {"version": version, "feature_date": row["feature_date"]},
     )
     if written != row["n_influencers"]:
@@ -297,14 +301,16 @@ class StandingRows:
     active_rate: np.ndarray
 
 
-def read_standing(con: duckdb.DuckDBPyConnection, feature_date) -> StandingRows | None:
-    """The standing frame and the rows it stands on; None when there is no snapshot yet or the
-    latest is older than frames."""
+def read_standing(con: duckdb.DuckDBPyConnection, rows: str, feature_date) -> StandingRows | None:
+    """The standing frame and the feature date's rows of relation `rows` it stands on (where each
+    stood in it); None when there is no snapshot yet or the latest is older than frames."""
     found = con.execute(STANDING_FRAME).fetchone()
     if found is None or found[1] is None:
         return None
     version, frame_id, scaling, offset, scale, parameters = found
-    rows = con.execute(STANDING_ROWS, {"version": version, "feature_date": feature_date}).fetchnumpy()
+    stood = con.execute(
+        STANDING_ROWS.format(rows=rows), {"version": version, "feature_date": feature_date}
+    ).fetchnumpy()
     settings = {k: v for k, v in json.loads(parameters).items() if k not in DERIVED_PARAMETERS}
     return StandingRows(
         version,
@@ -314,9 +320,9 @@ def read_standing(con: duckdb.DuckDBPyConnection, feature_date) -> StandingRows 
         np.asarray(scale, dtype=np.float64),
         con.execute(FRAME_PERSONAS, [frame_id]).df(),
         settings,
-        np.asarray(rows["cluster"], dtype=np.int64),
-        np.asarray(rows["er"], dtype=np.float64),
-        np.asarray(rows["active_rate"], dtype=np.float64),
+        np.asarray(stood["cluster"], dtype=np.int64),
+        np.asarray(stood["er"], dtype=np.float64),
+        np.asarray(stood["active_rate"], dtype=np.float64),
     )
 
 
@@ -357,17 +363,3 @@ def resolve_version(con: duckdb.DuckDBPyConnection, version: int | None) -> int:
 
 def cluster_table(con: duckdb.DuckDBPyConnection, version: int) -> pd.DataFrame:
     return con.execute(CLUSTER_TABLE, [version]).df()
-
-
-def persona_changes(
-    con: duckdb.DuckDBPyConnection, from_version: int | None, to_version: int | None
-) -> tuple[int, int, pd.DataFrame]:
-    """Who changed persona from one snapshot to another, and why (default: the two latest);
-    KicError if either is missing or there is nothing to compare."""
-    to_version = resolve_version(con, to_version)
-    if from_version is None:
-        from_version = scalar(con, VERSION_BEFORE, [to_version])
-        if from_version is None:
-            raise KicError(f"snapshot {to_version} is the first: no earlier snapshot to compare it with")
-    from_version = resolve_version(con, from_version)
-    return from_version, to_version, con.execute(PERSONA_CHANGES, [from_version, to_version]).df()
