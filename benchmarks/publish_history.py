@@ -78,25 +78,29 @@ VALUES ($night, 'web', 'benchmark', $day, $day + INTERVAL 2 HOUR, $day + INTERVA
         $rows, $rows, 0, $rows, 0)
 """
 PROFILES = """
-INSERT INTO raw.profiles
-SELECT $night, {username}, i::VARCHAR, {followers}, {follows}, {media_count}, i % 50 = 0, i % 20 = 0, i % 3 = 0,
-       i % 40 = 0, $day + INTERVAL 2 HOUR + to_milliseconds({fetched_ms})
+INSERT INTO raw.profiles BY NAME
+SELECT $night AS crawl_id, {username} AS username, i::VARCHAR AS user_id, {followers} AS followers,
+       {follows} AS follows, {media_count} AS media_count, i % 50 = 0 AS is_private, i % 20 = 0 AS is_verified,
+       i % 3 = 0 AS is_business, i % 40 = 0 AS hide_like_counts,
+       $day + INTERVAL 2 HOUR + to_milliseconds({fetched_ms}) AS fetched_at
 FROM range($rows) AS t(i)
 """
 OUTCOMES = """
-INSERT INTO raw.account_outcomes
-SELECT $night, {username}, CASE WHEN i % 50 = 0 THEN 'private' ELSE 'ok' END, NULL, 200, NULL,
-       $day + INTERVAL 2 HOUR + to_milliseconds({fetched_ms})
+INSERT INTO raw.account_outcomes BY NAME
+SELECT $night AS crawl_id, {username} AS username, CASE WHEN i % 50 = 0 THEN 'private' ELSE 'ok' END AS status,
+       200 AS http_status, $day + INTERVAL 2 HOUR + to_milliseconds({fetched_ms}) AS fetched_at
 FROM range($rows) AS t(i)
 """
 FEATURES = """
-INSERT INTO features.influencer_features
-SELECT username, $day, $night, 'web', media_count, followers, follows, open_account, official_account,
-       image_love, image_comment, video_love, video_comment, 0, 0,
-       CASE WHEN clusterable THEN (image_love + image_comment) / followers * 100 END,
-       CASE WHEN clusterable THEN image_comment / (image_love + 1) * 100 END,
-       12, clusterable, CASE WHEN NOT clusterable THEN 'private account' END,
-       $day + INTERVAL 6 HOUR, $day, $day + INTERVAL 3 HOUR
+INSERT INTO features.influencer_features BY NAME
+SELECT username, $day AS feature_date, $night AS crawl_id, 'web' AS source, media_count AS post,
+       followers AS follower, follows AS follow, open_account, official_account,
+       image_love, image_comment, video_love, video_comment, 0 AS igtv_love, 0 AS igtv_comment,
+       CASE WHEN clusterable THEN (image_love + image_comment) / followers * 100 END AS er,
+       CASE WHEN clusterable THEN image_comment / (image_love + 1) * 100 END AS active_rate,
+       12 AS posts_observed, clusterable AS is_clusterable,
+       CASE WHEN NOT clusterable THEN 'private account' END AS not_clusterable_reason,
+       $day + INTERVAL 6 HOUR AS computed_at, $day AS observed_on, $day + INTERVAL 3 HOUR AS observed_at
 FROM (
     SELECT {username} AS username, {media_count} AS media_count, {followers} AS followers, {follows} AS follows,
            i % 50 <> 0 AS open_account, i % 20 = 0 AS official_account, {likes} AS image_love,
