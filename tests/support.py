@@ -26,7 +26,6 @@ from readers.study_csv import BASE_COLUMNS, read_study_csv
 from readers.study_import import land_study_csv
 from sandbox.synthetic import Population
 from transforms.features import CLUSTERABLE, FeatureStream, feature_date_or_latest, insert_features, summarize_features
-from warehouse import raw
 from warehouse.db import insert_frame, migrate, migrations
 from warehouse.landing import Landing, new_crawl_key, shard_name
 from warehouse.loading import load_crawl
@@ -114,8 +113,8 @@ def mark_validated(con, crawl_id: int, ok: bool = True) -> None:
 
 
 def append_raw(con, table: str, rows: pd.DataFrame | list[dict]) -> None:
-    """Append crafted rows to raw.<table>, matching columns by name (the product's rows come
-    only through the loader)."""
+    """Append crafted rows to raw.<table>, matching columns by name: for a warehouse at a schema
+    version older than the loader's (every other raw row comes through the loader)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
     if len(frame):
         insert_frame(con, f"raw.{table}", frame)
@@ -142,39 +141,41 @@ def add_crawl(
     on: date,
     profiles: list[dict],
     posts: list[dict] = (),
-    status=RunStatus.SUCCEEDED,
     outcomes: dict[str, str] | None = None,
     source="web",
     validated=True,
-    request="test",
+    origin="test",
     fetched_at=FETCHED_AT,
 ) -> int:
-    """Write a crawl into raw as the crawler's pipelines do (run row, profiles, posts, outcomes):
-    profile dicts need username (+ any raw.profiles column), post dicts username and post_id
-    (+ any raw.posts column); an account's outcome is ok, private, or as `outcomes` says."""
+    """Land crafted rows as one crawl of one shard and batch, and store it with the loader, as a
+    crawl's pipeline and `kic load` do: profile dicts need username (+ any raw.profiles column),
+    post dicts username and post_id (+ any raw.posts column); an account's outcome is ok,
+    private, or as `outcomes` says."""
     outcomes = outcomes or {}
-    crawl_id = raw.open_run(con, source, request, on, accounts_requested=len(profiles))
-    stamp = {"crawl_id": crawl_id, "fetched_at": fetched_at}
-    append_raw(
-        con,
-        "profiles",
-        [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p, **stamp} for p in profiles],
-    )
-    post_rows = pd.DataFrame([{"is_pinned": False, "views": None, "likes": None, **p, **stamp} for p in posts])
-    append_raw(con, "posts", post_rows.astype({"likes": "Int64", "views": "Int64"}) if posts else post_rows)
-    append_raw(
-        con,
-        "account_outcomes",
-        [
-            {
-                "username": p["username"],
-                "status": outcomes.get(p["username"], "private" if p.get("is_private") else "ok"),
-                **stamp,
-            }
-            for p in profiles
-        ],
-    )
-    raw.close_run(con, crawl_id, status)
+    profiles = [{"followers": 1000, "follows": 10, "media_count": 50, "is_private": False, **p} for p in profiles]
+    answers = [
+        {"username": p["username"], "status": outcomes.get(p["username"], "private" if p["is_private"] else "ok")}
+        for p in profiles
+    ]
+    posts = [{"is_pinned": False, "views": None, "likes": None, **p} for p in posts]
+    frames = {
+        table: pd.DataFrame(rows).assign(fetched_at=fetched_at).convert_dtypes() if rows else pd.DataFrame(rows)
+        for table, rows in {"account_outcomes": answers, "profiles": profiles, "posts": posts}.items()
+    }
+    return land_and_load(con, frames, source, origin, on, validated)
+
+
+def land_and_load(con, frames: dict[str, pd.DataFrame], source: str, origin: str, on: date, validated=True) -> int:
+    """Land a crawl's rows (`frames`: account_outcomes, profiles, posts) as one shard and batch
+    of a crawl that ended well, store it with the loader, and return its crawl id; with
+    `validated`, record it as validated (the suites are tested apart)."""
+    key, shard = new_crawl_key(source, on), shard_name(0, 1)
+    with tempfile.TemporaryDirectory() as folder:
+        landing = Landing(folder)
+        landing.open_crawl(key, source, origin, on, {shard: frames["account_outcomes"].get("username", [])})
+        landing.put_batch(key, shard, "00000000-000001", frames)
+        landing.close_shard(key, shard, RunStatus.SUCCEEDED, None, {})
+        crawl_id = load_crawl(con, landing, key).crawl_id
     if validated:
         mark_validated(con, crawl_id)
     return crawl_id
@@ -268,16 +269,7 @@ def synthetic_crawl(con, population: Population, on: date, validated=True) -> in
     frames = {table: pd.DataFrame(rows) for table, rows in frames.items()}
     if posts:  # a count an account hides is missing, not NaN, as in the spider's batches
         frames["posts"] = frames["posts"].astype({"likes": "Int64", "views": "Int64"})
-    key, shard = new_crawl_key(Source.SYNTHETIC, on), shard_name(0, 1)
-    with tempfile.TemporaryDirectory() as folder:
-        landing = Landing(folder)
-        landing.open_crawl(key, Source.SYNTHETIC, f"seed={population.seed}", on, {shard: frames["profiles"].username})
-        landing.put_batch(key, shard, "00000000-000001", frames)
-        landing.close_shard(key, shard, RunStatus.SUCCEEDED, None, {})
-        crawl_id = load_crawl(con, landing, key).crawl_id
-    if validated:
-        mark_validated(con, crawl_id)
-    return crawl_id
+    return land_and_load(con, frames, Source.SYNTHETIC, f"seed={population.seed}", on, validated)
 
 
 def fill(folder: Path, room: int) -> Path:

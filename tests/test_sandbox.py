@@ -17,15 +17,12 @@ from scrapers.items import AccountItem
 from scrapers.parsing import parse_web_profile
 from scrapers.pipelines import rows_of
 from support import (
-    append_raw,
     assert_every_move_is_explained_by_the_movers_numbers,
     derive,
-    mark_validated,
+    land_and_load,
     store_new_snapshot,
 )
 from transforms.features import CLUSTERABLE, load_clusterable
-from warehouse import raw
-from warehouse.db import transaction
 from warehouse.snapshots import read_standing
 from warehouse.util import utcnow
 
@@ -105,24 +102,19 @@ def test_a_month_of_nights_replays_in_seconds_and_weekly_clusters_move(tmp_path,
             day = START + timedelta(days=night)
             urllib.request.urlopen(urllib.request.Request(f"{sandbox.url}/_sandbox/date?date={day}", method="POST"))
             answers = pool.map(lambda u: (u, profile(sandbox, u)), usernames)
-            with transaction(con):
-                crawl_id = raw.open_run(con, "web", sandbox.url, day, len(usernames))
-                items = []
-                for username, (status, body) in answers:
-                    outcome = parse_web_profile(json.loads(body), status)
-                    items.append(
-                        AccountItem(
-                            username=username,
-                            status=outcome.status,
-                            profile=outcome.profile,
-                            posts=outcome.posts,
-                            fetched_at=utcnow(),
-                        )
+            items = []
+            for username, (status, body) in answers:
+                outcome = parse_web_profile(json.loads(body), status)
+                items.append(
+                    AccountItem(
+                        username=username,
+                        status=outcome.status,
+                        profile=outcome.profile,
+                        posts=outcome.posts,
+                        fetched_at=utcnow(),
                     )
-                for table, frame in rows_of(items).items():
-                    append_raw(con, table, frame.assign(crawl_id=crawl_id))
-                raw.close_run(con, crawl_id, "succeeded")
-                mark_validated(con, crawl_id)
+                )
+            land_and_load(con, rows_of(items), "web", sandbox.url, day)
             derive(con, day)
             nightly_er.append(
                 dict(
