@@ -1,16 +1,24 @@
-"""What the benchmarks measure: wall time and peak resident memory, of parts and of processes."""
+"""What the benchmarks measure: wall time and peak resident memory, of parts and of processes;
+and where the study's data is, for those that start from it."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from pipeline import steps
 
 MIB = 2**20
+# The study's public data: $KIC_STUDY_DATA, else ../shared/seed/study-data beside the checkout.
+STUDY_DATA = Path(
+    os.environ.get("KIC_STUDY_DATA", Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data")
+)
+STUDY_FILE = STUDY_DATA / "beauty_data_extend.csv"
 
 
 class Meter:

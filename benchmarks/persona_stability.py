@@ -22,7 +22,6 @@ time and peak RSS.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
+from meter import MIB, STUDY_FILE, Meter, run_process  # this folder is on the path when the script runs
 from recluster_scale import fill as fill_features
 
 from pipeline import jobs
@@ -41,11 +40,6 @@ from pipeline.storage import connect
 from sandbox.synthetic import study_engagement, study_shaped_counts
 
 WEEK_1, WEEK_2 = date(2026, 6, 1), date(2026, 6, 8)
-# The study's public data: $KIC_STUDY_DATA, else ../shared/seed/study-data beside the checkout.
-STUDY_DATA = Path(
-    os.environ.get("KIC_STUDY_DATA", Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data")
-)
-STUDY_FILE = STUDY_DATA / "beauty_data_extend.csv"
 MOVERS_SHARE = 0.01
 
 

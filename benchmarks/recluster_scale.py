@@ -33,7 +33,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from meter import MIB, Meter, run_process  # this folder is on the path when the script runs
+from meter import MIB, STUDY_FILE, Meter, run_process  # this folder is on the path when the script runs
 
 from pipeline import jobs
 from pipeline.settings import Settings
@@ -41,11 +41,6 @@ from pipeline.storage import connect
 from sandbox.synthetic import study_shaped_cohort
 
 DAY = date(2026, 6, 1)
-# The study's public data: $KIC_STUDY_DATA, else ../shared/seed/study-data beside the checkout.
-STUDY_DATA = Path(
-    os.environ.get("KIC_STUDY_DATA", Path(__file__).resolve().parents[2] / "shared" / "seed" / "study-data")
-)
-STUDY_FILE = STUDY_DATA / "beauty_data_extend.csv"
 
 
 def cohort(n: int, kind: str, seed: int = 7) -> dict[str, np.ndarray]:
