@@ -204,12 +204,13 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_itemcollected(item):
     """Whatever needs the session's Prefect server is end to end (e2e: out of the inner loop,
-    `-m "not e2e"`), as is all of tests/e2e/; what needs the server runs on one pytest-xdist
-    worker, so that the server starts once.
+    `-m "not e2e"`), as is all of tests/e2e/ and whatever mounts a file system of its own
+    (`small_disk`: the machine's mount table is half of what it tests); what needs the server
+    runs on one pytest-xdist worker, so that the server starts once.
     A test that uses a fixture built once per module (a built warehouse, the study's clustering)
     runs on the worker that runs the module's other such tests, so that it is built once, not once
     per worker; every other test goes to whichever worker is free, which keeps both busy to the end."""
-    if item.path.is_relative_to(E2E_DIR):
+    if item.path.is_relative_to(E2E_DIR) or "small_disk" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.e2e)
     if "prefect_harness" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.e2e)
