@@ -72,8 +72,9 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     """The warehouse's recorded schema version, 0 for an empty database."""
     exists = scalar(
         con,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'meta' AND table_name = 'schema_migrations'",
+        # duckdb_tables(), not information_schema: half the cost, on every open
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'meta' AND table_name = 'schema_migrations'",
     )
     if not exists:
         return 0
