@@ -49,18 +49,7 @@ def prefect_api() -> Iterator[str]:
         from kic.serve import PrefectStack, free_port
 
         server = PrefectStack(port=free_port(), deploy=False, own_session=True, env={"PREFECT_UI_ENABLED": "false"})
+        # Stopping the server sends it first what this process still holds (PrefectStack.stop).
         with server, temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            try:
-                crash_abandoned_runs()
-                yield f"a temporary local server at {server.api_url} (its runs kept in PREFECT_HOME)"
-            finally:
-                drain_to_server()
-
-
-def drain_to_server(timeout: float = 10) -> None:
-    """Send the logs and events Prefect still holds to the server, before it is stopped."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=timeout)
-    EventsWorker.drain_all(timeout=timeout)
+            crash_abandoned_runs()
+            yield f"a temporary local server at {server.api_url} (its runs kept in PREFECT_HOME)"

@@ -216,7 +216,10 @@ class PrefectStack:
         raise KicError(f"the Prefect server did not answer on {self.url} within {timeout:.0f} s")
 
     def stop(self) -> None:
-        """Worker first, then server; each gets a graceful SIGTERM, then is killed."""
+        """Worker first, then server; each gets a graceful SIGTERM, then is killed. Before that,
+        what flows run in this process still hold for the server (logs, events) is sent to it."""
+        if self.processes:
+            drain_to_server()
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -236,6 +239,18 @@ class PrefectStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def drain_to_server(timeout: float = 10) -> None:
+    """Send the logs and events Prefect still holds in this process (sent in the background, in
+    batches) to their server, if Prefect was used here at all."""
+    if "prefect.logging.handlers" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
 
 
 class Stop(Exception):
